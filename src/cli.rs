@@ -1,0 +1,94 @@
+//! Command-line types (clap derive) and nothing else.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ollama-vulkan",
+    version,
+    about = "Build any Ollama release as a Vulkan-enabled binary and container image",
+    long_about = None,
+    after_help = "Exit codes: 0 success, 1 failure while working, 2 bad input, 3 tag or era without a Vulkan path."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// More log output (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print results as JSON on stdout (for CI).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// The ollama-vulkan checkout holding recipes/ and patches/ (default: found from the
+    /// working directory).
+    #[arg(long, global = true, env = "OLLAMA_VULKAN_PROJECT", value_name = "DIR")]
+    pub project: Option<PathBuf>,
+    /// Cache for upstream mirrors (default: $XDG_CACHE_HOME/ollama-vulkan).
+    #[arg(long, global = true, env = "OLLAMA_VULKAN_CACHE", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Use a local git mirror for an upstream: NAME is `ollama` or `llama.cpp`. Repeat a
+    /// name to search several mirrors in order.
+    #[arg(long = "mirror", global = true, value_name = "NAME=PATH")]
+    pub mirrors: Vec<String>,
+    /// Never touch the network; fail clearly when something is missing.
+    #[arg(long, global = true)]
+    pub offline: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create and check recipes.
+    #[command(subcommand)]
+    Recipe(RecipeCommand),
+    /// Classify Ollama tags into build eras (UPSTREAM.md §1), from git objects only.
+    Era(EraArgs),
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecipeCommand {
+    /// Write a per-tag recipe: classify the tag's tree and pin its commits.
+    New {
+        /// The Ollama tag, e.g. v0.24.0.
+        #[arg(long = "ollama", value_name = "TAG")]
+        tag: String,
+        /// Where to write the recipe (default: work/recipes/ollama-TAG.toml).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Check recipes and templates; every error names file:line:column and the fix.
+    Check {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Print a recipe resolved over its template.
+    Show {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct EraArgs {
+    /// Tags to classify.
+    #[arg(value_name = "TAG", required_unless_present = "all_tags")]
+    pub tags: Vec<String>,
+    /// Every tag of the ollama mirror.
+    #[arg(long, conflicts_with = "tags")]
+    pub all_tags: bool,
+}

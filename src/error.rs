@@ -1,0 +1,57 @@
+//! The one error type the binary reports, and its exit codes (documented in README.md).
+
+use crate::diag::Diagnostics;
+use crate::project::ProjectError;
+use crate::recipe::era::EraError;
+use crate::recipe::new::NewError;
+use crate::source::SourceError;
+
+/// Exit codes: 0 success, 1 failure while working, 2 bad input, 3 unsupported tag/era.
+pub mod exit {
+    pub const FAILURE: i32 = 1;
+    pub const BAD_INPUT: i32 = 2;
+    pub const UNSUPPORTED: i32 = 3;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Recipe(Diagnostics),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Era(#[from] EraError),
+    #[error(transparent)]
+    New(#[from] NewError),
+    #[error(transparent)]
+    Project(#[from] ProjectError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        use exit::*;
+        match self {
+            Error::Recipe(_) | Error::Project(_) | Error::Usage(_) | Error::Era(_) => BAD_INPUT,
+            Error::Source(s) | Error::New(NewError::Source(s)) => source_code(s),
+            Error::New(NewError::Unsupported { .. }) => UNSUPPORTED,
+            Error::New(NewError::Era(_)) => BAD_INPUT,
+            Error::New(NewError::Template { .. }) => BAD_INPUT,
+            Error::New(_) | Error::Io { .. } => FAILURE,
+        }
+    }
+}
+
+fn source_code(s: &SourceError) -> i32 {
+    match s {
+        SourceError::BadMirrorArg { .. }
+        | SourceError::Unreadable { .. }
+        | SourceError::TagNotFound { .. }
+        | SourceError::NoSource { .. }
+        | SourceError::OfflineMissing { .. } => exit::BAD_INPUT,
+        _ => exit::FAILURE,
+    }
+}

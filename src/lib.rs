@@ -1,0 +1,14 @@
+//! ollama-vulkan: turns an Ollama release into a Vulkan-enabled binary and image.
+//!
+//! The modules follow the pipeline: `recipe` (what to build) → `source` (pinned upstream
+//! trees) → `patch` (our series) → build → image → smoke. `cli`/`main` only parse arguments,
+//! call a stage and render its result.
+
+pub mod diag;
+pub mod error;
+pub mod fsutil;
+pub mod patch;
+pub mod project;
+pub mod recipe;
+pub mod source;
+pub mod version;

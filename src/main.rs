@@ -1,0 +1,186 @@
+//! Parses arguments, runs one stage, renders its result, maps errors to exit codes.
+
+mod cli;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+use ollama_vulkan::error::Error;
+use ollama_vulkan::project::{default_cache_dir, Project};
+use ollama_vulkan::recipe::{self, new};
+use ollama_vulkan::source::{Mirrors, RepoName};
+use ollama_vulkan::version::sort_tags;
+
+use cli::{Cli, Command, RecipeCommand};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.global);
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+fn init_logging(g: &cli::Global) {
+    let level = match (g.quiet, g.verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        (_, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OLLAMA_VULKAN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("ollama_vulkan={level}")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+fn mirrors(g: &cli::Global) -> Result<Mirrors, Error> {
+    let cache = g.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    Ok(Mirrors::new(&g.mirrors, cache, g.offline)?)
+}
+
+fn print_json(v: &impl serde::Serialize) {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v).expect("stdout");
+    writeln!(out).ok();
+}
+
+fn run(cli: Cli) -> Result<u8, Error> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "ollama-vulkan", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Recipe(RecipeCommand::New { tag, output }) => {
+            let project = Project::discover(g.project.as_deref())?;
+            let out = new::new_recipe(&project, &mirrors(g)?, &new::NewRequest { tag: &tag, output: output.as_deref() })?;
+            if g.json {
+                print_json(&serde_json::json!({
+                    "tag": out.tag,
+                    "era": out.era,
+                    "ollama_commit": out.ollama_commit,
+                    "llamacpp_commit": out.llamacpp_commit,
+                    "llamacpp_version": out.llamacpp_version,
+                    "template": out.template,
+                    "recipe_path": out.recipe_path,
+                    "notes": out.notes,
+                }));
+            } else {
+                for n in &out.notes {
+                    eprintln!("note: {n}");
+                }
+                println!(
+                    "{} is era {} ({}); llama.cpp {}\nwrote {}",
+                    out.tag,
+                    out.era,
+                    out.template,
+                    match (&out.llamacpp_version, &out.llamacpp_commit) {
+                        (Some(v), Some(c)) => format!("{v} ({})", &c[..12]),
+                        (None, Some(c)) => c.clone(),
+                        (Some(v), None) => format!("{v} (commit not resolved)"),
+                        (None, None) => "vendored".into(),
+                    },
+                    out.recipe_path.display()
+                );
+            }
+            Ok(0)
+        }
+        Command::Recipe(RecipeCommand::Check { files }) => {
+            let project = Project::discover(g.project.as_deref())?;
+            let mut results = Vec::new();
+            let mut failed = false;
+            for f in &files {
+                match recipe::load(f, &project) {
+                    Ok(r) => {
+                        if !g.json {
+                            let what = match (&r.ollama.tag, &r.template) {
+                                (Some(tag), Some(t)) => format!("{tag} on template {}", t.name),
+                                _ => format!("template for {}", r.tags),
+                            };
+                            println!("ok: {} (era {}, {what}, {} series)", f.display(), r.era, r.series.len());
+                        }
+                        results.push(serde_json::json!({"file": f, "ok": true, "era": r.era, "diagnostics": []}));
+                    }
+                    Err(d) => {
+                        failed = true;
+                        if !g.json {
+                            eprintln!("error: {d}");
+                        }
+                        results.push(serde_json::json!({"file": f, "ok": false, "diagnostics": d.0}));
+                    }
+                }
+            }
+            if g.json {
+                print_json(&results);
+            }
+            Ok(if failed { ollama_vulkan::error::exit::BAD_INPUT as u8 } else { 0 })
+        }
+        Command::Recipe(RecipeCommand::Show { file }) => {
+            let project = Project::discover(g.project.as_deref())?;
+            let r = recipe::load(&file, &project).map_err(Error::Recipe)?;
+            print_json(&r);
+            Ok(0)
+        }
+        Command::Era(args) => {
+            let m = mirrors(g)?;
+            let project = Project::discover(g.project.as_deref()).ok();
+            let url = project
+                .as_ref()
+                .and_then(|p| new::load_templates(p).ok())
+                .and_then(|t| t.first().map(|t| t.ollama.url.clone()))
+                .unwrap_or_else(|| new::DEFAULT_OLLAMA_URL.to_string());
+            let repos = m.open(RepoName::Ollama, Some(&url))?;
+            let llama =
+                if m.has_explicit(RepoName::LlamaCpp) { m.open(RepoName::LlamaCpp, None)? } else { Vec::new() };
+            let mut tags = if args.all_tags {
+                repos[0]
+                    .git
+                    .tag_names(None)
+                    .map_err(|source| ollama_vulkan::source::SourceError::Git { what: "listing tags".into(), source })?
+                    .iter()
+                    .flatten()
+                    .map(str::to_string)
+                    .collect()
+            } else {
+                args.tags.clone()
+            };
+            sort_tags(&mut tags);
+            let rows = new::survey(&repos[0], &tags, &llama);
+            let errors = rows.iter().filter(|r| r.error.is_some()).count();
+            if g.json {
+                print_json(&rows);
+            } else {
+                let mut out = std::io::stdout().lock();
+                for r in &rows {
+                    match (&r.era, &r.error) {
+                        (Some(era), _) => writeln!(
+                            out,
+                            "{:<16} {:<3} {:<7} {:<12} {:<42} {}",
+                            r.tag,
+                            era.label(),
+                            if r.vulkan_path { "vulkan" } else { "-" },
+                            &r.ollama_commit[..12],
+                            r.llamacpp_commit.as_deref().or(r.llamacpp_pin.as_deref()).unwrap_or("-"),
+                            r.llamacpp_version.as_deref().unwrap_or("")
+                        ),
+                        (None, Some(e)) => writeln!(out, "{:<16} error: {e}", r.tag),
+                        (None, None) => Ok(()),
+                    }
+                    .ok();
+                }
+            }
+            Ok(if errors > 0 { ollama_vulkan::error::exit::BAD_INPUT as u8 } else { 0 })
+        }
+    }
+}

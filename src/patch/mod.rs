@@ -1,0 +1,3 @@
+//! Patch series: format, pins, application.
+
+pub mod series;

@@ -1,0 +1,476 @@
+//! Reading, merging and checking recipes. Every problem becomes a `Diagnostic` that names
+//! file:line:column and the fix; checking goes on after an error so one run shows them all.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use super::model::*;
+use crate::diag::{Diagnostic, Diagnostics, Location};
+use crate::patch::series::{Series, SeriesError};
+use crate::project::Project;
+use crate::version::{TagRange, Version};
+
+/// One parsed file and its text, for turning spans into locations.
+struct Parsed {
+    path: PathBuf,
+    text: String,
+    raw: RawRecipe,
+}
+
+impl Parsed {
+    fn at(&self, span: Range<usize>) -> Location {
+        Location::from_span(&self.path, &self.text, span)
+    }
+}
+
+struct Ctx {
+    diags: Vec<Diagnostic>,
+}
+
+impl Ctx {
+    fn err(&mut self, location: Location, message: impl Into<String>, help: impl Into<String>) {
+        self.diags.push(Diagnostic { location, message: message.into(), help: help.into() });
+    }
+}
+
+fn parse(path: &Path) -> Result<Parsed, Diagnostic> {
+    let text = fs::read_to_string(path).map_err(|e| Diagnostic {
+        location: Location::file_only(path),
+        message: format!("cannot read the recipe: {e}"),
+        help: "check the path; recipes are TOML files (see docs/recipe.md)".into(),
+    })?;
+    match toml::from_str::<RawRecipe>(&text) {
+        Ok(raw) => Ok(Parsed { path: path.to_path_buf(), text, raw }),
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let message = e.message().trim().to_string();
+            let help = help_for_parse_error(&message);
+            Err(Diagnostic { location: Location::from_span(path, &text, span), message, help })
+        }
+    }
+}
+
+fn help_for_parse_error(message: &str) -> String {
+    if message.starts_with("unknown field") {
+        "remove the key or fix its spelling; the keys allowed here are listed above and in docs/recipe.md".into()
+    } else if message.starts_with("invalid type") {
+        "give the value the type docs/recipe.md shows for this key (strings in quotes, lists in [ ])".into()
+    } else if message.starts_with("unknown variant") {
+        "use one of the values listed above".into()
+    } else if message.starts_with("missing field") {
+        "add the key; docs/recipe.md lists the required keys of each table".into()
+    } else if message.starts_with("unknown era") {
+        "use an era label from UPSTREAM.md §1: 0, 1a, 1b, 2, 3, 4 or 5".into()
+    } else {
+        "fix the TOML syntax at this position (docs/recipe.md has a complete example)".into()
+    }
+}
+
+fn is_commit(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+/// Loads a recipe or template and resolves it against its template.
+pub fn load(path: &Path, project: &Project) -> Result<Recipe, Diagnostics> {
+    let me = parse(path).map_err(|d| Diagnostics(vec![d]))?;
+    let mut cx = Ctx { diags: Vec::new() };
+
+    let template = match (&me.raw.extends, &me.raw.template) {
+        (Some(ext), Some(_)) => {
+            cx.err(
+                me.at(ext.span()),
+                "a file cannot both be a template ([template]) and extend one",
+                "remove `extends` (a template stands alone) or remove the [template] table",
+            );
+            None
+        }
+        (Some(ext), None) => match resolve_template(ext.get_ref(), path, project) {
+            Ok(tpath) => match parse(&tpath) {
+                Ok(t) => {
+                    if t.raw.template.is_none() {
+                        cx.err(
+                            me.at(ext.span()),
+                            format!("{} is not an era template (it has no [template] table)", tpath.display()),
+                            "extend one of the templates in recipes/ (era-1a, era-1b, era-4, era-5)",
+                        );
+                    }
+                    if t.raw.extends.is_some() {
+                        cx.err(
+                            t.at(t.raw.extends.as_ref().unwrap().span()),
+                            "templates cannot extend other templates",
+                            "remove `extends` from the template",
+                        );
+                    }
+                    Some(t)
+                }
+                Err(d) => {
+                    cx.diags.push(d);
+                    None
+                }
+            },
+            Err(help) => {
+                cx.err(me.at(ext.span()), format!("template `{}` not found", ext.get_ref()), help);
+                None
+            }
+        },
+        (None, Some(_)) => None,
+        (None, None) => {
+            cx.err(
+                Location { file: path.to_path_buf(), line: 1, column: 1 },
+                "the recipe neither extends an era template nor is one",
+                "add `extends = \"era-N\"` naming a template in recipes/, or create it with `ollama-vulkan recipe new --ollama TAG`",
+            );
+            None
+        }
+    };
+    if !cx.diags.is_empty() {
+        return Err(Diagnostics(cx.diags));
+    }
+    let recipe = resolve(&me, template.as_ref(), project, &mut cx);
+    if cx.diags.is_empty() {
+        Ok(recipe.expect("resolve returns a recipe when it reports no error"))
+    } else {
+        Err(Diagnostics(cx.diags))
+    }
+}
+
+/// `era-4` → `<project>/recipes/era-4.toml`; a value with `/` or `.toml` is a path
+/// relative to the recipe.
+fn resolve_template(name: &str, recipe: &Path, project: &Project) -> Result<PathBuf, String> {
+    let candidate = if name.contains('/') || name.ends_with(".toml") {
+        recipe.parent().unwrap_or(Path::new(".")).join(name)
+    } else {
+        project.recipes_dir().join(format!("{name}.toml"))
+    };
+    if candidate.is_file() {
+        return Ok(candidate);
+    }
+    let available = project.template_names();
+    Err(format!(
+        "looked for {}; templates available in {}: {}",
+        candidate.display(),
+        project.recipes_dir().display(),
+        if available.is_empty() { "none".to_string() } else { available.join(", ") }
+    ))
+}
+
+fn range(p: &Parsed, raw: &Spanned<RawRange>, cx: &mut Ctx) -> TagRange {
+    let mut bound = |v: &Option<Spanned<String>>| {
+        v.as_ref().and_then(|s| match s.get_ref().parse::<Version>() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                cx.err(p.at(s.span()), e, "write a tag such as \"v0.12.6\" or \"v0.30.0-rc0\"");
+                None
+            }
+        })
+    };
+    let r = raw.get_ref();
+    let out = TagRange { from: bound(&r.from), to: bound(&r.to), until: bound(&r.until) };
+    if r.to.is_some() && r.until.is_some() {
+        cx.err(p.at(raw.span()), "a tag range takes `to` (inclusive) or `until` (exclusive), not both", "keep one of them");
+    }
+    if let (Some(a), Some(b)) = (&out.from, out.to.as_ref().or(out.until.as_ref())) {
+        if a > b || (a == b && out.until.is_some()) {
+            cx.err(p.at(raw.span()), format!("empty tag range: from {a} to {b}"), "`from` must be older than the end of the range");
+        }
+    }
+    out
+}
+
+/// Picks the recipe's value, else the template's, remembering which file it came from.
+fn pick<'a, T>(
+    me: &'a Parsed,
+    t: Option<&'a Parsed>,
+    f: impl Fn(&'a RawRecipe) -> Option<&'a T>,
+) -> Option<(&'a Parsed, &'a T)> {
+    f(&me.raw).map(|v| (me, v)).or_else(|| t.and_then(|t| f(&t.raw).map(|v| (t, v))))
+}
+
+fn merged_map(
+    t: Option<&BTreeMap<String, String>>,
+    me: Option<&BTreeMap<String, String>>,
+) -> BTreeMap<String, String> {
+    let mut out = t.cloned().unwrap_or_default();
+    out.extend(me.cloned().unwrap_or_default());
+    out
+}
+
+fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> Option<Recipe> {
+    let tpl = t.unwrap_or(me); // the file holding [template]
+    let is_template = t.is_none();
+
+    // Era: the template's, which a recipe may restate but not change.
+    let era = match (&tpl.raw.era, t.and(me.raw.era.as_ref())) {
+        (Some(te), Some(re)) if te.get_ref() != re.get_ref() => {
+            cx.err(
+                me.at(re.span()),
+                format!("era {} contradicts the template's era {}", re.get_ref(), te.get_ref()),
+                format!("set `era = \"{}\"` or extend the template of era {}", te.get_ref(), re.get_ref()),
+            );
+            None
+        }
+        (Some(te), _) => Some(*te.get_ref()),
+        (None, _) => {
+            cx.err(
+                Location { file: tpl.path.clone(), line: 1, column: 1 },
+                "the template has no `era`",
+                "add `era = \"N\"` with a label from UPSTREAM.md §1 (1a, 1b, 4, 5)",
+            );
+            None
+        }
+    };
+
+    let tt = tpl.raw.template.as_ref();
+    let tags = match tt.and_then(|t| t.tags.as_ref()) {
+        Some(r) => range(tpl, r, cx),
+        None => {
+            cx.err(
+                Location { file: tpl.path.clone(), line: 1, column: 1 },
+                "the template has no tag range",
+                "add `[template] tags = { from = \"vX.Y.Z\", to = \"vA.B.C\" }` (`to` inclusive, or `until` exclusive; omit both for open-ended)",
+            );
+            TagRange::default()
+        }
+    };
+    if let (Some(era), Some(from)) = (era, &tags.from) {
+        if !era.has_vulkan_path() {
+            cx.err(
+                Location { file: tpl.path.clone(), line: 1, column: 1 },
+                format!("era {era} has no Vulkan path ({})", era.why_no_vulkan()),
+                format!("templates exist for eras 1a, 1b, 4 and 5; {from} belongs to one of those or is unsupported"),
+            );
+        }
+    }
+
+    // Ollama source.
+    let url = pick(me, t, |r| r.ollama.as_ref()?.url.as_ref());
+    let ollama_url = match url {
+        Some((_, u)) => u.get_ref().clone(),
+        None => {
+            cx.err(
+                Location { file: tpl.path.clone(), line: 1, column: 1 },
+                "no [ollama] url",
+                "add `[ollama] url = \"https://github.com/ollama/ollama.git\"` to the template",
+            );
+            String::new()
+        }
+    };
+    let ollama = me.raw.ollama.as_ref();
+    let tag = ollama.and_then(|o| o.tag.as_ref());
+    let commit = ollama.and_then(|o| o.commit.as_ref());
+    let mut tag_version = None;
+    if let Some(tag) = tag {
+        match tag.get_ref().parse::<Version>() {
+            Ok(v) => {
+                if !tags.contains(&v) {
+                    cx.err(
+                        me.at(tag.span()),
+                        format!(
+                            "tag {} is outside the range of template {} ({tags})",
+                            tag.get_ref(),
+                            tpl.path.display()
+                        ),
+                        format!(
+                            "extend the template of {}'s era instead; `ollama-vulkan recipe new --ollama {}` finds it",
+                            tag.get_ref(),
+                            tag.get_ref()
+                        ),
+                    );
+                }
+                tag_version = Some(v);
+            }
+            Err(e) => cx.err(me.at(tag.span()), e, "use the Ollama release tag, e.g. \"v0.24.0\""),
+        }
+    }
+    for c in [commit, me.raw.llamacpp.as_ref().and_then(|l| l.commit.as_ref())].into_iter().flatten() {
+        if !is_commit(c.get_ref()) {
+            cx.err(
+                me.at(c.span()),
+                format!("`{}` is not a commit id: a pin must be 40 lowercase hex digits", c.get_ref()),
+                "write the full commit (`git rev-parse TAG^{commit}` prints it); abbreviated ids can become ambiguous",
+            );
+        }
+    }
+    if !is_template && (tag.is_none() || commit.is_none()) {
+        cx.err(
+            Location { file: me.path.clone(), line: 1, column: 1 },
+            "a recipe must pin [ollama] tag and commit",
+            "add `[ollama] tag = \"vX.Y.Z\"` and `commit = \"<40 hex>\"`, or generate the recipe with `ollama-vulkan recipe new --ollama TAG`",
+        );
+    }
+    if is_template && (tag.is_some() || commit.is_some()) {
+        cx.err(
+            me.at(tag.or(commit).unwrap().span()),
+            "an era template must not pin an Ollama tag or commit",
+            "pin tags in per-tag recipes (`ollama-vulkan recipe new`), which extend this template",
+        );
+    }
+
+    // llama.cpp.
+    let source = pick(me, t, |r| r.llamacpp.as_ref()?.source.as_ref());
+    let llama_source = match (source, era) {
+        (Some((p, s)), Some(era)) => {
+            if let Some(expected) = LlamaSource::for_era(era) {
+                if *s.get_ref() != expected {
+                    cx.err(
+                        p.at(s.span()),
+                        format!("era {era} places llama.cpp as `{}`, not `{}`", expected.as_str(), s.get_ref().as_str()),
+                        format!("set `source = \"{}\"`", expected.as_str()),
+                    );
+                }
+            }
+            Some(*s.get_ref())
+        }
+        (None, _) => {
+            cx.err(
+                Location { file: tpl.path.clone(), line: 1, column: 1 },
+                "no [llamacpp] source",
+                "add `[llamacpp] source = \"submodule\" | \"vendored\" | \"fetch-content\"` to the template",
+            );
+            None
+        }
+        _ => None,
+    };
+    let llama_url = pick(me, t, |r| r.llamacpp.as_ref()?.url.as_ref()).map(|(_, u)| u.get_ref().clone());
+    let llama_version = me.raw.llamacpp.as_ref().and_then(|l| l.version.as_ref());
+    if let Some(v) = llama_version {
+        if !super::era::is_build_tag(v.get_ref()) {
+            cx.err(me.at(v.span()), format!("`{}` is not a llama.cpp release tag", v.get_ref()), "write it as bNNNN, e.g. \"b10488\"");
+        }
+    }
+
+    // Series: the recipe's list replaces the template's.
+    let mut series = Vec::new();
+    if let Some((p, list)) = pick(me, t, |r| r.series.as_ref()) {
+        let mut seen = Vec::new();
+        for s in list.get_ref() {
+            let name = s.name.get_ref();
+            if seen.contains(name) {
+                cx.err(p.at(s.name.span()), format!("series `{name}` is listed twice"), "keep one entry per series");
+                continue;
+            }
+            seen.push(name.clone());
+            let sr = s.tags.as_ref().map(|r| range(p, r, cx)).unwrap_or_default();
+            if let Some(v) = &tag_version {
+                if !sr.contains(v) {
+                    continue; // not for this tag (e.g. the LLAMA_VULKAN series before v0.2.0)
+                }
+            }
+            if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+                cx.err(p.at(s.name.span()), format!("`{name}` is not a series name"), "use the name of a directory under patches/");
+                continue;
+            }
+            let dir = project.patches_dir().join(name);
+            match Series::load(&dir) {
+                Ok(loaded) => {
+                    if loaded.hash != *s.sha256.get_ref() {
+                        cx.err(
+                            p.at(s.sha256.span()),
+                            format!(
+                                "series `{name}` hash mismatch: pinned {} but {}/SHA256SUMS hashes to {}",
+                                s.sha256.get_ref(),
+                                dir.display(),
+                                loaded.hash
+                            ),
+                            format!("if the change to the series is intended, pin it: sha256 = \"{}\"", loaded.hash),
+                        );
+                    }
+                }
+                Err(SeriesError::Missing(d)) => cx.err(
+                    p.at(s.name.span()),
+                    format!("series `{name}` not found: {} does not exist", d.display()),
+                    format!("create it under {} or fix the name", project.patches_dir().display()),
+                ),
+                Err(e) => cx.err(
+                    p.at(s.name.span()),
+                    format!("series `{name}` is broken: {e}"),
+                    "fix the series directory, then refresh SHA256SUMS and the pin (`sha256sum PATCHES > SHA256SUMS`)",
+                ),
+            }
+            series.push(SeriesPin {
+                name: name.clone(),
+                repo: *s.repo.get_ref(),
+                sha256: s.sha256.get_ref().clone(),
+                dir,
+                tags: sr,
+            });
+        }
+    }
+
+    // Build and image: scalars and lists from the recipe win, maps merge.
+    let tb = t.and_then(|t| t.raw.build.as_ref());
+    let mb = me.raw.build.as_ref();
+    let driver = pick(me, t, |r| r.build.as_ref()?.driver.as_ref());
+    if let (Some((p, d)), Some(era)) = (driver, era) {
+        if let Some(expected) = Driver::for_era(era) {
+            if *d.get_ref() != expected {
+                cx.err(
+                    p.at(d.span()),
+                    format!("era {era} builds with driver {expected:?}, not {:?}", d.get_ref()),
+                    "use the driver of the era's template",
+                );
+            }
+        }
+    }
+    let list = |f: fn(&RawBuild) -> Option<&Vec<String>>| {
+        mb.and_then(f).or_else(|| tb.and_then(f)).cloned().unwrap_or_default()
+    };
+    let build = Build {
+        driver: driver.map(|(_, d)| *d.get_ref()),
+        presets: list(|b| b.presets.as_ref()),
+        cmake_options: list(|b| b.cmake_options.as_ref()),
+        env: merged_map(tb.and_then(|b| b.env.as_ref()), mb.and_then(|b| b.env.as_ref())),
+        go_flags: list(|b| b.go_flags.as_ref()),
+        sparse: list(|b| b.sparse.as_ref()),
+    };
+    let ti = t.and_then(|t| t.raw.image.as_ref());
+    let mi = me.raw.image.as_ref();
+    let ilist = |f: fn(&RawImage) -> Option<&Vec<String>>| {
+        mi.and_then(f).or_else(|| ti.and_then(f)).cloned().unwrap_or_default()
+    };
+    let image = Image {
+        variants: ilist(|i| i.variants.as_ref()),
+        base: merged_map(ti.and_then(|i| i.base.as_ref()), mi.and_then(|i| i.base.as_ref())),
+        runtime_packages: ilist(|i| i.runtime_packages.as_ref()),
+        env: merged_map(ti.and_then(|i| i.env.as_ref()), mi.and_then(|i| i.env.as_ref())),
+    };
+    for key in image.base.keys() {
+        if key != "builder" && key != "runtime" {
+            cx.err(
+                Location::file_only(&me.path),
+                format!("[image.base] has unknown role `{key}`"),
+                "the roles are `builder` and `runtime`",
+            );
+        }
+    }
+
+    Some(Recipe {
+        path: me.path.clone(),
+        template: t.map(|t| TemplateRef {
+            name: t.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            path: t.path.clone(),
+        }),
+        is_template,
+        era: era?,
+        tags,
+        summary: tt.and_then(|t| t.summary.clone()),
+        ollama: Ollama {
+            url: ollama_url,
+            tag: tag.map(|t| t.get_ref().clone()),
+            commit: commit.map(|c| c.get_ref().clone()),
+        },
+        llamacpp: LlamaCpp {
+            url: llama_url,
+            source: llama_source?,
+            commit: me.raw.llamacpp.as_ref().and_then(|l| l.commit.as_ref()).map(|c| c.get_ref().clone()),
+            version: llama_version.map(|v| v.get_ref().clone()),
+        },
+        series,
+        build,
+        image,
+    })
+}

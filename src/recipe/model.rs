@@ -1,0 +1,211 @@
+//! The recipe format (docs/recipe.md). `Raw*` types mirror one TOML file, every field
+//! optional and span-tagged so errors can name file:line:column; `Recipe` is the resolved,
+//! validated result of a recipe merged over its era template.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::era::Era;
+use crate::source::RepoName;
+use crate::version::TagRange;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecipe {
+    /// Name of an era template in recipes/ (`era-4`) or a path to one.
+    pub extends: Option<Spanned<String>>,
+    pub era: Option<Spanned<Era>>,
+    /// Present only in era templates.
+    pub template: Option<RawTemplate>,
+    pub ollama: Option<RawOllama>,
+    pub llamacpp: Option<RawLlama>,
+    pub series: Option<Spanned<Vec<RawSeries>>>,
+    pub build: Option<RawBuild>,
+    pub image: Option<RawImage>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTemplate {
+    pub tags: Option<Spanned<RawRange>>,
+    pub summary: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRange {
+    pub from: Option<Spanned<String>>,
+    pub to: Option<Spanned<String>>,
+    pub until: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOllama {
+    pub url: Option<Spanned<String>>,
+    pub tag: Option<Spanned<String>>,
+    pub commit: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLlama {
+    pub url: Option<Spanned<String>>,
+    pub source: Option<Spanned<LlamaSource>>,
+    pub commit: Option<Spanned<String>>,
+    pub version: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSeries {
+    pub name: Spanned<String>,
+    pub repo: Spanned<RepoName>,
+    pub sha256: Spanned<String>,
+    pub tags: Option<Spanned<RawRange>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBuild {
+    pub driver: Option<Spanned<Driver>>,
+    pub presets: Option<Vec<String>>,
+    pub cmake_options: Option<Vec<String>>,
+    pub env: Option<BTreeMap<String, String>>,
+    pub go_flags: Option<Vec<String>>,
+    pub sparse: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawImage {
+    pub variants: Option<Vec<String>>,
+    pub base: Option<BTreeMap<String, String>>,
+    pub runtime_packages: Option<Vec<String>>,
+    pub env: Option<BTreeMap<String, String>>,
+}
+
+/// Where llama.cpp comes from and how the era expects it placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LlamaSource {
+    /// A git work tree at `llm/llama.cpp` (eras 1a, 1b).
+    Submodule,
+    /// Already inside the Ollama tree (era 4).
+    Vendored,
+    /// A separate tree handed to CMake as FETCHCONTENT_SOURCE_DIR_LLAMA_CPP (era 5).
+    FetchContent,
+}
+
+impl LlamaSource {
+    pub fn for_era(era: Era) -> Option<LlamaSource> {
+        match era {
+            Era::OneA | Era::OneB => Some(LlamaSource::Submodule),
+            Era::Four => Some(LlamaSource::Vendored),
+            Era::Five => Some(LlamaSource::FetchContent),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LlamaSource::Submodule => "submodule",
+            LlamaSource::Vendored => "vendored",
+            LlamaSource::FetchContent => "fetch-content",
+        }
+    }
+}
+
+/// The era's build driver; the steps themselves are data in the template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Driver {
+    /// `go generate ./...` → llm/generate/gen_linux.sh, then `go build` (eras 1a, 1b).
+    GenLinux,
+    /// `cmake --preset X`, build, install per component, then `go build` (era 4).
+    CmakePresets,
+    /// llama-server per backend from llama/server presets, then `go build` (era 5).
+    LlamaServer,
+}
+
+impl Driver {
+    pub fn for_era(era: Era) -> Option<Driver> {
+        match era {
+            Era::OneA | Era::OneB => Some(Driver::GenLinux),
+            Era::Four => Some(Driver::CmakePresets),
+            Era::Five => Some(Driver::LlamaServer),
+            _ => None,
+        }
+    }
+}
+
+/// A fully resolved recipe (or template): what every later stage reads.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recipe {
+    pub path: PathBuf,
+    /// The template this recipe extends (absent when the file is itself a template).
+    pub template: Option<TemplateRef>,
+    pub is_template: bool,
+    pub era: Era,
+    /// The tags the era template covers.
+    pub tags: TagRange,
+    pub summary: Option<String>,
+    pub ollama: Ollama,
+    pub llamacpp: LlamaCpp,
+    /// The series that apply to this recipe's tag (all of them for a template).
+    pub series: Vec<SeriesPin>,
+    pub build: Build,
+    pub image: Image,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TemplateRef {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Ollama {
+    pub url: String,
+    pub tag: Option<String>,
+    pub commit: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LlamaCpp {
+    pub url: Option<String>,
+    pub source: LlamaSource,
+    /// Pinned commit; absent means "derive from the Ollama tree" at fetch time.
+    pub commit: Option<String>,
+    /// The llama.cpp release (bNNNN) the pin corresponds to, where known.
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesPin {
+    pub name: String,
+    pub repo: RepoName,
+    pub sha256: String,
+    pub dir: PathBuf,
+    pub tags: TagRange,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Build {
+    pub driver: Option<Driver>,
+    pub presets: Vec<String>,
+    pub cmake_options: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub go_flags: Vec<String>,
+    pub sparse: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Image {
+    pub variants: Vec<String>,
+    pub base: BTreeMap<String, String>,
+    pub runtime_packages: Vec<String>,
+    pub env: BTreeMap<String, String>,
+}

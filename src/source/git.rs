@@ -1,0 +1,163 @@
+//! Git plumbing shared by the stages: tag resolution, build numbers, cached mirrors.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use git2::{Oid, Repository};
+
+use super::{Repo, RepoName, SourceError};
+
+/// `refs/tags/TAG` peeled to its commit.
+pub fn resolve_tag(repo: &Repo, tag: &str) -> Result<Oid, SourceError> {
+    let r = repo.git.find_reference(&format!("refs/tags/{tag}"));
+    match r {
+        Ok(r) => r
+            .peel_to_commit()
+            .map(|c| c.id())
+            .map_err(|source| SourceError::Git { what: format!("peeling tag {tag}"), source }),
+        Err(_) => Err(SourceError::TagNotFound {
+            name: repo.name,
+            tag: tag.to_string(),
+            path: repo.path.clone(),
+            hint: tag_hint(repo, tag),
+        }),
+    }
+}
+
+/// Suggests the closest existing tags (same prefix) or how to list them.
+fn tag_hint(repo: &Repo, tag: &str) -> String {
+    let names: Vec<String> = repo
+        .git
+        .tag_names(None)
+        .map(|t| t.iter().flatten().map(str::to_string).collect())
+        .unwrap_or_default();
+    let stem: String = tag.chars().take(tag.rfind('.').unwrap_or(tag.len())).collect();
+    let mut near: Vec<String> = names.into_iter().filter(|n| !stem.is_empty() && n.starts_with(&stem)).collect();
+    crate::version::sort_tags(&mut near);
+    if near.is_empty() {
+        format!("list the tags with `git -C {} tag`", repo.path.display())
+    } else {
+        let shown: Vec<_> = near.iter().rev().take(5).rev().cloned().collect();
+        format!("tags with that prefix: {}", shown.join(", "))
+    }
+}
+
+/// `git rev-list --count COMMIT`: llama.cpp's build number `bNNNN` of a commit.
+pub fn build_number(repo: &Repository, commit: Oid) -> Result<u64, git2::Error> {
+    let mut walk = repo.revwalk()?;
+    walk.push(commit)?;
+    let mut n = 0u64;
+    for id in walk {
+        id?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Resolves a full or abbreviated commit id in the first repository that has it.
+pub fn find_commit(repos: &[Repo], rev: &str) -> Option<(usize, Oid)> {
+    repos.iter().enumerate().find_map(|(i, r)| {
+        r.git.revparse_single(rev).ok().and_then(|o| o.peel_to_commit().ok()).map(|c| (i, c.id()))
+    })
+}
+
+/// The commit of llama.cpp release `bNNNN`: its tag where a mirror has it, else the commit
+/// on the default branch's first-parent chain whose `rev-list --count` is NNNN (partial
+/// mirrors lack many tags).
+pub fn commit_for_build(repos: &[Repo], tag: &str) -> Result<Option<Oid>, git2::Error> {
+    for r in repos {
+        if let Ok(reference) = r.git.find_reference(&format!("refs/tags/{tag}")) {
+            return Ok(Some(reference.peel_to_commit()?.id()));
+        }
+    }
+    let want: u64 = match tag[1..].parse() {
+        Ok(n) => n,
+        Err(_) => return Ok(None),
+    };
+    for r in repos {
+        let Some(head) = default_branch(&r.git) else { continue };
+        let mut chain = Vec::new();
+        let mut walk = r.git.revwalk()?;
+        walk.push(head)?;
+        walk.simplify_first_parent()?;
+        for id in walk {
+            chain.push(id?);
+        }
+        // chain[0] is the tip; counts fall monotonically along the first-parent chain.
+        let (mut lo, mut hi) = (0usize, chain.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let n = build_number(&r.git, chain[mid])?;
+            if n == want {
+                return Ok(Some(chain[mid]));
+            } else if n > want {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn default_branch(repo: &Repository) -> Option<Oid> {
+    ["refs/heads/master", "refs/heads/main", "HEAD"]
+        .iter()
+        .find_map(|r| repo.revparse_single(r).ok().and_then(|o| o.peel_to_commit().ok()).map(|c| c.id()))
+}
+
+/// Runs git, capturing output; a failure carries git's own words.
+pub fn run_git(args: &[&str], cwd: Option<&Path>) -> Result<String, (String, String)> {
+    let mut cmd = duct::cmd("git", args).stderr_to_stdout().stdout_capture().unchecked();
+    if let Some(dir) = cwd {
+        cmd = cmd.dir(dir);
+    }
+    let what = args.first().copied().unwrap_or("").to_string();
+    let out = cmd.run().map_err(|e| (what.clone(), e.to_string()))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err((what, text))
+    }
+}
+
+/// A bare mirror of `url` in the cache, created or updated under an exclusive lock.
+/// A new mirror is filled in a temporary directory and renamed into place, so an
+/// interrupted first fetch leaves nothing that looks like a mirror.
+pub fn cached_mirror(cache: &Path, name: RepoName, url: &str, offline: bool) -> Result<PathBuf, SourceError> {
+    let io = |what: String| move |source| SourceError::Io { what, source };
+    let dir = cache.join("git");
+    fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+    let path = dir.join(format!("{}.git", name.as_str()));
+    let lock_path = dir.join(format!("{}.lock", name.as_str()));
+    let lock = fs::File::create(&lock_path).map_err(io(format!("creating {}", lock_path.display())))?;
+    lock.lock().map_err(io(format!("locking {}", lock_path.display())))?;
+    let fetch_err = |what: String, detail: String| SourceError::Fetch { name, url: url.to_string(), what, detail };
+    if path.exists() {
+        if !offline {
+            tracing::info!(repo = %name, %url, "updating cached mirror");
+            run_git(
+                &["fetch", "--prune", "--tags", "--force", url, "+refs/heads/*:refs/heads/*"],
+                Some(&path),
+            )
+            .map_err(|(w, d)| fetch_err(w, d))?;
+        }
+        return Ok(path);
+    }
+    if offline {
+        return Err(SourceError::OfflineMissing { name, path });
+    }
+    tracing::info!(repo = %name, %url, "creating cached mirror");
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}-", name.as_str()))
+        .tempdir_in(&dir)
+        .map_err(io(format!("creating a temporary directory in {}", dir.display())))?;
+    let tmp_str = tmp.path().to_string_lossy().into_owned();
+    run_git(&["init", "--bare", "--quiet", &tmp_str], None).map_err(|(w, d)| fetch_err(w, d))?;
+    run_git(&["fetch", "--tags", "--force", url, "+refs/heads/*:refs/heads/*"], Some(tmp.path()))
+        .map_err(|(w, d)| fetch_err(w, d))?;
+    let tmp = tmp.keep();
+    fs::rename(&tmp, &path).map_err(io(format!("moving the new mirror to {}", path.display())))?;
+    Ok(path)
+}

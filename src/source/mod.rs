@@ -1,0 +1,134 @@
+//! Upstream repositories: local bare mirrors given with `--mirror NAME=PATH`, or bare
+//! mirrors kept in the cache and filled from the recipe's URL.
+
+pub mod git;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use git2::Repository;
+
+/// The upstream repositories a recipe reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub enum RepoName {
+    #[serde(rename = "ollama")]
+    Ollama,
+    #[serde(rename = "llama.cpp")]
+    LlamaCpp,
+}
+
+impl RepoName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepoName::Ollama => "ollama",
+            RepoName::LlamaCpp => "llama.cpp",
+        }
+    }
+}
+
+impl std::fmt::Display for RepoName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for RepoName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ollama" => Ok(RepoName::Ollama),
+            "llama.cpp" | "llamacpp" | "llama-cpp" => Ok(RepoName::LlamaCpp),
+            _ => Err(format!("unknown repository `{s}`, expected `ollama` or `llama.cpp`")),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("--mirror {arg}: expected NAME=PATH with NAME `ollama` or `llama.cpp`, e.g. --mirror ollama=/srv/mirrors/ollama.git")]
+    BadMirrorArg { arg: String },
+    #[error("mirror {name}={path}: {why}\n  help: pass the path of a bare or normal git repository (the fetch tool prints one, e.g. .../ollama+ollama/repo)")]
+    Unreadable { name: RepoName, path: PathBuf, why: String },
+    #[error("tag {tag} is not in the {name} repository at {path}\n  help: {hint}")]
+    TagNotFound { name: RepoName, tag: String, path: PathBuf, hint: String },
+    #[error("{name} has no URL to fetch from and no --mirror {name}=PATH was given\n  help: pass --mirror {name}=PATH, or set [{section}] url in the recipe")]
+    NoSource { name: RepoName, section: &'static str },
+    #[error("{name} is not in the cache ({path}) and --offline forbids fetching it\n  help: run once without --offline, or pass --mirror {name}=PATH")]
+    OfflineMissing { name: RepoName, path: PathBuf },
+    #[error("git {what} failed for {name} ({url}):\n{detail}")]
+    Fetch { name: RepoName, url: String, what: String, detail: String },
+    #[error("{what}: {source}")]
+    Git { what: String, source: git2::Error },
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+}
+
+/// Where each repository comes from: explicit mirrors first, then the cache.
+#[derive(Debug, Clone, Default)]
+pub struct Mirrors {
+    explicit: BTreeMap<RepoName, Vec<PathBuf>>,
+    cache_dir: PathBuf,
+    offline: bool,
+}
+
+impl Mirrors {
+    /// `args` are `NAME=PATH`; a name may repeat (e.g. an old and a new llama.cpp mirror:
+    /// they are searched in the order given).
+    pub fn new(args: &[String], cache_dir: PathBuf, offline: bool) -> Result<Self, SourceError> {
+        let mut explicit: BTreeMap<RepoName, Vec<PathBuf>> = BTreeMap::new();
+        for arg in args {
+            let (name, path) = arg
+                .split_once('=')
+                .filter(|(n, p)| !n.is_empty() && !p.is_empty())
+                .ok_or_else(|| SourceError::BadMirrorArg { arg: arg.clone() })?;
+            let name: RepoName = name.parse().map_err(|_| SourceError::BadMirrorArg { arg: arg.clone() })?;
+            explicit.entry(name).or_default().push(PathBuf::from(path));
+        }
+        Ok(Mirrors { explicit, cache_dir, offline })
+    }
+
+    pub fn has_explicit(&self, name: RepoName) -> bool {
+        self.explicit.contains_key(&name)
+    }
+
+    pub fn offline(&self) -> bool {
+        self.offline
+    }
+
+    /// Opens every repository for `name`: the explicit mirrors, or the cached mirror of
+    /// `url` (fetched first unless offline).
+    pub fn open(&self, name: RepoName, url: Option<&str>) -> Result<Vec<Repo>, SourceError> {
+        if let Some(paths) = self.explicit.get(&name) {
+            return paths.iter().map(|p| Repo::open(name, p)).collect();
+        }
+        let url = url.ok_or(SourceError::NoSource {
+            name,
+            section: match name {
+                RepoName::Ollama => "ollama",
+                RepoName::LlamaCpp => "llamacpp",
+            },
+        })?;
+        let path = git::cached_mirror(&self.cache_dir, name, url, self.offline)?;
+        Ok(vec![Repo::open(name, &path)?])
+    }
+}
+
+/// An opened upstream repository and where it lives.
+pub struct Repo {
+    pub name: RepoName,
+    pub path: PathBuf,
+    pub git: Repository,
+}
+
+impl Repo {
+    pub fn open(name: RepoName, path: &Path) -> Result<Self, SourceError> {
+        let unreadable = |why: String| SourceError::Unreadable { name, path: path.to_path_buf(), why };
+        let meta = fs::metadata(path).map_err(|e| unreadable(e.to_string()))?;
+        if !meta.is_dir() {
+            return Err(unreadable("not a directory".into()));
+        }
+        let git = Repository::open(path).map_err(|e| unreadable(format!("not a git repository: {}", e.message())))?;
+        Ok(Repo { name, path: path.to_path_buf(), git })
+    }
+}
