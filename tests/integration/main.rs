@@ -1,1 +1,8 @@
+//! One integration-test binary (as ripgrep and cargo do): every test drives the real
+//! `ollama-vulkan` binary against real git repositories made in a temp dir.
 
+mod support;
+
+mod era;
+mod recipe_check;
+mod recipe_new;

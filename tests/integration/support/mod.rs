@@ -1,0 +1,318 @@
+//! Test support: scratch upstream repositories per era layout (real git), a scratch
+//! project with the shipped templates, and a runner for the real binary.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tempfile::TempDir;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ollama-vulkan");
+pub const REPO_ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Fixture")
+        .env("GIT_AUTHOR_EMAIL", "fixture@example.invalid")
+        .env("GIT_COMMITTER_NAME", "Fixture")
+        .env("GIT_COMMITTER_EMAIL", "fixture@example.invalid")
+        .env("GIT_AUTHOR_DATE", "2024-01-01T00:00:00Z")
+        .env("GIT_COMMITTER_DATE", "2024-01-01T00:00:00Z")
+        .output()
+        .expect("git runs");
+    assert!(out.status.success(), "git {args:?} in {}: {}", dir.display(), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A git repository made by the test, committed to with plain git.
+pub struct Upstream {
+    pub dir: PathBuf,
+}
+
+impl Upstream {
+    pub fn init(dir: PathBuf) -> Upstream {
+        fs::create_dir_all(&dir).unwrap();
+        git(&dir, &["init", "-q", "-b", "master"]);
+        git(&dir, &["config", "commit.gpgsign", "false"]);
+        Upstream { dir }
+    }
+
+    pub fn write(&self, path: &str, content: &str) -> &Self {
+        let p = self.dir.join(path);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, content).unwrap();
+        self
+    }
+
+    /// Replaces the whole tracked tree with `files` (path, content).
+    pub fn replace_tree(&self, files: &[(&str, String)]) {
+        let _ = Command::new("git").args(["rm", "-rq", "--cached", "."]).current_dir(&self.dir).output();
+        for entry in fs::read_dir(&self.dir).unwrap().flatten() {
+            if entry.file_name() != ".git" {
+                let p = entry.path();
+                if p.is_dir() { fs::remove_dir_all(p).unwrap() } else { fs::remove_file(p).unwrap() }
+            }
+        }
+        for (path, content) in files {
+            self.write(path, content);
+        }
+    }
+
+    /// Records `commit` as a submodule (gitlink) at `path`.
+    pub fn gitlink(&self, path: &str, commit: &str) -> &Self {
+        git(&self.dir, &["update-index", "--add", "--cacheinfo", &format!("160000,{commit},{path}")]);
+        self
+    }
+
+    pub fn commit(&self, msg: &str) -> String {
+        git(&self.dir, &["add", "-A"]);
+        git(&self.dir, &["commit", "-q", "--allow-empty", "-m", msg]);
+        git(&self.dir, &["rev-parse", "HEAD"])
+    }
+
+    pub fn tag(&self, tag: &str) -> &Self {
+        git(&self.dir, &["tag", "-a", "-m", tag, tag]);
+        self
+    }
+
+    pub fn head(&self) -> String {
+        git(&self.dir, &["rev-parse", "HEAD"])
+    }
+}
+
+/// A mini llama.cpp: `n` linear commits on master, so commit k has build number k
+/// (`git rev-list --count`); the Vulkan backend appears at commit `vulkan_from`.
+/// Only the tags in `tags` exist, as in the partial mirrors.
+pub struct MiniLlama {
+    pub repo: Upstream,
+    /// commits[k-1] has build number k.
+    pub commits: Vec<String>,
+}
+
+impl MiniLlama {
+    pub fn create(dir: PathBuf, n: usize, vulkan_from: usize, tags: &[usize]) -> MiniLlama {
+        let repo = Upstream::init(dir);
+        let mut commits = Vec::new();
+        for k in 1..=n {
+            repo.write("CMakeLists.txt", &format!("cmake_minimum_required(VERSION 3.14)\nproject(llama C)\n# build {k}\n"));
+            if k >= vulkan_from {
+                repo.write("ggml-vulkan.cpp", "// mini vulkan backend\n");
+            }
+            commits.push(repo.commit(&format!("build {k}")));
+            if tags.contains(&k) {
+                repo.tag(&format!("b{k}"));
+            }
+        }
+        MiniLlama { repo, commits }
+    }
+}
+
+/// Era layouts for a mini Ollama tree: only our own small files, shaped like each era.
+pub enum Layout<'a> {
+    Zero { gguf: &'a str },
+    OneA { llama: &'a str },
+    OneB { llama: &'a str },
+    Two { base: &'a str },
+    Three { fetch_head: &'a str },
+    Four { fetch_head: &'a str },
+    Five { version: &'a str },
+    Unknown,
+}
+
+const GO_MOD: &str = "module github.com/ollama/ollama\n\ngo 1.22\n";
+const MAIN_GO: &str = "package main\n\nfunc main() {}\n";
+
+fn presets(vulkan: bool) -> String {
+    let mut names = vec!["CPU"];
+    if vulkan {
+        names.push("Vulkan");
+    }
+    let configure: Vec<String> = names.iter().map(|n| format!("{{\"name\": \"{n}\", \"binaryDir\": \"build\"}}")).collect();
+    format!("{{\n  \"version\": 3,\n  \"configurePresets\": [{}]\n}}\n", configure.join(", "))
+}
+
+impl Upstream {
+    /// Lays out the tree for an era, commits and tags it.
+    pub fn release(&self, tag: &str, layout: Layout<'_>) -> String {
+        let mut files: Vec<(&str, String)> = vec![("go.mod", GO_MOD.into()), ("main.go", MAIN_GO.into())];
+        let mut link: Option<(&str, &str)> = None;
+        match layout {
+            Layout::Zero { gguf } => {
+                files.push(("llm/llama.cpp/generate_linux.go", "package llm\n//go:generate cmake .\n".into()));
+                link = Some(("llm/llama.cpp/gguf", gguf));
+            }
+            Layout::OneA { llama } | Layout::OneB { llama } => {
+                let target = if matches!(layout, Layout::OneA { .. }) { "ext_server" } else { "ollama_llama_server" };
+                files.push((".gitmodules", "[submodule \"llama.cpp\"]\n\tpath = llm/llama.cpp\n\turl = https://github.com/ggerganov/llama.cpp.git\n\tshallow = true\n".into()));
+                files.push(("llm/generate/gen_linux.sh", "#!/bin/bash\nset -ex\necho building\n".into()));
+                files.push(("llm/ext_server/CMakeLists.txt", format!("set(TARGET {target})\nadd_library(${{TARGET}} ext_server.cpp)\n")));
+                link = Some(("llm/llama.cpp", llama));
+            }
+            Layout::Two { base } => {
+                files.push(("llama/vendoring", format!("LLAMACPP_BASE_COMMIT={base}\n")));
+                files.push(("Makefile", "all:\n\t$(MAKE) -C llama\n".into()));
+            }
+            Layout::Three { fetch_head } | Layout::Four { fetch_head } => {
+                let vulkan = matches!(layout, Layout::Four { .. });
+                files.push(("CMakePresets.json", presets(vulkan)));
+                files.push(("Makefile.sync", format!("UPSTREAM=https://github.com/ggml-org/llama.cpp.git\nWORKDIR=llama/vendor\nFETCH_HEAD={fetch_head}\n")));
+                files.push(("CMakeLists.txt", "cmake_minimum_required(VERSION 3.21)\nproject(Ollama C CXX)\n".into()));
+            }
+            Layout::Five { version } => {
+                files.push(("LLAMA_CPP_VERSION", format!("{version}\n")));
+                files.push(("llama/server/CMakeLists.txt", "cmake_minimum_required(VERSION 3.24)\nproject(llama_server)\n".into()));
+            }
+            Layout::Unknown => files.push(("README.md", "no build system here\n".into())),
+        }
+        self.replace_tree(&files);
+        git(&self.dir, &["add", "-A"]);
+        if let Some((path, commit)) = link {
+            self.gitlink(path, commit);
+        }
+        // Commit the index as is: `git add -A` would drop a gitlink with no work tree.
+        git(&self.dir, &["commit", "-q", "--allow-empty", "-m", &format!("release {tag}")]);
+        self.tag(tag);
+        self.head()
+    }
+}
+
+/// A scratch checkout of this project: the shipped templates, an empty patches/.
+pub struct Scratch {
+    pub tmp: TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = Scratch { tmp };
+        fs::create_dir_all(s.project().join("recipes")).unwrap();
+        fs::create_dir_all(s.project().join("patches")).unwrap();
+        for e in fs::read_dir(Path::new(REPO_ROOT).join("recipes")).unwrap().flatten() {
+            fs::copy(e.path(), s.project().join("recipes").join(e.file_name())).unwrap();
+        }
+        s
+    }
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+    pub fn project(&self) -> PathBuf {
+        self.tmp.path().join("project")
+    }
+    pub fn cache(&self) -> PathBuf {
+        self.tmp.path().join("cache")
+    }
+    pub fn file(&self, rel: &str, content: &str) -> PathBuf {
+        let p = self.tmp.path().join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, content).unwrap();
+        p
+    }
+    /// Runs the binary in the scratch dir with this project and cache.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = Command::new(BIN)
+            .args(args)
+            .current_dir(self.path())
+            .env("OLLAMA_VULKAN_PROJECT", self.project())
+            .env("OLLAMA_VULKAN_CACHE", self.cache())
+            .env_remove("OLLAMA_VULKAN_LOG")
+            .output()
+            .expect("binary runs");
+        Run::from(out)
+    }
+    /// Adds a patch series to patches/ and returns the pin (hash of SHA256SUMS).
+    pub fn series(&self, name: &str, patches: &[(&str, &str)]) -> String {
+        let dir = self.project().join("patches").join(name);
+        fs::create_dir_all(&dir).unwrap();
+        let mut series = String::new();
+        let mut sums = String::new();
+        for (file, body) in patches {
+            fs::write(dir.join(file), body).unwrap();
+            series.push_str(&format!("{file}\n"));
+            sums.push_str(&format!("{}  {file}\n", ollama_vulkan::patch::series::sha256_hex(body.as_bytes())));
+        }
+        fs::write(dir.join("series"), series).unwrap();
+        fs::write(dir.join("SHA256SUMS"), &sums).unwrap();
+        ollama_vulkan::patch::series::sha256_hex(sums.as_bytes())
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    #[track_caller]
+    pub fn ok(&self) -> &Self {
+        assert_eq!(self.code, 0, "expected success\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+    #[track_caller]
+    pub fn fails(&self, code: i32, needles: &[&str]) -> &Self {
+        assert_eq!(self.code, code, "exit code\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        for n in needles {
+            assert!(self.stderr.contains(n), "stderr lacks {n:?}:\n{}", self.stderr);
+        }
+        self
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+/// Every era layout in one mini-ollama repository, tagged like the real releases,
+/// plus a mini llama.cpp whose build numbers match the pins.
+pub struct Fixture {
+    pub scratch: Scratch,
+    pub ollama: Upstream,
+    pub llama: MiniLlama,
+}
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        let scratch = Scratch::new();
+        // b1..b12; Vulkan from b5; only b3 and b10 are tagged.
+        let llama = MiniLlama::create(scratch.path().join("up/llama.cpp"), 12, 5, &[3, 10]);
+        let ollama = Upstream::init(scratch.path().join("up/ollama"));
+        let c = |k: usize| llama.commits[k - 1].clone();
+        ollama.release("v0.1.17", Layout::Zero { gguf: &c(1) });
+        ollama.release("v0.1.22", Layout::OneA { llama: &c(3) });
+        ollama.release("v0.1.23", Layout::OneA { llama: &c(5) });
+        ollama.release("v0.1.48", Layout::OneB { llama: &c(6) });
+        ollama.release("v0.4.0", Layout::Two { base: &c(7) });
+        ollama.release("v0.12.5", Layout::Three { fetch_head: &c(8)[..9] });
+        ollama.release("v0.24.0", Layout::Four { fetch_head: &c(9)[..9] });
+        ollama.release("v9.9.9", Layout::Four { fetch_head: &c(9)[..9] });
+        ollama.release("v0.32.15", Layout::Five { version: "b11" });
+        ollama.release("v0.33.0", Layout::Five { version: "b10" });
+        ollama.release("v0.0.1", Layout::Unknown);
+        Fixture { scratch, ollama, llama }
+    }
+    pub fn mirror_args(&self) -> Vec<String> {
+        vec![
+            format!("--mirror=ollama={}", self.ollama.dir.display()),
+            format!("--mirror=llama.cpp={}", self.llama.repo.dir.display()),
+        ]
+    }
+    pub fn run(&self, args: &[&str]) -> Run {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        all.extend(self.mirror_args());
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        self.scratch.run(&refs)
+    }
+}
