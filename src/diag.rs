@@ -19,11 +19,19 @@ impl Location {
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         let column = text[line_start..start].chars().count() + 1;
-        Location { file: file.to_path_buf(), line, column }
+        Location {
+            file: file.to_path_buf(),
+            line,
+            column,
+        }
     }
 
     pub fn file_only(file: &Path) -> Self {
-        Location { file: file.to_path_buf(), line: 0, column: 0 }
+        Location {
+            file: file.to_path_buf(),
+            line: 0,
+            column: 0,
+        }
     }
 }
 

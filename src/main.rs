@@ -59,12 +59,24 @@ fn run(cli: Cli) -> Result<u8, Error> {
     let g = &cli.global;
     match cli.command {
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "ollama-vulkan", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "ollama-vulkan",
+                &mut std::io::stdout(),
+            );
             Ok(0)
         }
         Command::Recipe(RecipeCommand::New { tag, output }) => {
             let project = Project::discover(g.project.as_deref())?;
-            let out = new::new_recipe(&project, &mirrors(g)?, &new::NewRequest { tag: &tag, output: output.as_deref() })?;
+            let out = new::new_recipe(
+                &project,
+                &mirrors(g)?,
+                &new::NewRequest {
+                    tag: &tag,
+                    output: output.as_deref(),
+                },
+            )?;
             if g.json {
                 print_json(&serde_json::json!({
                     "tag": out.tag,
@@ -108,7 +120,12 @@ fn run(cli: Cli) -> Result<u8, Error> {
                                 (Some(tag), Some(t)) => format!("{tag} on template {}", t.name),
                                 _ => format!("template for {}", r.tags),
                             };
-                            println!("ok: {} (era {}, {what}, {} series)", f.display(), r.era, r.series.len());
+                            println!(
+                                "ok: {} (era {}, {what}, {} series)",
+                                f.display(),
+                                r.era,
+                                r.series.len()
+                            );
                         }
                         results.push(serde_json::json!({"file": f, "ok": true, "era": r.era, "diagnostics": []}));
                     }
@@ -117,14 +134,19 @@ fn run(cli: Cli) -> Result<u8, Error> {
                         if !g.json {
                             eprintln!("error: {d}");
                         }
-                        results.push(serde_json::json!({"file": f, "ok": false, "diagnostics": d.0}));
+                        results
+                            .push(serde_json::json!({"file": f, "ok": false, "diagnostics": d.0}));
                     }
                 }
             }
             if g.json {
                 print_json(&results);
             }
-            Ok(if failed { ollama_vulkan::error::exit::BAD_INPUT as u8 } else { 0 })
+            Ok(if failed {
+                ollama_vulkan::error::exit::BAD_INPUT as u8
+            } else {
+                0
+            })
         }
         Command::Recipe(RecipeCommand::Show { file }) => {
             let project = Project::discover(g.project.as_deref())?;
@@ -141,13 +163,19 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 .and_then(|t| t.first().map(|t| t.ollama.url.clone()))
                 .unwrap_or_else(|| new::DEFAULT_OLLAMA_URL.to_string());
             let repos = m.open(RepoName::Ollama, Some(&url))?;
-            let llama =
-                if m.has_explicit(RepoName::LlamaCpp) { m.open(RepoName::LlamaCpp, None)? } else { Vec::new() };
+            let llama = if m.has_explicit(RepoName::LlamaCpp) {
+                m.open(RepoName::LlamaCpp, None)?
+            } else {
+                Vec::new()
+            };
             let mut tags = if args.all_tags {
                 repos[0]
                     .git
                     .tag_names(None)
-                    .map_err(|source| ollama_vulkan::source::SourceError::Git { what: "listing tags".into(), source })?
+                    .map_err(|source| ollama_vulkan::source::SourceError::Git {
+                        what: "listing tags".into(),
+                        source,
+                    })?
                     .iter()
                     .flatten()
                     .map(str::to_string)
@@ -171,7 +199,10 @@ fn run(cli: Cli) -> Result<u8, Error> {
                             era.label(),
                             if r.vulkan_path { "vulkan" } else { "-" },
                             &r.ollama_commit[..12],
-                            r.llamacpp_commit.as_deref().or(r.llamacpp_pin.as_deref()).unwrap_or("-"),
+                            r.llamacpp_commit
+                                .as_deref()
+                                .or(r.llamacpp_pin.as_deref())
+                                .unwrap_or("-"),
                             r.llamacpp_version.as_deref().unwrap_or("")
                         ),
                         (None, Some(e)) => writeln!(out, "{:<16} error: {e}", r.tag),
@@ -180,7 +211,11 @@ fn run(cli: Cli) -> Result<u8, Error> {
                     .ok();
                 }
             }
-            Ok(if errors > 0 { ollama_vulkan::error::exit::BAD_INPUT as u8 } else { 0 })
+            Ok(if errors > 0 {
+                ollama_vulkan::error::exit::BAD_INPUT as u8
+            } else {
+                0
+            })
         }
     }
 }

@@ -28,15 +28,21 @@ impl Project {
             if !dir.join("recipes").is_dir() {
                 return Err(ProjectError::NotAProject(dir.to_path_buf()));
             }
-            return Ok(Project { root: dir.to_path_buf() });
+            return Ok(Project {
+                root: dir.to_path_buf(),
+            });
         }
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         if let Some(dir) = cwd.ancestors().find(|d| looks_like_project(d)) {
-            return Ok(Project { root: dir.to_path_buf() });
+            return Ok(Project {
+                root: dir.to_path_buf(),
+            });
         }
         let built_from = Path::new(env!("CARGO_MANIFEST_DIR"));
         if looks_like_project(built_from) {
-            return Ok(Project { root: built_from.to_path_buf() });
+            return Ok(Project {
+                root: built_from.to_path_buf(),
+            });
         }
         Err(ProjectError::NotFound(cwd))
     }
@@ -79,6 +85,8 @@ pub fn default_cache_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(x).join("ollama-vulkan");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache").join("ollama-vulkan")
 }

@@ -57,7 +57,12 @@ impl FromStr for Version {
                 Some((word.to_string(), n))
             }
         };
-        Ok(Version { major, minor, patch, pre })
+        Ok(Version {
+            major,
+            minor,
+            patch,
+            pre,
+        })
     }
 }
 
@@ -147,7 +152,10 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         sort_tags(&mut tags);
-        assert_eq!(tags, ["v0.24.0", "v0.30.0-rc9", "v0.30.0-rc10", "v0.30.0", "foo"]);
+        assert_eq!(
+            tags,
+            ["v0.24.0", "v0.30.0-rc9", "v0.30.0-rc10", "v0.30.0", "foo"]
+        );
     }
 
     #[test]
@@ -165,7 +173,9 @@ mod tests {
 
     #[test]
     fn rejects_non_versions() {
-        for bad in ["", "v1", "v1.2", "v1.2.3.4", "v1.x.3", "v1.2.3-", "v1.2.3-9"] {
+        for bad in [
+            "", "v1", "v1.2", "v1.2.3.4", "v1.x.3", "v1.2.3-", "v1.2.3-9",
+        ] {
             assert!(bad.parse::<Version>().is_err(), "{bad}");
         }
     }

@@ -14,7 +14,11 @@ pub enum SeriesError {
     #[error("{file}: {why}")]
     Unreadable { file: PathBuf, why: String },
     #[error("{file}:{line}: `{entry}` is listed but the file does not exist")]
-    MissingPatch { file: PathBuf, line: usize, entry: String },
+    MissingPatch {
+        file: PathBuf,
+        line: usize,
+        entry: String,
+    },
     #[error("{file}:{line}: malformed line; expected `<64 hex digits>  <patch file name>`")]
     BadSumLine { file: PathBuf, line: usize },
     #[error("{sums}: {patch} is in the series but has no checksum line")]
@@ -22,7 +26,11 @@ pub enum SeriesError {
     #[error("{sums}: {patch} has a checksum line but is not in the series file")]
     ExtraSum { sums: PathBuf, patch: String },
     #[error("{patch}: its SHA-256 is {actual} but SHA256SUMS says {expected}: the patch was edited after the series was pinned")]
-    PatchChanged { patch: PathBuf, expected: String, actual: String },
+    PatchChanged {
+        patch: PathBuf,
+        expected: String,
+        actual: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -42,7 +50,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 fn read(path: &Path) -> Result<String, SeriesError> {
-    fs::read_to_string(path).map_err(|e| SeriesError::Unreadable { file: path.to_path_buf(), why: e.to_string() })
+    fs::read_to_string(path).map_err(|e| SeriesError::Unreadable {
+        file: path.to_path_buf(),
+        why: e.to_string(),
+    })
 }
 
 impl Series {
@@ -60,7 +71,11 @@ impl Series {
                 continue;
             }
             if !dir.join(entry).is_file() {
-                return Err(SeriesError::MissingPatch { file: series_file, line: i + 1, entry: entry.into() });
+                return Err(SeriesError::MissingPatch {
+                    file: series_file,
+                    line: i + 1,
+                    entry: entry.into(),
+                });
             }
             patches.push(entry.to_string());
         }
@@ -72,13 +87,24 @@ impl Series {
             }
             let (hex, name) = line
                 .split_once("  ")
-                .filter(|(h, n)| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) && !n.is_empty())
-                .ok_or(SeriesError::BadSumLine { file: sums_file.clone(), line: i + 1 })?;
-            sums.push((name.trim_start_matches('*').to_string(), hex.to_ascii_lowercase()));
+                .filter(|(h, n)| {
+                    h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) && !n.is_empty()
+                })
+                .ok_or(SeriesError::BadSumLine {
+                    file: sums_file.clone(),
+                    line: i + 1,
+                })?;
+            sums.push((
+                name.trim_start_matches('*').to_string(),
+                hex.to_ascii_lowercase(),
+            ));
         }
         for (name, _) in &sums {
             if !patches.contains(name) {
-                return Err(SeriesError::ExtraSum { sums: sums_file, patch: name.clone() });
+                return Err(SeriesError::ExtraSum {
+                    sums: sums_file,
+                    patch: name.clone(),
+                });
             }
         }
         for p in &patches {
@@ -86,16 +112,29 @@ impl Series {
                 .iter()
                 .find(|(n, _)| n == p)
                 .map(|(_, h)| h.clone())
-                .ok_or_else(|| SeriesError::NoSum { sums: sums_file.clone(), patch: p.clone() })?;
+                .ok_or_else(|| SeriesError::NoSum {
+                    sums: sums_file.clone(),
+                    patch: p.clone(),
+                })?;
             let path = dir.join(p);
-            let bytes = fs::read(&path).map_err(|e| SeriesError::Unreadable { file: path.clone(), why: e.to_string() })?;
+            let bytes = fs::read(&path).map_err(|e| SeriesError::Unreadable {
+                file: path.clone(),
+                why: e.to_string(),
+            })?;
             let actual = sha256_hex(&bytes);
             if actual != expected {
-                return Err(SeriesError::PatchChanged { patch: path, expected, actual });
+                return Err(SeriesError::PatchChanged {
+                    patch: path,
+                    expected,
+                    actual,
+                });
             }
         }
         Ok(Series {
-            name: dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            name: dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             dir: dir.to_path_buf(),
             patches,
             hash: sha256_hex(sums_text.as_bytes()),
@@ -112,12 +151,19 @@ impl Series {
                 continue;
             }
             let path = dir.join(entry);
-            let bytes = fs::read(&path)
-                .map_err(|_| SeriesError::MissingPatch { file: series_file.clone(), line: i + 1, entry: entry.into() })?;
+            let bytes = fs::read(&path).map_err(|_| SeriesError::MissingPatch {
+                file: series_file.clone(),
+                line: i + 1,
+                entry: entry.into(),
+            })?;
             out.push_str(&format!("{}  {}\n", sha256_hex(&bytes), entry));
         }
-        crate::fsutil::write_atomic(&dir.join("SHA256SUMS"), out.as_bytes())
-            .map_err(|e| SeriesError::Unreadable { file: dir.join("SHA256SUMS"), why: e.to_string() })?;
+        crate::fsutil::write_atomic(&dir.join("SHA256SUMS"), out.as_bytes()).map_err(|e| {
+            SeriesError::Unreadable {
+                file: dir.join("SHA256SUMS"),
+                why: e.to_string(),
+            }
+        })?;
         Ok(sha256_hex(out.as_bytes()))
     }
 }

@@ -27,7 +27,15 @@ pub enum Era {
     Five,
 }
 
-pub const ALL_ERAS: [Era; 7] = [Era::Zero, Era::OneA, Era::OneB, Era::Two, Era::Three, Era::Four, Era::Five];
+pub const ALL_ERAS: [Era; 7] = [
+    Era::Zero,
+    Era::OneA,
+    Era::OneB,
+    Era::Two,
+    Era::Three,
+    Era::Four,
+    Era::Five,
+];
 
 impl Era {
     pub fn label(self) -> &'static str {
@@ -135,20 +143,35 @@ pub enum EraError {
     )]
     UnknownLayout { what: String },
     #[error("{what}: {file} is not readable as the era expects: {detail}")]
-    BadMarker { what: String, file: String, detail: String },
+    BadMarker {
+        what: String,
+        file: String,
+        detail: String,
+    },
     #[error("reading the tree of {what}: {source}")]
     Git { what: String, source: git2::Error },
 }
 
 /// Reads only the handful of paths that decide the era, so classifying a tag costs a few
 /// object reads and no checkout.
-pub fn classify(repo: &Repository, tree: &Tree<'_>, what: &str) -> Result<Classification, EraError> {
-    let git = |source| EraError::Git { what: what.to_string(), source };
+pub fn classify(
+    repo: &Repository,
+    tree: &Tree<'_>,
+    what: &str,
+) -> Result<Classification, EraError> {
+    let git = |source| EraError::Git {
+        what: what.to_string(),
+        source,
+    };
     let blob = |path: &str| -> Result<Option<Vec<u8>>, EraError> {
         match tree.get_path(Path::new(path)) {
             Ok(e) if e.kind() == Some(ObjectType::Blob) => {
                 let obj = e.to_object(repo).map_err(git)?;
-                Ok(Some(obj.as_blob().map(|b| b.content().to_vec()).unwrap_or_default()))
+                Ok(Some(
+                    obj.as_blob()
+                        .map(|b| b.content().to_vec())
+                        .unwrap_or_default(),
+                ))
             }
             Ok(_) => Ok(None),
             Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
@@ -171,7 +194,10 @@ pub fn classify(repo: &Repository, tree: &Tree<'_>, what: &str) -> Result<Classi
     if let Some(v) = blob("LLAMA_CPP_VERSION")? {
         let tag = String::from_utf8_lossy(&v).trim().to_string();
         if !is_build_tag(&tag) {
-            return Err(bad("LLAMA_CPP_VERSION", format!("expected a llama.cpp tag like b10488, found `{tag}`")));
+            return Err(bad(
+                "LLAMA_CPP_VERSION",
+                format!("expected a llama.cpp tag like b10488, found `{tag}`"),
+            ));
         }
         return Ok(Classification {
             era: Era::Five,
@@ -199,7 +225,11 @@ pub fn classify(repo: &Repository, tree: &Tree<'_>, what: &str) -> Result<Classi
             None => LlamaPin::None,
         };
         let era = if vulkan { Era::Four } else { Era::Three };
-        return Ok(Classification { era, llamacpp, evidence });
+        return Ok(Classification {
+            era,
+            llamacpp,
+            evidence,
+        });
     }
     for vendoring in ["llama/vendoring", "llama/vendoring.env"] {
         if let Some(v) = blob(vendoring)? {
@@ -214,9 +244,15 @@ pub fn classify(repo: &Repository, tree: &Tree<'_>, what: &str) -> Result<Classi
     }
     if exists("llm/generate/gen_linux.sh") {
         let commit = gitlink("llm/llama.cpp").ok_or_else(|| {
-            bad("llm/llama.cpp", "gen_linux.sh is present but llm/llama.cpp is not a submodule".into())
+            bad(
+                "llm/llama.cpp",
+                "gen_linux.sh is present but llm/llama.cpp is not a submodule".into(),
+            )
         })?;
-        let mut evidence = vec!["llm/generate/gen_linux.sh".into(), "llm/llama.cpp (submodule)".into()];
+        let mut evidence = vec![
+            "llm/generate/gen_linux.sh".into(),
+            "llm/llama.cpp (submodule)".into(),
+        ];
         // 1a links an in-process libext_server; 1b builds the ollama_llama_server binary.
         let ext = blob("llm/ext_server/CMakeLists.txt")?.unwrap_or_default();
         let era = if contains(&ext, b"set(TARGET ext_server)") {
@@ -227,21 +263,34 @@ pub fn classify(repo: &Repository, tree: &Tree<'_>, what: &str) -> Result<Classi
         };
         return Ok(Classification {
             era,
-            llamacpp: LlamaPin::Submodule { path: "llm/llama.cpp".into(), commit },
+            llamacpp: LlamaPin::Submodule {
+                path: "llm/llama.cpp".into(),
+                commit,
+            },
             evidence,
         });
     }
     // Era 0: llama.cpp compiled by cgo or //go:generate from files in llm/ or llama/.
     for marker in ERA0_MARKERS {
         if exists(marker) {
-            let llamacpp = match gitlink("llm/llama.cpp/gguf").or_else(|| gitlink("llm/llama.cpp/ggml")) {
-                Some(commit) => LlamaPin::Submodule { path: "llm/llama.cpp/gguf".into(), commit },
-                None => LlamaPin::None,
-            };
-            return Ok(Classification { era: Era::Zero, llamacpp, evidence: vec![marker.to_string()] });
+            let llamacpp =
+                match gitlink("llm/llama.cpp/gguf").or_else(|| gitlink("llm/llama.cpp/ggml")) {
+                    Some(commit) => LlamaPin::Submodule {
+                        path: "llm/llama.cpp/gguf".into(),
+                        commit,
+                    },
+                    None => LlamaPin::None,
+                };
+            return Ok(Classification {
+                era: Era::Zero,
+                llamacpp,
+                evidence: vec![marker.to_string()],
+            });
         }
     }
-    Err(EraError::UnknownLayout { what: what.to_string() })
+    Err(EraError::UnknownLayout {
+        what: what.to_string(),
+    })
 }
 
 const ERA0_MARKERS: [&str; 5] = [
@@ -265,7 +314,9 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 fn assignment(text: &[u8], name: &str) -> Option<String> {
     String::from_utf8_lossy(text).lines().find_map(|l| {
         let (k, v) = l.trim().split_once('=')?;
-        (k.trim() == name).then(|| v.trim().to_string()).filter(|v| !v.is_empty())
+        (k.trim() == name)
+            .then(|| v.trim().to_string())
+            .filter(|v| !v.is_empty())
     })
 }
 
@@ -283,8 +334,14 @@ mod tests {
 
     #[test]
     fn assignment_reads_makefile_and_env_lines() {
-        assert_eq!(assignment(b"X=1\nFETCH_HEAD=ec98e2002\n", "FETCH_HEAD").as_deref(), Some("ec98e2002"));
-        assert_eq!(assignment(b"LLAMACPP_BASE_COMMIT=abc", "LLAMACPP_BASE_COMMIT").as_deref(), Some("abc"));
+        assert_eq!(
+            assignment(b"X=1\nFETCH_HEAD=ec98e2002\n", "FETCH_HEAD").as_deref(),
+            Some("ec98e2002")
+        );
+        assert_eq!(
+            assignment(b"LLAMACPP_BASE_COMMIT=abc", "LLAMACPP_BASE_COMMIT").as_deref(),
+            Some("abc")
+        );
         assert_eq!(assignment(b"FETCH_HEAD=\n", "FETCH_HEAD"), None);
     }
 }

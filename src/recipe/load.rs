@@ -33,7 +33,11 @@ struct Ctx {
 
 impl Ctx {
     fn err(&mut self, location: Location, message: impl Into<String>, help: impl Into<String>) {
-        self.diags.push(Diagnostic { location, message: message.into(), help: help.into() });
+        self.diags.push(Diagnostic {
+            location,
+            message: message.into(),
+            help: help.into(),
+        });
     }
 }
 
@@ -44,12 +48,20 @@ fn parse(path: &Path) -> Result<Parsed, Diagnostic> {
         help: "check the path; recipes are TOML files (see docs/recipe.md)".into(),
     })?;
     match toml::from_str::<RawRecipe>(&text) {
-        Ok(raw) => Ok(Parsed { path: path.to_path_buf(), text, raw }),
+        Ok(raw) => Ok(Parsed {
+            path: path.to_path_buf(),
+            text,
+            raw,
+        }),
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
             let message = e.message().trim().to_string();
             let help = help_for_parse_error(&message);
-            Err(Diagnostic { location: Location::from_span(path, &text, span), message, help })
+            Err(Diagnostic {
+                location: Location::from_span(path, &text, span),
+                message,
+                help,
+            })
         }
     }
 }
@@ -71,7 +83,9 @@ fn help_for_parse_error(message: &str) -> String {
 }
 
 fn is_commit(s: &str) -> bool {
-    s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    s.len() == 40
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 /// Loads a recipe or template and resolves it against its template.
@@ -113,7 +127,11 @@ pub fn load(path: &Path, project: &Project) -> Result<Recipe, Diagnostics> {
                 }
             },
             Err(help) => {
-                cx.err(me.at(ext.span()), format!("template `{}` not found", ext.get_ref()), help);
+                cx.err(
+                    me.at(ext.span()),
+                    format!("template `{}` not found", ext.get_ref()),
+                    help,
+                );
                 None
             }
         },
@@ -154,28 +172,49 @@ fn resolve_template(name: &str, recipe: &Path, project: &Project) -> Result<Path
         "looked for {}; templates available in {}: {}",
         candidate.display(),
         project.recipes_dir().display(),
-        if available.is_empty() { "none".to_string() } else { available.join(", ") }
+        if available.is_empty() {
+            "none".to_string()
+        } else {
+            available.join(", ")
+        }
     ))
 }
 
 fn range(p: &Parsed, raw: &Spanned<RawRange>, cx: &mut Ctx) -> TagRange {
     let mut bound = |v: &Option<Spanned<String>>| {
-        v.as_ref().and_then(|s| match s.get_ref().parse::<Version>() {
-            Ok(v) => Some(v),
-            Err(e) => {
-                cx.err(p.at(s.span()), e, "write a tag such as \"v0.12.6\" or \"v0.30.0-rc0\"");
-                None
-            }
-        })
+        v.as_ref()
+            .and_then(|s| match s.get_ref().parse::<Version>() {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    cx.err(
+                        p.at(s.span()),
+                        e,
+                        "write a tag such as \"v0.12.6\" or \"v0.30.0-rc0\"",
+                    );
+                    None
+                }
+            })
     };
     let r = raw.get_ref();
-    let out = TagRange { from: bound(&r.from), to: bound(&r.to), until: bound(&r.until) };
+    let out = TagRange {
+        from: bound(&r.from),
+        to: bound(&r.to),
+        until: bound(&r.until),
+    };
     if r.to.is_some() && r.until.is_some() {
-        cx.err(p.at(raw.span()), "a tag range takes `to` (inclusive) or `until` (exclusive), not both", "keep one of them");
+        cx.err(
+            p.at(raw.span()),
+            "a tag range takes `to` (inclusive) or `until` (exclusive), not both",
+            "keep one of them",
+        );
     }
     if let (Some(a), Some(b)) = (&out.from, out.to.as_ref().or(out.until.as_ref())) {
         if a > b || (a == b && out.until.is_some()) {
-            cx.err(p.at(raw.span()), format!("empty tag range: from {a} to {b}"), "`from` must be older than the end of the range");
+            cx.err(
+                p.at(raw.span()),
+                format!("empty tag range: from {a} to {b}"),
+                "`from` must be older than the end of the range",
+            );
         }
     }
     out
@@ -187,7 +226,9 @@ fn pick<'a, T>(
     t: Option<&'a Parsed>,
     f: impl Fn(&'a RawRecipe) -> Option<&'a T>,
 ) -> Option<(&'a Parsed, &'a T)> {
-    f(&me.raw).map(|v| (me, v)).or_else(|| t.and_then(|t| f(&t.raw).map(|v| (t, v))))
+    f(&me.raw)
+        .map(|v| (me, v))
+        .or_else(|| t.and_then(|t| f(&t.raw).map(|v| (t, v))))
 }
 
 fn merged_map(
@@ -208,15 +249,27 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
         (Some(te), Some(re)) if te.get_ref() != re.get_ref() => {
             cx.err(
                 me.at(re.span()),
-                format!("era {} contradicts the template's era {}", re.get_ref(), te.get_ref()),
-                format!("set `era = \"{}\"` or extend the template of era {}", te.get_ref(), re.get_ref()),
+                format!(
+                    "era {} contradicts the template's era {}",
+                    re.get_ref(),
+                    te.get_ref()
+                ),
+                format!(
+                    "set `era = \"{}\"` or extend the template of era {}",
+                    te.get_ref(),
+                    re.get_ref()
+                ),
             );
             None
         }
         (Some(te), _) => Some(*te.get_ref()),
         (None, _) => {
             cx.err(
-                Location { file: tpl.path.clone(), line: 1, column: 1 },
+                Location {
+                    file: tpl.path.clone(),
+                    line: 1,
+                    column: 1,
+                },
                 "the template has no `era`",
                 "add `era = \"N\"` with a label from UPSTREAM.md §1 (1a, 1b, 4, 5)",
             );
@@ -252,7 +305,11 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
         Some((_, u)) => u.get_ref().clone(),
         None => {
             cx.err(
-                Location { file: tpl.path.clone(), line: 1, column: 1 },
+                Location {
+                    file: tpl.path.clone(),
+                    line: 1,
+                    column: 1,
+                },
                 "no [ollama] url",
                 "add `[ollama] url = \"https://github.com/ollama/ollama.git\"` to the template",
             );
@@ -283,10 +340,20 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
                 }
                 tag_version = Some(v);
             }
-            Err(e) => cx.err(me.at(tag.span()), e, "use the Ollama release tag, e.g. \"v0.24.0\""),
+            Err(e) => cx.err(
+                me.at(tag.span()),
+                e,
+                "use the Ollama release tag, e.g. \"v0.24.0\"",
+            ),
         }
     }
-    for c in [commit, me.raw.llamacpp.as_ref().and_then(|l| l.commit.as_ref())].into_iter().flatten() {
+    for c in [
+        commit,
+        me.raw.llamacpp.as_ref().and_then(|l| l.commit.as_ref()),
+    ]
+    .into_iter()
+    .flatten()
+    {
         if !is_commit(c.get_ref()) {
             cx.err(
                 me.at(c.span()),
@@ -318,7 +385,11 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
                 if *s.get_ref() != expected {
                     cx.err(
                         p.at(s.span()),
-                        format!("era {era} places llama.cpp as `{}`, not `{}`", expected.as_str(), s.get_ref().as_str()),
+                        format!(
+                            "era {era} places llama.cpp as `{}`, not `{}`",
+                            expected.as_str(),
+                            s.get_ref().as_str()
+                        ),
                         format!("set `source = \"{}\"`", expected.as_str()),
                     );
                 }
@@ -335,11 +406,16 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
         }
         _ => None,
     };
-    let llama_url = pick(me, t, |r| r.llamacpp.as_ref()?.url.as_ref()).map(|(_, u)| u.get_ref().clone());
+    let llama_url =
+        pick(me, t, |r| r.llamacpp.as_ref()?.url.as_ref()).map(|(_, u)| u.get_ref().clone());
     let llama_version = me.raw.llamacpp.as_ref().and_then(|l| l.version.as_ref());
     if let Some(v) = llama_version {
         if !super::era::is_build_tag(v.get_ref()) {
-            cx.err(me.at(v.span()), format!("`{}` is not a llama.cpp release tag", v.get_ref()), "write it as bNNNN, e.g. \"b10488\"");
+            cx.err(
+                me.at(v.span()),
+                format!("`{}` is not a llama.cpp release tag", v.get_ref()),
+                "write it as bNNNN, e.g. \"b10488\"",
+            );
         }
     }
 
@@ -350,7 +426,11 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
         for s in list.get_ref() {
             let name = s.name.get_ref();
             if seen.contains(name) {
-                cx.err(p.at(s.name.span()), format!("series `{name}` is listed twice"), "keep one entry per series");
+                cx.err(
+                    p.at(s.name.span()),
+                    format!("series `{name}` is listed twice"),
+                    "keep one entry per series",
+                );
                 continue;
             }
             seen.push(name.clone());
@@ -361,7 +441,11 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
                 }
             }
             if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
-                cx.err(p.at(s.name.span()), format!("`{name}` is not a series name"), "use the name of a directory under patches/");
+                cx.err(
+                    p.at(s.name.span()),
+                    format!("`{name}` is not a series name"),
+                    "use the name of a directory under patches/",
+                );
                 continue;
             }
             let dir = project.patches_dir().join(name);
@@ -410,33 +494,51 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
             if *d.get_ref() != expected {
                 cx.err(
                     p.at(d.span()),
-                    format!("era {era} builds with driver {expected:?}, not {:?}", d.get_ref()),
+                    format!(
+                        "era {era} builds with driver {expected:?}, not {:?}",
+                        d.get_ref()
+                    ),
                     "use the driver of the era's template",
                 );
             }
         }
     }
     let list = |f: fn(&RawBuild) -> Option<&Vec<String>>| {
-        mb.and_then(f).or_else(|| tb.and_then(f)).cloned().unwrap_or_default()
+        mb.and_then(f)
+            .or_else(|| tb.and_then(f))
+            .cloned()
+            .unwrap_or_default()
     };
     let build = Build {
         driver: driver.map(|(_, d)| *d.get_ref()),
         presets: list(|b| b.presets.as_ref()),
         cmake_options: list(|b| b.cmake_options.as_ref()),
-        env: merged_map(tb.and_then(|b| b.env.as_ref()), mb.and_then(|b| b.env.as_ref())),
+        env: merged_map(
+            tb.and_then(|b| b.env.as_ref()),
+            mb.and_then(|b| b.env.as_ref()),
+        ),
         go_flags: list(|b| b.go_flags.as_ref()),
         sparse: list(|b| b.sparse.as_ref()),
     };
     let ti = t.and_then(|t| t.raw.image.as_ref());
     let mi = me.raw.image.as_ref();
     let ilist = |f: fn(&RawImage) -> Option<&Vec<String>>| {
-        mi.and_then(f).or_else(|| ti.and_then(f)).cloned().unwrap_or_default()
+        mi.and_then(f)
+            .or_else(|| ti.and_then(f))
+            .cloned()
+            .unwrap_or_default()
     };
     let image = Image {
         variants: ilist(|i| i.variants.as_ref()),
-        base: merged_map(ti.and_then(|i| i.base.as_ref()), mi.and_then(|i| i.base.as_ref())),
+        base: merged_map(
+            ti.and_then(|i| i.base.as_ref()),
+            mi.and_then(|i| i.base.as_ref()),
+        ),
         runtime_packages: ilist(|i| i.runtime_packages.as_ref()),
-        env: merged_map(ti.and_then(|i| i.env.as_ref()), mi.and_then(|i| i.env.as_ref())),
+        env: merged_map(
+            ti.and_then(|i| i.env.as_ref()),
+            mi.and_then(|i| i.env.as_ref()),
+        ),
     };
     for key in image.base.keys() {
         if key != "builder" && key != "runtime" {
@@ -451,7 +553,11 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
     Some(Recipe {
         path: me.path.clone(),
         template: t.map(|t| TemplateRef {
-            name: t.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            name: t
+                .path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             path: t.path.clone(),
         }),
         is_template,
@@ -466,7 +572,12 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
         llamacpp: LlamaCpp {
             url: llama_url,
             source: llama_source?,
-            commit: me.raw.llamacpp.as_ref().and_then(|l| l.commit.as_ref()).map(|c| c.get_ref().clone()),
+            commit: me
+                .raw
+                .llamacpp
+                .as_ref()
+                .and_then(|l| l.commit.as_ref())
+                .map(|c| c.get_ref().clone()),
             version: llama_version.map(|v| v.get_ref().clone()),
         },
         series,

@@ -25,13 +25,21 @@ pub enum NewError {
     Era(#[from] EraError),
     /// Exit code 3: a real tag with no Vulkan path.
     #[error("{tag} (era {era}) has no Vulkan path: {why}\n  help: {supported}")]
-    Unsupported { tag: String, era: Era, why: String, supported: String },
+    Unsupported {
+        tag: String,
+        era: Era,
+        why: String,
+        supported: String,
+    },
     #[error("template {name} is broken:\n{diags}")]
     Template { name: String, diags: Diagnostics },
     #[error("the generated recipe does not pass its own check (a bug in ollama-vulkan):\n{0}")]
     Generated(Diagnostics),
     #[error("writing {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// What `recipe new --json` prints.
@@ -52,13 +60,18 @@ pub fn load_templates(project: &Project) -> Result<Vec<Recipe>, NewError> {
     project
         .templates()
         .into_iter()
-        .map(|(name, path)| super::load(&path, project).map_err(|diags| NewError::Template { name, diags }))
+        .map(|(name, path)| {
+            super::load(&path, project).map_err(|diags| NewError::Template { name, diags })
+        })
         .collect()
 }
 
 /// One line per template: which tags have a Vulkan path.
 pub fn supported_summary(templates: &[Recipe]) -> String {
-    let parts: Vec<String> = templates.iter().map(|t| format!("era {} ({})", t.era, t.tags)).collect();
+    let parts: Vec<String> = templates
+        .iter()
+        .map(|t| format!("era {} ({})", t.era, t.tags))
+        .collect();
     format!("tags with a Vulkan path: {}", parts.join("; "))
 }
 
@@ -67,26 +80,42 @@ fn pin_has_vulkan(repos: &[Repo], commit: &str) -> Option<bool> {
     let (i, oid) = find_commit(repos, commit)?;
     let tree = repos[i].git.find_commit(oid).ok()?.tree().ok()?;
     Some(
-        ["ggml-vulkan.cpp", "ggml/src/ggml-vulkan.cpp", "ggml/src/ggml-vulkan"]
-            .iter()
-            .any(|p| tree.get_path(Path::new(p)).is_ok()),
+        [
+            "ggml-vulkan.cpp",
+            "ggml/src/ggml-vulkan.cpp",
+            "ggml/src/ggml-vulkan",
+        ]
+        .iter()
+        .any(|p| tree.get_path(Path::new(p)).is_ok()),
     )
 }
 
 /// Resolves a pin to a full commit and its build number where the mirrors allow.
-fn resolve_pin(pin: &LlamaPin, repos: &[Repo], notes: &mut Vec<String>) -> (Option<String>, Option<String>) {
+fn resolve_pin(
+    pin: &LlamaPin,
+    repos: &[Repo],
+    notes: &mut Vec<String>,
+) -> (Option<String>, Option<String>) {
     let count = |oid: Oid| -> Option<String> {
-        repos.iter().find_map(|r| build_number(&r.git, oid).ok().filter(|_| r.git.find_commit(oid).is_ok()))
+        repos
+            .iter()
+            .find_map(|r| {
+                build_number(&r.git, oid)
+                    .ok()
+                    .filter(|_| r.git.find_commit(oid).is_ok())
+            })
             .map(|n| format!("b{n}"))
     };
     match pin {
-        LlamaPin::Version { tag } => match commit_for_build(repos, tag) {
-            Ok(Some(oid)) => (Some(oid.to_string()), Some(tag.clone())),
-            _ => {
-                notes.push(format!("llama.cpp {tag}: no mirror has this tag or a commit with that build number"));
-                (None, Some(tag.clone()))
+        LlamaPin::Version { tag } => {
+            match commit_for_build(repos, tag) {
+                Ok(Some(oid)) => (Some(oid.to_string()), Some(tag.clone())),
+                _ => {
+                    notes.push(format!("llama.cpp {tag}: no mirror has this tag or a commit with that build number"));
+                    (None, Some(tag.clone()))
+                }
             }
-        },
+        }
         LlamaPin::None => (None, None),
         other => {
             let rev = other.rev().unwrap_or_default();
@@ -94,7 +123,9 @@ fn resolve_pin(pin: &LlamaPin, repos: &[Repo], notes: &mut Vec<String>) -> (Opti
                 Some((_, oid)) => (Some(oid.to_string()), count(oid)),
                 None => {
                     if !repos.is_empty() {
-                        notes.push(format!("llama.cpp {rev}: not in the given llama.cpp mirrors"));
+                        notes.push(format!(
+                            "llama.cpp {rev}: not in the given llama.cpp mirrors"
+                        ));
                     }
                     let full = (rev.len() == 40).then(|| rev.to_string());
                     (full, None)
@@ -109,9 +140,16 @@ pub struct NewRequest<'a> {
     pub output: Option<&'a Path>,
 }
 
-pub fn new_recipe(project: &Project, mirrors: &Mirrors, req: &NewRequest<'_>) -> Result<NewOutcome, NewError> {
+pub fn new_recipe(
+    project: &Project,
+    mirrors: &Mirrors,
+    req: &NewRequest<'_>,
+) -> Result<NewOutcome, NewError> {
     let templates = load_templates(project)?;
-    let url = templates.first().map(|t| t.ollama.url.as_str()).unwrap_or(DEFAULT_OLLAMA_URL);
+    let url = templates
+        .first()
+        .map(|t| t.ollama.url.as_str())
+        .unwrap_or(DEFAULT_OLLAMA_URL);
     let ollama_repos = mirrors.open(RepoName::Ollama, Some(url))?;
     let repo = &ollama_repos[0];
     let oid = resolve_tag(repo, req.tag)?;
@@ -120,7 +158,10 @@ pub fn new_recipe(project: &Project, mirrors: &Mirrors, req: &NewRequest<'_>) ->
         .git
         .find_commit(oid)
         .and_then(|c| c.tree())
-        .map_err(|source| SourceError::Git { what: what.clone(), source })?;
+        .map_err(|source| SourceError::Git {
+            what: what.clone(),
+            source,
+        })?;
     let cls = classify(&repo.git, &tree, &what)?;
     tracing::info!(tag = req.tag, era = %cls.era, evidence = ?cls.evidence, "classified");
 
@@ -134,16 +175,28 @@ pub fn new_recipe(project: &Project, mirrors: &Mirrors, req: &NewRequest<'_>) ->
         return Err(unsupported(cls.era.why_no_vulkan().to_string()));
     }
     let Some(template) = templates.iter().find(|t| t.era == cls.era) else {
-        return Err(unsupported(format!("this project has no template for era {}", cls.era)));
+        return Err(unsupported(format!(
+            "this project has no template for era {}",
+            cls.era
+        )));
     };
-    let template_name = template.path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+    let template_name = template
+        .path
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
 
     // llama.cpp: explicit mirrors when given; the cached upstream only when the pin
     // cannot be written without it (era 5's bNNNN).
     let mut notes = Vec::new();
     let needs_llama = matches!(cls.llamacpp, LlamaPin::Version { .. });
     let llama_repos = if mirrors.has_explicit(RepoName::LlamaCpp) || needs_llama {
-        let lurl = template.llamacpp.url.as_deref().unwrap_or(super::new::DEFAULT_LLAMACPP_URL);
+        let lurl = template
+            .llamacpp
+            .url
+            .as_deref()
+            .unwrap_or(super::new::DEFAULT_LLAMACPP_URL);
         mirrors.open(RepoName::LlamaCpp, Some(lurl))?
     } else {
         Vec::new()
@@ -165,22 +218,47 @@ pub fn new_recipe(project: &Project, mirrors: &Mirrors, req: &NewRequest<'_>) ->
     }
     let (llama_commit, llama_version) = resolve_pin(&cls.llamacpp, &llama_repos, &mut notes);
 
-    let text = render(req.tag, &oid.to_string(), &cls, &template_name, llama_commit.as_deref(), llama_version.as_deref());
+    let text = render(
+        req.tag,
+        &oid.to_string(),
+        &cls,
+        &template_name,
+        llama_commit.as_deref(),
+        llama_version.as_deref(),
+    );
     let path = match req.output {
         Some(p) => p.to_path_buf(),
-        None => project.work_dir().join("recipes").join(format!("ollama-{}.toml", req.tag)),
+        None => project
+            .work_dir()
+            .join("recipes")
+            .join(format!("ollama-{}.toml", req.tag)),
     };
     // Check the text before it lands, through the same loader users run.
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|source| NewError::Io { path: dir.to_path_buf(), source })?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|source| NewError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let probe = tempfile::Builder::new()
         .prefix(".recipe-")
         .suffix(".toml")
         .tempfile_in(dir)
-        .map_err(|source| NewError::Io { path: dir.to_path_buf(), source })?;
-    std::fs::write(probe.path(), &text).map_err(|source| NewError::Io { path: probe.path().to_path_buf(), source })?;
+        .map_err(|source| NewError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    std::fs::write(probe.path(), &text).map_err(|source| NewError::Io {
+        path: probe.path().to_path_buf(),
+        source,
+    })?;
     super::load(probe.path(), project).map_err(NewError::Generated)?;
-    probe.persist(&path).map_err(|e| NewError::Io { path: path.clone(), source: e.error })?;
+    probe.persist(&path).map_err(|e| NewError::Io {
+        path: path.clone(),
+        source: e.error,
+    })?;
 
     Ok(NewOutcome {
         tag: req.tag.to_string(),
@@ -204,8 +282,14 @@ fn render(
     llama_version: Option<&str>,
 ) -> String {
     let mut s = String::new();
-    s.push_str(&format!("# Generated by `ollama-vulkan recipe new --ollama {tag}`.\n"));
-    s.push_str(&format!("# Era {} from: {}.\n", cls.era, cls.evidence.join(", ")));
+    s.push_str(&format!(
+        "# Generated by `ollama-vulkan recipe new --ollama {tag}`.\n"
+    ));
+    s.push_str(&format!(
+        "# Era {} from: {}.\n",
+        cls.era,
+        cls.evidence.join(", ")
+    ));
     let recorded = match &cls.llamacpp {
         LlamaPin::Submodule { path, commit } => format!("submodule {path} at {commit}"),
         LlamaPin::Vendoring { commit } => format!("llama/vendoring LLAMACPP_BASE_COMMIT={commit}"),
@@ -213,9 +297,16 @@ fn render(
         LlamaPin::Version { tag } => format!("LLAMA_CPP_VERSION {tag}"),
         LlamaPin::None => "no llama.cpp revision recorded".into(),
     };
-    s.push_str(&format!("# llama.cpp as the tree records it: {recorded}.\n"));
-    s.push_str(&format!("extends = \"{template}\"\nera = \"{}\"\n\n", cls.era));
-    s.push_str(&format!("[ollama]\ntag = \"{tag}\"\ncommit = \"{commit}\"\n"));
+    s.push_str(&format!(
+        "# llama.cpp as the tree records it: {recorded}.\n"
+    ));
+    s.push_str(&format!(
+        "extends = \"{template}\"\nera = \"{}\"\n\n",
+        cls.era
+    ));
+    s.push_str(&format!(
+        "[ollama]\ntag = \"{tag}\"\ncommit = \"{commit}\"\n"
+    ));
     if llama_commit.is_some() || llama_version.is_some() {
         s.push_str("\n[llamacpp]\n");
         if let Some(c) = llama_commit {
@@ -279,8 +370,10 @@ pub fn survey(repo: &Repo, tags: &[String], llama: &[Repo]) -> Vec<EraRow> {
                     row.llamacpp_pin = c.llamacpp.rev().map(str::to_string);
                     if !llama.is_empty() {
                         if let Some(rev) = row.llamacpp_pin.clone() {
-                            let (commit, version) =
-                                pins.entry(rev).or_insert_with(|| resolve_pin(&c.llamacpp, llama, &mut Vec::new())).clone();
+                            let (commit, version) = pins
+                                .entry(rev)
+                                .or_insert_with(|| resolve_pin(&c.llamacpp, llama, &mut Vec::new()))
+                                .clone();
                             row.llamacpp_commit = commit;
                             row.llamacpp_version = version;
                             if let (Era::OneA, Some(c)) = (c.era, &row.llamacpp_commit) {

@@ -14,7 +14,10 @@ pub fn resolve_tag(repo: &Repo, tag: &str) -> Result<Oid, SourceError> {
         Ok(r) => r
             .peel_to_commit()
             .map(|c| c.id())
-            .map_err(|source| SourceError::Git { what: format!("peeling tag {tag}"), source }),
+            .map_err(|source| SourceError::Git {
+                what: format!("peeling tag {tag}"),
+                source,
+            }),
         Err(_) => Err(SourceError::TagNotFound {
             name: repo.name,
             tag: tag.to_string(),
@@ -31,8 +34,14 @@ fn tag_hint(repo: &Repo, tag: &str) -> String {
         .tag_names(None)
         .map(|t| t.iter().flatten().map(str::to_string).collect())
         .unwrap_or_default();
-    let stem: String = tag.chars().take(tag.rfind('.').unwrap_or(tag.len())).collect();
-    let mut near: Vec<String> = names.into_iter().filter(|n| !stem.is_empty() && n.starts_with(&stem)).collect();
+    let stem: String = tag
+        .chars()
+        .take(tag.rfind('.').unwrap_or(tag.len()))
+        .collect();
+    let mut near: Vec<String> = names
+        .into_iter()
+        .filter(|n| !stem.is_empty() && n.starts_with(&stem))
+        .collect();
     crate::version::sort_tags(&mut near);
     if near.is_empty() {
         format!("list the tags with `git -C {} tag`", repo.path.display())
@@ -57,7 +66,11 @@ pub fn build_number(repo: &Repository, commit: Oid) -> Result<u64, git2::Error> 
 /// Resolves a full or abbreviated commit id in the first repository that has it.
 pub fn find_commit(repos: &[Repo], rev: &str) -> Option<(usize, Oid)> {
     repos.iter().enumerate().find_map(|(i, r)| {
-        r.git.revparse_single(rev).ok().and_then(|o| o.peel_to_commit().ok()).map(|c| (i, c.id()))
+        r.git
+            .revparse_single(rev)
+            .ok()
+            .and_then(|o| o.peel_to_commit().ok())
+            .map(|c| (i, c.id()))
     })
 }
 
@@ -75,7 +88,9 @@ pub fn commit_for_build(repos: &[Repo], tag: &str) -> Result<Option<Oid>, git2::
         Err(_) => return Ok(None),
     };
     for r in repos {
-        let Some(head) = default_branch(&r.git) else { continue };
+        let Some(head) = default_branch(&r.git) else {
+            continue;
+        };
         let mut chain = Vec::new();
         let mut walk = r.git.revwalk()?;
         walk.push(head)?;
@@ -103,12 +118,20 @@ pub fn commit_for_build(repos: &[Repo], tag: &str) -> Result<Option<Oid>, git2::
 fn default_branch(repo: &Repository) -> Option<Oid> {
     ["refs/heads/master", "refs/heads/main", "HEAD"]
         .iter()
-        .find_map(|r| repo.revparse_single(r).ok().and_then(|o| o.peel_to_commit().ok()).map(|c| c.id()))
+        .find_map(|r| {
+            repo.revparse_single(r)
+                .ok()
+                .and_then(|o| o.peel_to_commit().ok())
+                .map(|c| c.id())
+        })
 }
 
 /// Runs git, capturing output; a failure carries git's own words.
 pub fn run_git(args: &[&str], cwd: Option<&Path>) -> Result<String, (String, String)> {
-    let mut cmd = duct::cmd("git", args).stderr_to_stdout().stdout_capture().unchecked();
+    let mut cmd = duct::cmd("git", args)
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked();
     if let Some(dir) = cwd {
         cmd = cmd.dir(dir);
     }
@@ -125,20 +148,39 @@ pub fn run_git(args: &[&str], cwd: Option<&Path>) -> Result<String, (String, Str
 /// A bare mirror of `url` in the cache, created or updated under an exclusive lock.
 /// A new mirror is filled in a temporary directory and renamed into place, so an
 /// interrupted first fetch leaves nothing that looks like a mirror.
-pub fn cached_mirror(cache: &Path, name: RepoName, url: &str, offline: bool) -> Result<PathBuf, SourceError> {
+pub fn cached_mirror(
+    cache: &Path,
+    name: RepoName,
+    url: &str,
+    offline: bool,
+) -> Result<PathBuf, SourceError> {
     let io = |what: String| move |source| SourceError::Io { what, source };
     let dir = cache.join("git");
     fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
     let path = dir.join(format!("{}.git", name.as_str()));
     let lock_path = dir.join(format!("{}.lock", name.as_str()));
-    let lock = fs::File::create(&lock_path).map_err(io(format!("creating {}", lock_path.display())))?;
-    lock.lock().map_err(io(format!("locking {}", lock_path.display())))?;
-    let fetch_err = |what: String, detail: String| SourceError::Fetch { name, url: url.to_string(), what, detail };
+    let lock =
+        fs::File::create(&lock_path).map_err(io(format!("creating {}", lock_path.display())))?;
+    lock.lock()
+        .map_err(io(format!("locking {}", lock_path.display())))?;
+    let fetch_err = |what: String, detail: String| SourceError::Fetch {
+        name,
+        url: url.to_string(),
+        what,
+        detail,
+    };
     if path.exists() {
         if !offline {
             tracing::info!(repo = %name, %url, "updating cached mirror");
             run_git(
-                &["fetch", "--prune", "--tags", "--force", url, "+refs/heads/*:refs/heads/*"],
+                &[
+                    "fetch",
+                    "--prune",
+                    "--tags",
+                    "--force",
+                    url,
+                    "+refs/heads/*:refs/heads/*",
+                ],
                 Some(&path),
             )
             .map_err(|(w, d)| fetch_err(w, d))?;
@@ -152,11 +194,23 @@ pub fn cached_mirror(cache: &Path, name: RepoName, url: &str, offline: bool) -> 
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{}-", name.as_str()))
         .tempdir_in(&dir)
-        .map_err(io(format!("creating a temporary directory in {}", dir.display())))?;
+        .map_err(io(format!(
+            "creating a temporary directory in {}",
+            dir.display()
+        )))?;
     let tmp_str = tmp.path().to_string_lossy().into_owned();
     run_git(&["init", "--bare", "--quiet", &tmp_str], None).map_err(|(w, d)| fetch_err(w, d))?;
-    run_git(&["fetch", "--tags", "--force", url, "+refs/heads/*:refs/heads/*"], Some(tmp.path()))
-        .map_err(|(w, d)| fetch_err(w, d))?;
+    run_git(
+        &[
+            "fetch",
+            "--tags",
+            "--force",
+            url,
+            "+refs/heads/*:refs/heads/*",
+        ],
+        Some(tmp.path()),
+    )
+    .map_err(|(w, d)| fetch_err(w, d))?;
     let tmp = tmp.keep();
     fs::rename(&tmp, &path).map_err(io(format!("moving the new mirror to {}", path.display())))?;
     Ok(path)

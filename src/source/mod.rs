@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use git2::Repository;
 
 /// The upstream repositories a recipe reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum RepoName {
     #[serde(rename = "ollama")]
     Ollama,
@@ -39,7 +41,9 @@ impl std::str::FromStr for RepoName {
         match s {
             "ollama" => Ok(RepoName::Ollama),
             "llama.cpp" | "llamacpp" | "llama-cpp" => Ok(RepoName::LlamaCpp),
-            _ => Err(format!("unknown repository `{s}`, expected `ollama` or `llama.cpp`")),
+            _ => Err(format!(
+                "unknown repository `{s}`, expected `ollama` or `llama.cpp`"
+            )),
         }
     }
 }
@@ -49,19 +53,39 @@ pub enum SourceError {
     #[error("--mirror {arg}: expected NAME=PATH with NAME `ollama` or `llama.cpp`, e.g. --mirror ollama=/srv/mirrors/ollama.git")]
     BadMirrorArg { arg: String },
     #[error("mirror {name}={path}: {why}\n  help: pass the path of a bare or normal git repository (the fetch tool prints one, e.g. .../ollama+ollama/repo)")]
-    Unreadable { name: RepoName, path: PathBuf, why: String },
+    Unreadable {
+        name: RepoName,
+        path: PathBuf,
+        why: String,
+    },
     #[error("tag {tag} is not in the {name} repository at {path}\n  help: {hint}")]
-    TagNotFound { name: RepoName, tag: String, path: PathBuf, hint: String },
+    TagNotFound {
+        name: RepoName,
+        tag: String,
+        path: PathBuf,
+        hint: String,
+    },
     #[error("{name} has no URL to fetch from and no --mirror {name}=PATH was given\n  help: pass --mirror {name}=PATH, or set [{section}] url in the recipe")]
-    NoSource { name: RepoName, section: &'static str },
+    NoSource {
+        name: RepoName,
+        section: &'static str,
+    },
     #[error("{name} is not in the cache ({path}) and --offline forbids fetching it\n  help: run once without --offline, or pass --mirror {name}=PATH")]
     OfflineMissing { name: RepoName, path: PathBuf },
     #[error("git {what} failed for {name} ({url}):\n{detail}")]
-    Fetch { name: RepoName, url: String, what: String, detail: String },
+    Fetch {
+        name: RepoName,
+        url: String,
+        what: String,
+        detail: String,
+    },
     #[error("{what}: {source}")]
     Git { what: String, source: git2::Error },
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
 }
 
 /// Where each repository comes from: explicit mirrors first, then the cache.
@@ -82,10 +106,16 @@ impl Mirrors {
                 .split_once('=')
                 .filter(|(n, p)| !n.is_empty() && !p.is_empty())
                 .ok_or_else(|| SourceError::BadMirrorArg { arg: arg.clone() })?;
-            let name: RepoName = name.parse().map_err(|_| SourceError::BadMirrorArg { arg: arg.clone() })?;
+            let name: RepoName = name
+                .parse()
+                .map_err(|_| SourceError::BadMirrorArg { arg: arg.clone() })?;
             explicit.entry(name).or_default().push(PathBuf::from(path));
         }
-        Ok(Mirrors { explicit, cache_dir, offline })
+        Ok(Mirrors {
+            explicit,
+            cache_dir,
+            offline,
+        })
     }
 
     pub fn has_explicit(&self, name: RepoName) -> bool {
@@ -123,12 +153,21 @@ pub struct Repo {
 
 impl Repo {
     pub fn open(name: RepoName, path: &Path) -> Result<Self, SourceError> {
-        let unreadable = |why: String| SourceError::Unreadable { name, path: path.to_path_buf(), why };
+        let unreadable = |why: String| SourceError::Unreadable {
+            name,
+            path: path.to_path_buf(),
+            why,
+        };
         let meta = fs::metadata(path).map_err(|e| unreadable(e.to_string()))?;
         if !meta.is_dir() {
             return Err(unreadable("not a directory".into()));
         }
-        let git = Repository::open(path).map_err(|e| unreadable(format!("not a git repository: {}", e.message())))?;
-        Ok(Repo { name, path: path.to_path_buf(), git })
+        let git = Repository::open(path)
+            .map_err(|e| unreadable(format!("not a git repository: {}", e.message())))?;
+        Ok(Repo {
+            name,
+            path: path.to_path_buf(),
+            git,
+        })
     }
 }

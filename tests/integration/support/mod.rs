@@ -24,7 +24,12 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_COMMITTER_DATE", "2024-01-01T00:00:00Z")
         .output()
         .expect("git runs");
-    assert!(out.status.success(), "git {args:?} in {}: {}", dir.display(), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?} in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -50,11 +55,18 @@ impl Upstream {
 
     /// Replaces the whole tracked tree with `files` (path, content).
     pub fn replace_tree(&self, files: &[(&str, String)]) {
-        let _ = Command::new("git").args(["rm", "-rq", "--cached", "."]).current_dir(&self.dir).output();
+        let _ = Command::new("git")
+            .args(["rm", "-rq", "--cached", "."])
+            .current_dir(&self.dir)
+            .output();
         for entry in fs::read_dir(&self.dir).unwrap().flatten() {
             if entry.file_name() != ".git" {
                 let p = entry.path();
-                if p.is_dir() { fs::remove_dir_all(p).unwrap() } else { fs::remove_file(p).unwrap() }
+                if p.is_dir() {
+                    fs::remove_dir_all(p).unwrap()
+                } else {
+                    fs::remove_file(p).unwrap()
+                }
             }
         }
         for (path, content) in files {
@@ -64,7 +76,15 @@ impl Upstream {
 
     /// Records `commit` as a submodule (gitlink) at `path`.
     pub fn gitlink(&self, path: &str, commit: &str) -> &Self {
-        git(&self.dir, &["update-index", "--add", "--cacheinfo", &format!("160000,{commit},{path}")]);
+        git(
+            &self.dir,
+            &[
+                "update-index",
+                "--add",
+                "--cacheinfo",
+                &format!("160000,{commit},{path}"),
+            ],
+        );
         self
     }
 
@@ -98,7 +118,10 @@ impl MiniLlama {
         let repo = Upstream::init(dir);
         let mut commits = Vec::new();
         for k in 1..=n {
-            repo.write("CMakeLists.txt", &format!("cmake_minimum_required(VERSION 3.14)\nproject(llama C)\n# build {k}\n"));
+            repo.write(
+                "CMakeLists.txt",
+                &format!("cmake_minimum_required(VERSION 3.14)\nproject(llama C)\n# build {k}\n"),
+            );
             if k >= vulkan_from {
                 repo.write("ggml-vulkan.cpp", "// mini vulkan backend\n");
             }
@@ -131,25 +154,45 @@ fn presets(vulkan: bool) -> String {
     if vulkan {
         names.push("Vulkan");
     }
-    let configure: Vec<String> = names.iter().map(|n| format!("{{\"name\": \"{n}\", \"binaryDir\": \"build\"}}")).collect();
-    format!("{{\n  \"version\": 3,\n  \"configurePresets\": [{}]\n}}\n", configure.join(", "))
+    let configure: Vec<String> = names
+        .iter()
+        .map(|n| format!("{{\"name\": \"{n}\", \"binaryDir\": \"build\"}}"))
+        .collect();
+    format!(
+        "{{\n  \"version\": 3,\n  \"configurePresets\": [{}]\n}}\n",
+        configure.join(", ")
+    )
 }
 
 impl Upstream {
     /// Lays out the tree for an era, commits and tags it.
     pub fn release(&self, tag: &str, layout: Layout<'_>) -> String {
-        let mut files: Vec<(&str, String)> = vec![("go.mod", GO_MOD.into()), ("main.go", MAIN_GO.into())];
+        let mut files: Vec<(&str, String)> =
+            vec![("go.mod", GO_MOD.into()), ("main.go", MAIN_GO.into())];
         let mut link: Option<(&str, &str)> = None;
         match layout {
             Layout::Zero { gguf } => {
-                files.push(("llm/llama.cpp/generate_linux.go", "package llm\n//go:generate cmake .\n".into()));
+                files.push((
+                    "llm/llama.cpp/generate_linux.go",
+                    "package llm\n//go:generate cmake .\n".into(),
+                ));
                 link = Some(("llm/llama.cpp/gguf", gguf));
             }
             Layout::OneA { llama } | Layout::OneB { llama } => {
-                let target = if matches!(layout, Layout::OneA { .. }) { "ext_server" } else { "ollama_llama_server" };
+                let target = if matches!(layout, Layout::OneA { .. }) {
+                    "ext_server"
+                } else {
+                    "ollama_llama_server"
+                };
                 files.push((".gitmodules", "[submodule \"llama.cpp\"]\n\tpath = llm/llama.cpp\n\turl = https://github.com/ggerganov/llama.cpp.git\n\tshallow = true\n".into()));
-                files.push(("llm/generate/gen_linux.sh", "#!/bin/bash\nset -ex\necho building\n".into()));
-                files.push(("llm/ext_server/CMakeLists.txt", format!("set(TARGET {target})\nadd_library(${{TARGET}} ext_server.cpp)\n")));
+                files.push((
+                    "llm/generate/gen_linux.sh",
+                    "#!/bin/bash\nset -ex\necho building\n".into(),
+                ));
+                files.push((
+                    "llm/ext_server/CMakeLists.txt",
+                    format!("set(TARGET {target})\nadd_library(${{TARGET}} ext_server.cpp)\n"),
+                ));
                 link = Some(("llm/llama.cpp", llama));
             }
             Layout::Two { base } => {
@@ -160,11 +203,17 @@ impl Upstream {
                 let vulkan = matches!(layout, Layout::Four { .. });
                 files.push(("CMakePresets.json", presets(vulkan)));
                 files.push(("Makefile.sync", format!("UPSTREAM=https://github.com/ggml-org/llama.cpp.git\nWORKDIR=llama/vendor\nFETCH_HEAD={fetch_head}\n")));
-                files.push(("CMakeLists.txt", "cmake_minimum_required(VERSION 3.21)\nproject(Ollama C CXX)\n".into()));
+                files.push((
+                    "CMakeLists.txt",
+                    "cmake_minimum_required(VERSION 3.21)\nproject(Ollama C CXX)\n".into(),
+                ));
             }
             Layout::Five { version } => {
                 files.push(("LLAMA_CPP_VERSION", format!("{version}\n")));
-                files.push(("llama/server/CMakeLists.txt", "cmake_minimum_required(VERSION 3.24)\nproject(llama_server)\n".into()));
+                files.push((
+                    "llama/server/CMakeLists.txt",
+                    "cmake_minimum_required(VERSION 3.24)\nproject(llama_server)\n".into(),
+                ));
             }
             Layout::Unknown => files.push(("README.md", "no build system here\n".into())),
         }
@@ -174,7 +223,16 @@ impl Upstream {
             self.gitlink(path, commit);
         }
         // Commit the index as is: `git add -A` would drop a gitlink with no work tree.
-        git(&self.dir, &["commit", "-q", "--allow-empty", "-m", &format!("release {tag}")]);
+        git(
+            &self.dir,
+            &[
+                "commit",
+                "-q",
+                "--allow-empty",
+                "-m",
+                &format!("release {tag}"),
+            ],
+        );
         self.tag(tag);
         self.head()
     }
@@ -191,7 +249,10 @@ impl Scratch {
         let s = Scratch { tmp };
         fs::create_dir_all(s.project().join("recipes")).unwrap();
         fs::create_dir_all(s.project().join("patches")).unwrap();
-        for e in fs::read_dir(Path::new(REPO_ROOT).join("recipes")).unwrap().flatten() {
+        for e in fs::read_dir(Path::new(REPO_ROOT).join("recipes"))
+            .unwrap()
+            .flatten()
+        {
             fs::copy(e.path(), s.project().join("recipes").join(e.file_name())).unwrap();
         }
         s
@@ -232,7 +293,10 @@ impl Scratch {
         for (file, body) in patches {
             fs::write(dir.join(file), body).unwrap();
             series.push_str(&format!("{file}\n"));
-            sums.push_str(&format!("{}  {file}\n", ollama_vulkan::patch::series::sha256_hex(body.as_bytes())));
+            sums.push_str(&format!(
+                "{}  {file}\n",
+                ollama_vulkan::patch::series::sha256_hex(body.as_bytes())
+            ));
         }
         fs::write(dir.join("series"), series).unwrap();
         fs::write(dir.join("SHA256SUMS"), &sums).unwrap();
@@ -259,19 +323,32 @@ impl From<Output> for Run {
 impl Run {
     #[track_caller]
     pub fn ok(&self) -> &Self {
-        assert_eq!(self.code, 0, "expected success\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
     #[track_caller]
     pub fn fails(&self, code: i32, needles: &[&str]) -> &Self {
-        assert_eq!(self.code, code, "exit code\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "exit code\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         for n in needles {
-            assert!(self.stderr.contains(n), "stderr lacks {n:?}:\n{}", self.stderr);
+            assert!(
+                self.stderr.contains(n),
+                "stderr lacks {n:?}:\n{}",
+                self.stderr
+            );
         }
         self
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.stdout))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.stdout))
     }
 }
 
@@ -295,13 +372,32 @@ impl Fixture {
         ollama.release("v0.1.23", Layout::OneA { llama: &c(5) });
         ollama.release("v0.1.48", Layout::OneB { llama: &c(6) });
         ollama.release("v0.4.0", Layout::Two { base: &c(7) });
-        ollama.release("v0.12.5", Layout::Three { fetch_head: &c(8)[..9] });
-        ollama.release("v0.24.0", Layout::Four { fetch_head: &c(9)[..9] });
-        ollama.release("v9.9.9", Layout::Four { fetch_head: &c(9)[..9] });
+        ollama.release(
+            "v0.12.5",
+            Layout::Three {
+                fetch_head: &c(8)[..9],
+            },
+        );
+        ollama.release(
+            "v0.24.0",
+            Layout::Four {
+                fetch_head: &c(9)[..9],
+            },
+        );
+        ollama.release(
+            "v9.9.9",
+            Layout::Four {
+                fetch_head: &c(9)[..9],
+            },
+        );
         ollama.release("v0.32.15", Layout::Five { version: "b11" });
         ollama.release("v0.33.0", Layout::Five { version: "b10" });
         ollama.release("v0.0.1", Layout::Unknown);
-        Fixture { scratch, ollama, llama }
+        Fixture {
+            scratch,
+            ollama,
+            llama,
+        }
     }
     pub fn mirror_args(&self) -> Vec<String> {
         vec![
