@@ -51,6 +51,14 @@ pub enum Command {
     /// Create and check recipes.
     #[command(subcommand)]
     Recipe(RecipeCommand),
+    /// Materialise clean Ollama and llama.cpp trees at the recipe's pins.
+    Fetch {
+        #[arg(value_name = "RECIPE")]
+        recipe: PathBuf,
+        /// Build directory; trees go to DEST/src (default: work/builds/<recipe name>).
+        #[arg(long, value_name = "DIR")]
+        dest: Option<PathBuf>,
+    },
     /// Classify Ollama tags into build eras (UPSTREAM.md §1), from git objects only.
     Era(EraArgs),
     /// Print a shell completion script.

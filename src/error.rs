@@ -54,7 +54,9 @@ fn source_code(s: &SourceError) -> i32 {
         | SourceError::Unreadable { .. }
         | SourceError::TagNotFound { .. }
         | SourceError::NoSource { .. }
-        | SourceError::OfflineMissing { .. } => exit::BAD_INPUT,
+        | SourceError::OfflineMissing { .. }
+        | SourceError::MovedTag { .. }
+        | SourceError::CommitNotFound { .. } => exit::BAD_INPUT,
         _ => exit::FAILURE,
     }
 }

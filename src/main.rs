@@ -9,7 +9,7 @@ use clap::{CommandFactory, Parser};
 use ollama_vulkan::error::Error;
 use ollama_vulkan::project::{default_cache_dir, Project};
 use ollama_vulkan::recipe::{self, new};
-use ollama_vulkan::source::{Mirrors, RepoName};
+use ollama_vulkan::source::{Mirrors, RepoName, Want};
 use ollama_vulkan::version::sort_tags;
 
 use cli::{Cli, Command, RecipeCommand};
@@ -47,6 +47,15 @@ fn init_logging(g: &cli::Global) {
 fn mirrors(g: &cli::Global) -> Result<Mirrors, Error> {
     let cache = g.cache_dir.clone().unwrap_or_else(default_cache_dir);
     Ok(Mirrors::new(&g.mirrors, cache, g.offline)?)
+}
+
+/// `work/builds/<recipe file stem>`: one build directory per recipe.
+fn build_dir(project: &Project, recipe: &std::path::Path) -> std::path::PathBuf {
+    let stem = recipe
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "recipe".into());
+    project.work_dir().join("builds").join(stem)
 }
 
 fn print_json(v: &impl serde::Serialize) {
@@ -154,6 +163,49 @@ fn run(cli: Cli) -> Result<u8, Error> {
             print_json(&r);
             Ok(0)
         }
+        Command::Fetch { recipe: file, dest } => {
+            let project = Project::discover(g.project.as_deref())?;
+            let r = recipe::load(&file, &project).map_err(Error::Recipe)?;
+            if r.is_template {
+                return Err(Error::Usage(format!(
+                    "{} is an era template; fetch needs a per-tag recipe (`ollama-vulkan recipe new --ollama TAG`)",
+                    file.display()
+                )));
+            }
+            let dest = dest.unwrap_or_else(|| build_dir(&project, &file));
+            let started = std::time::Instant::now();
+            let f = ollama_vulkan::source::fetch::fetch(&r, &mirrors(g)?, &dest)?;
+            if g.json {
+                print_json(&f);
+            } else {
+                for n in &f.notes {
+                    eprintln!("note: {n}");
+                }
+                println!(
+                    "ollama {} ({}): {} files, {:.1} MB -> {}",
+                    r.ollama.tag.as_deref().unwrap_or(""),
+                    &f.ollama_commit[..12],
+                    f.ollama.files,
+                    f.ollama.bytes as f64 / 1e6,
+                    f.ollama_tree.display()
+                );
+                if let (Some(t), Some(m), Some(c)) =
+                    (&f.llamacpp_tree, &f.llamacpp, &f.llamacpp_commit)
+                {
+                    println!(
+                        "llama.cpp {}: {} files -> {}",
+                        &c[..12],
+                        m.files,
+                        t.display()
+                    );
+                }
+                for p in &f.compat_patches {
+                    println!("llama/compat/{}: {}", p.patch, p.status);
+                }
+                println!("done in {:.2} s", started.elapsed().as_secs_f64());
+            }
+            Ok(0)
+        }
         Command::Era(args) => {
             let m = mirrors(g)?;
             let project = Project::discover(g.project.as_deref()).ok();
@@ -162,9 +214,14 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 .and_then(|p| new::load_templates(p).ok())
                 .and_then(|t| t.first().map(|t| t.ollama.url.clone()))
                 .unwrap_or_else(|| new::DEFAULT_OLLAMA_URL.to_string());
-            let repos = m.open(RepoName::Ollama, Some(&url))?;
+            let wants: Vec<Want> = if args.all_tags {
+                vec![Want::Everything]
+            } else {
+                args.tags.iter().map(|t| Want::Tag(t.clone())).collect()
+            };
+            let repos = m.open(RepoName::Ollama, Some(&url), &wants)?;
             let llama = if m.has_explicit(RepoName::LlamaCpp) {
-                m.open(RepoName::LlamaCpp, None)?
+                m.open(RepoName::LlamaCpp, None, &[])?
             } else {
                 Vec::new()
             };

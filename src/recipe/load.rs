@@ -519,6 +519,7 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
         ),
         go_flags: list(|b| b.go_flags.as_ref()),
         sparse: list(|b| b.sparse.as_ref()),
+        missing_ok: list(|b| b.missing_ok.as_ref()),
     };
     let ti = t.and_then(|t| t.raw.image.as_ref());
     let mi = me.raw.image.as_ref();

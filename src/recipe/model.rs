@@ -77,6 +77,7 @@ pub struct RawBuild {
     pub env: Option<BTreeMap<String, String>>,
     pub go_flags: Option<Vec<String>>,
     pub sparse: Option<Vec<String>>,
+    pub missing_ok: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -200,6 +201,8 @@ pub struct Build {
     pub env: BTreeMap<String, String>,
     pub go_flags: Vec<String>,
     pub sparse: Vec<String>,
+    /// Paths a partial mirror may lack without harm (skipped with a note).
+    pub missing_ok: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

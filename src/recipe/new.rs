@@ -11,7 +11,7 @@ use super::model::Recipe;
 use crate::diag::Diagnostics;
 use crate::project::Project;
 use crate::source::git::{build_number, commit_for_build, find_commit, resolve_tag};
-use crate::source::{Mirrors, Repo, RepoName, SourceError};
+use crate::source::{Mirrors, Repo, RepoName, SourceError, Want};
 use crate::version::Version;
 
 pub const DEFAULT_OLLAMA_URL: &str = "https://github.com/ollama/ollama.git";
@@ -150,7 +150,11 @@ pub fn new_recipe(
         .first()
         .map(|t| t.ollama.url.as_str())
         .unwrap_or(DEFAULT_OLLAMA_URL);
-    let ollama_repos = mirrors.open(RepoName::Ollama, Some(url))?;
+    let ollama_repos = mirrors.open(
+        RepoName::Ollama,
+        Some(url),
+        &[Want::Tag(req.tag.to_string())],
+    )?;
     let repo = &ollama_repos[0];
     let oid = resolve_tag(repo, req.tag)?;
     let what = format!("{} ({})", req.tag, &oid.to_string()[..12]);
@@ -197,7 +201,11 @@ pub fn new_recipe(
             .url
             .as_deref()
             .unwrap_or(super::new::DEFAULT_LLAMACPP_URL);
-        mirrors.open(RepoName::LlamaCpp, Some(lurl))?
+        let wants: Vec<Want> = match &cls.llamacpp {
+            LlamaPin::Version { tag } => vec![Want::Tag(tag.clone())],
+            _ => Vec::new(),
+        };
+        mirrors.open(RepoName::LlamaCpp, Some(lurl), &wants)?
     } else {
         Vec::new()
     };

@@ -145,15 +145,18 @@ pub fn run_git(args: &[&str], cwd: Option<&Path>) -> Result<String, (String, Str
     }
 }
 
-/// A bare mirror of `url` in the cache, created or updated under an exclusive lock.
-/// A new mirror is filled in a temporary directory and renamed into place, so an
-/// interrupted first fetch leaves nothing that looks like a mirror.
+/// A bare mirror of `url` in the cache, holding at least `wants`. Only missing refs are
+/// fetched, under an exclusive lock. A new mirror is set up in a temporary directory and
+/// renamed into place; git itself writes packs and refs atomically, so a fetch killed
+/// half-way leaves a usable mirror and the next run fetches again.
 pub fn cached_mirror(
     cache: &Path,
     name: RepoName,
     url: &str,
+    wants: &[super::Want],
     offline: bool,
 ) -> Result<PathBuf, SourceError> {
+    use super::Want;
     let io = |what: String| move |source| SourceError::Io { what, source };
     let dir = cache.join("git");
     fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
@@ -169,49 +172,62 @@ pub fn cached_mirror(
         what,
         detail,
     };
-    if path.exists() {
-        if !offline {
-            tracing::info!(repo = %name, %url, "updating cached mirror");
-            run_git(
-                &[
-                    "fetch",
-                    "--prune",
-                    "--tags",
-                    "--force",
-                    url,
-                    "+refs/heads/*:refs/heads/*",
-                ],
-                Some(&path),
-            )
-            .map_err(|(w, d)| fetch_err(w, d))?;
+
+    if !path.exists() {
+        if offline {
+            return Err(SourceError::OfflineMissing { name, path });
         }
-        return Ok(path);
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{}-", name.as_str()))
+            .tempdir_in(&dir)
+            .map_err(io(format!(
+                "creating a temporary directory in {}",
+                dir.display()
+            )))?;
+        run_git(
+            &["init", "--bare", "--quiet", &tmp.path().to_string_lossy()],
+            None,
+        )
+        .map_err(|(w, d)| fetch_err(w, d))?;
+        let tmp = tmp.keep();
+        fs::rename(&tmp, &path)
+            .map_err(io(format!("moving the new mirror to {}", path.display())))?;
+    }
+    let repo = Repository::open_bare(&path).map_err(|source| SourceError::Git {
+        what: format!("opening {}", path.display()),
+        source,
+    })?;
+    let mut refspecs: Vec<String> = Vec::new();
+    for want in wants {
+        match want {
+            Want::Tag(t) if repo.find_reference(&format!("refs/tags/{t}")).is_err() => {
+                refspecs.push(format!("+refs/tags/{t}:refs/tags/{t}"))
+            }
+            Want::Commit(c)
+                if Oid::from_str(c)
+                    .ok()
+                    .and_then(|o| repo.find_commit(o).ok())
+                    .is_none() =>
+            {
+                // Kept reachable under refs/pins/ so gc never drops it.
+                refspecs.push(format!("+{c}:refs/pins/{c}"))
+            }
+            Want::Everything => refspecs.push("+refs/heads/*:refs/heads/*".into()),
+            _ => {}
+        }
+    }
+    if wants.contains(&Want::Everything) {
+        refspecs.push("+refs/tags/*:refs/tags/*".into());
+    }
+    if refspecs.is_empty() {
+        return Ok(path); // warm: everything needed is here, no network
     }
     if offline {
         return Err(SourceError::OfflineMissing { name, path });
     }
-    tracing::info!(repo = %name, %url, "creating cached mirror");
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}-", name.as_str()))
-        .tempdir_in(&dir)
-        .map_err(io(format!(
-            "creating a temporary directory in {}",
-            dir.display()
-        )))?;
-    let tmp_str = tmp.path().to_string_lossy().into_owned();
-    run_git(&["init", "--bare", "--quiet", &tmp_str], None).map_err(|(w, d)| fetch_err(w, d))?;
-    run_git(
-        &[
-            "fetch",
-            "--tags",
-            "--force",
-            url,
-            "+refs/heads/*:refs/heads/*",
-        ],
-        Some(tmp.path()),
-    )
-    .map_err(|(w, d)| fetch_err(w, d))?;
-    let tmp = tmp.keep();
-    fs::rename(&tmp, &path).map_err(io(format!("moving the new mirror to {}", path.display())))?;
+    tracing::info!(repo = %name, %url, refs = ?refspecs, "fetching into the cache");
+    let mut args = vec!["fetch", "--no-tags", "--quiet", url];
+    args.extend(refspecs.iter().map(String::as_str));
+    run_git(&args, Some(&path)).map_err(|(w, d)| fetch_err(w, d))?;
     Ok(path)
 }

@@ -1,7 +1,9 @@
 //! Upstream repositories: local bare mirrors given with `--mirror NAME=PATH`, or bare
 //! mirrors kept in the cache and filled from the recipe's URL.
 
+pub mod fetch;
 pub mod git;
+pub mod tree;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -79,6 +81,27 @@ pub enum SourceError {
         what: String,
         detail: String,
     },
+    #[error("{what}: {path} is missing from the mirror {mirror} (blob {blob}) and the build needs it\n  help: use a complete mirror, or if the build does not read this path, add it to [build] sparse (\"!/{path}\") or missing_ok in the recipe")]
+    MissingBlob {
+        what: String,
+        path: String,
+        blob: String,
+        mirror: PathBuf,
+    },
+    #[error("tag {tag} of {name} moved: the recipe pins {expected} but the tag now resolves to {actual}\n  help: if the new commit is intended, regenerate the recipe (`ollama-vulkan recipe new --ollama {tag}`); otherwise the upstream tag was rewritten and must not be trusted")]
+    MovedTag {
+        name: RepoName,
+        tag: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{name} commit {commit} is not in {path}\n  help: {hint}")]
+    CommitNotFound {
+        name: RepoName,
+        commit: String,
+        path: PathBuf,
+        hint: String,
+    },
     #[error("{what}: {source}")]
     Git { what: String, source: git2::Error },
     #[error("{what}: {source}")]
@@ -127,8 +150,13 @@ impl Mirrors {
     }
 
     /// Opens every repository for `name`: the explicit mirrors, or the cached mirror of
-    /// `url` (fetched first unless offline).
-    pub fn open(&self, name: RepoName, url: Option<&str>) -> Result<Vec<Repo>, SourceError> {
+    /// `url`, into which only the `wants` it lacks are fetched (never when offline).
+    pub fn open(
+        &self,
+        name: RepoName,
+        url: Option<&str>,
+        wants: &[Want],
+    ) -> Result<Vec<Repo>, SourceError> {
         if let Some(paths) = self.explicit.get(&name) {
             return paths.iter().map(|p| Repo::open(name, p)).collect();
         }
@@ -139,9 +167,18 @@ impl Mirrors {
                 RepoName::LlamaCpp => "llamacpp",
             },
         })?;
-        let path = git::cached_mirror(&self.cache_dir, name, url, self.offline)?;
+        let path = git::cached_mirror(&self.cache_dir, name, url, wants, self.offline)?;
         Ok(vec![Repo::open(name, &path)?])
     }
+}
+
+/// What a cached mirror must hold; only what is missing is fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Want {
+    Tag(String),
+    Commit(String),
+    /// Every tag and branch (the `era --all-tags` survey).
+    Everything,
 }
 
 /// An opened upstream repository and where it lives.

@@ -4,5 +4,6 @@
 mod support;
 
 mod era;
+mod fetch;
 mod recipe_check;
 mod recipe_new;

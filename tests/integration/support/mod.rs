@@ -146,6 +146,10 @@ pub enum Layout<'a> {
     Unknown,
 }
 
+/// Ollama-style compat patches for the mini llama.cpp (applied in file-name order).
+const COMPAT_PATCH: &str = "diff --git a/compat-hook.txt b/compat-hook.txt\nnew file mode 100644\n--- /dev/null\n+++ b/compat-hook.txt\n@@ -0,0 +1 @@\n+hooked\n";
+const COMPAT_PATCH_2: &str = "diff --git a/compat-hook.txt b/compat-hook.txt\n--- a/compat-hook.txt\n+++ b/compat-hook.txt\n@@ -1 +1,2 @@\n hooked\n+more\n";
+
 const GO_MOD: &str = "module github.com/ollama/ollama\n\ngo 1.22\n";
 const MAIN_GO: &str = "package main\n\nfunc main() {}\n";
 
@@ -214,6 +218,9 @@ impl Upstream {
                     "llama/server/CMakeLists.txt",
                     "cmake_minimum_required(VERSION 3.24)\nproject(llama_server)\n".into(),
                 ));
+                files.push(("llama/compat/001-hooks.patch", COMPAT_PATCH.into()));
+                files.push(("llama/compat/models/003-more.patch", COMPAT_PATCH_2.into()));
+                files.push(("integration/testdata/big.txt", "large test data\n".into()));
             }
             Layout::Unknown => files.push(("README.md", "no build system here\n".into())),
         }

@@ -1,0 +1,255 @@
+//! The sources stage: clean work trees of Ollama and llama.cpp at the recipe's pins,
+//! with llama.cpp placed the way the recipe's era expects.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use git2::Oid;
+use serde::Serialize;
+
+use super::git::{find_commit, resolve_tag, run_git};
+use super::tree::{materialise, Materialised, Sparse, TreeRequest};
+use super::{Mirrors, Repo, RepoName, SourceError, Want};
+use crate::recipe::era::{classify, LlamaPin};
+use crate::recipe::model::{LlamaSource, Recipe};
+
+/// What `fetch --json` prints, and the input of the prepare stage.
+#[derive(Debug, Serialize)]
+pub struct Fetched {
+    pub ollama_tree: PathBuf,
+    pub llamacpp_tree: Option<PathBuf>,
+    pub ollama_commit: String,
+    pub llamacpp_commit: Option<String>,
+    pub ollama: Materialised,
+    pub llamacpp: Option<Materialised>,
+    /// Ollama's own llama/compat patches applied to the llama.cpp tree (era 5), in order.
+    pub compat_patches: Vec<CompatPatch>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CompatPatch {
+    pub patch: String,
+    /// "applied" or "already applied".
+    pub status: &'static str,
+}
+
+fn io(what: String) -> impl FnOnce(std::io::Error) -> SourceError {
+    move |source| SourceError::Io { what, source }
+}
+
+/// Replaces `dest` with the directory `tmp` as one rename, removing the old tree after.
+fn swap_into_place(tmp: &Path, dest: &Path) -> Result<(), SourceError> {
+    if dest.exists() {
+        let trash = dest.with_extension(format!("old-{}", std::process::id()));
+        fs::rename(dest, &trash).map_err(io(format!("moving the old {} aside", dest.display())))?;
+        fs::rename(tmp, dest).map_err(io(format!("moving the new tree to {}", dest.display())))?;
+        let _ = fs::remove_dir_all(&trash);
+    } else {
+        fs::rename(tmp, dest).map_err(io(format!("moving the new tree to {}", dest.display())))?;
+    }
+    Ok(())
+}
+
+fn temp_dir_in(dir: &Path, prefix: &str) -> Result<PathBuf, SourceError> {
+    fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    let t = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(dir)
+        .map_err(io(format!(
+            "creating a temporary directory in {}",
+            dir.display()
+        )))?;
+    Ok(t.keep())
+}
+
+/// Removes a half-built tree on every early return.
+struct Cleanup(Option<PathBuf>);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = fs::remove_dir_all(p);
+        }
+    }
+}
+
+fn commit_in(repos: &[Repo], name: RepoName, commit: &str) -> Result<(usize, Oid), SourceError> {
+    find_commit(repos, commit).ok_or_else(|| SourceError::CommitNotFound {
+        name,
+        commit: commit.to_string(),
+        path: repos.first().map(|r| r.path.clone()).unwrap_or_default(),
+        hint: format!("pass a mirror that has it with --mirror {name}=PATH, or run without --offline so the cache fetches it"),
+    })
+}
+
+/// Materialises the recipe's sources under `dest/src/`. Each tree is built in a temporary
+/// directory and renamed into place, so an interrupted run never leaves a tree that looks
+/// complete; two runs on the same `dest` are serialised by a lock.
+pub fn fetch(recipe: &Recipe, mirrors: &Mirrors, dest: &Path) -> Result<Fetched, SourceError> {
+    let tag = recipe.ollama.tag.as_deref().unwrap_or_default();
+    let expected = recipe.ollama.commit.as_deref().unwrap_or_default();
+    let src = dest.join("src");
+    fs::create_dir_all(&src).map_err(io(format!("creating {}", src.display())))?;
+    let lock_path = dest.join(".fetch.lock");
+    let lock =
+        fs::File::create(&lock_path).map_err(io(format!("creating {}", lock_path.display())))?;
+    lock.lock()
+        .map_err(io(format!("locking {}", lock_path.display())))?;
+
+    let wants = [
+        Want::Tag(tag.to_string()),
+        Want::Commit(expected.to_string()),
+    ];
+    let ollama_repos = mirrors.open(RepoName::Ollama, Some(&recipe.ollama.url), &wants)?;
+    let repo = &ollama_repos[0];
+    let actual = resolve_tag(repo, tag)?;
+    if actual.to_string() != expected {
+        return Err(SourceError::MovedTag {
+            name: RepoName::Ollama,
+            tag: tag.to_string(),
+            expected: expected.to_string(),
+            actual: actual.to_string(),
+        });
+    }
+    let sparse = Sparse::new(&recipe.build.sparse);
+    let mut notes = Vec::new();
+    let what = format!("ollama {tag}");
+    let tmp = temp_dir_in(&src, ".ollama-")?;
+    let mut guard = Cleanup(Some(tmp.clone()));
+    let ollama = materialise(&TreeRequest {
+        mirror: &repo.path,
+        repo: &repo.git,
+        commit: actual,
+        dest: &tmp,
+        sparse: &sparse,
+        missing_ok: &recipe.build.missing_ok,
+        what: &what,
+    })?;
+    for p in &ollama.skipped_missing {
+        notes.push(format!(
+            "{what}: {p} is missing from the mirror; skipped (the build does not need it)"
+        ));
+    }
+
+    // The llama.cpp pin: the recipe's, else what the Ollama tree records.
+    let llama_commit = match (&recipe.llamacpp.commit, recipe.llamacpp.source) {
+        (_, LlamaSource::Vendored) => None,
+        (Some(c), _) => Some(c.clone()),
+        (None, _) => {
+            let tree = repo
+                .git
+                .find_commit(actual)
+                .and_then(|c| c.tree())
+                .map_err(|source| SourceError::Git {
+                    what: format!("{what}: reading tree"),
+                    source,
+                })?;
+            let cls = classify(&repo.git, &tree, &what).map_err(|e| SourceError::Io {
+                what: format!("{what}: deriving the llama.cpp pin"),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            match cls.llamacpp {
+                LlamaPin::Submodule { commit, .. } => Some(commit),
+                other => {
+                    return Err(SourceError::Io {
+                        what: format!("{what}: the recipe has no [llamacpp] commit"),
+                        source: std::io::Error::other(format!(
+                            "the tree records {other:?}; regenerate the recipe with `ollama-vulkan recipe new` to pin it"
+                        )),
+                    })
+                }
+            }
+        }
+    };
+
+    let mut llamacpp = None;
+    let mut llamacpp_tree = None;
+    let mut compat_patches = Vec::new();
+    if let Some(commit) = &llama_commit {
+        let lurl = recipe.llamacpp.url.as_deref();
+        let lrepos = mirrors.open(RepoName::LlamaCpp, lurl, &[Want::Commit(commit.clone())])?;
+        let (i, oid) = commit_in(&lrepos, RepoName::LlamaCpp, commit)?;
+        let lrepo = &lrepos[i];
+        let lwhat = format!("llama.cpp {}", &commit[..12.min(commit.len())]);
+        let (ltmp, final_path) = match recipe.llamacpp.source {
+            // Era 1: a git work tree inside the Ollama tree, HEAD at the pin.
+            LlamaSource::Submodule => (tmp.join("llm/llama.cpp"), src.join("ollama/llm/llama.cpp")),
+            _ => (temp_dir_in(&src, ".llama.cpp-")?, src.join("llama.cpp")),
+        };
+        let mut lguard =
+            Cleanup((recipe.llamacpp.source != LlamaSource::Submodule).then(|| ltmp.clone()));
+        let m = materialise(&TreeRequest {
+            mirror: &lrepo.path,
+            repo: &lrepo.git,
+            commit: oid,
+            dest: &ltmp,
+            sparse: &Sparse::default(),
+            missing_ok: &recipe.build.missing_ok,
+            what: &lwhat,
+        })?;
+        for p in &m.skipped_missing {
+            notes.push(format!(
+                "{lwhat}: {p} is missing from the mirror; skipped (the build does not need it)"
+            ));
+        }
+        if recipe.llamacpp.source == LlamaSource::FetchContent {
+            compat_patches = apply_compat(&tmp.join("llama/compat"), &ltmp)?;
+            swap_into_place(&ltmp, &final_path)?;
+            lguard.0 = None;
+        }
+        llamacpp = Some(m);
+        llamacpp_tree = Some(final_path);
+    }
+    let ollama_tree = src.join("ollama");
+    swap_into_place(&tmp, &ollama_tree)?;
+    guard.0 = None;
+    Ok(Fetched {
+        ollama_tree,
+        llamacpp_tree,
+        ollama_commit: actual.to_string(),
+        llamacpp_commit: llama_commit,
+        ollama,
+        llamacpp,
+        compat_patches,
+        notes,
+    })
+}
+
+/// Applies every `*.patch` under `compat` (recursively) to `tree`, sorted by file name,
+/// skipping one that reverse-applies: what llama/compat/apply-patch.cmake does, so CMake
+/// later finds the tree already patched and never touches the network.
+fn apply_compat(compat: &Path, tree: &Path) -> Result<Vec<CompatPatch>, SourceError> {
+    let mut patches = Vec::new();
+    collect_patches(compat, &mut patches);
+    patches.sort_by(|a, b| a.file_name().cmp(&b.file_name()).then(a.cmp(b)));
+    let mut out = Vec::new();
+    for p in patches {
+        let ps = p.to_string_lossy().into_owned();
+        let rel = p.strip_prefix(compat).unwrap_or(&p).display().to_string();
+        let status = if run_git(&["apply", "--reverse", "--check", &ps], Some(tree)).is_ok() {
+            "already applied"
+        } else {
+            run_git(&["apply", "--whitespace=nowarn", &ps], Some(tree)).map_err(|(_, detail)| SourceError::Io {
+                what: format!("applying llama/compat/{rel} to the llama.cpp tree"),
+                source: std::io::Error::other(format!(
+                    "{detail}\nthe pinned llama.cpp does not match Ollama's compat patch; check [llamacpp] commit against LLAMA_CPP_VERSION"
+                )),
+            })?;
+            "applied"
+        };
+        out.push(CompatPatch { patch: rel, status });
+    }
+    Ok(out)
+}
+
+fn collect_patches(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect_patches(&p, out);
+        } else if p.extension().is_some_and(|x| x == "patch") {
+            out.push(p);
+        }
+    }
+}

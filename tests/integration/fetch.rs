@@ -1,0 +1,298 @@
+//! `fetch`: clean trees at the pins, placed per era, atomic, with partial mirrors.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::support::{git, Fixture};
+
+fn new_recipe(fx: &Fixture, tag: &str) -> PathBuf {
+    let j = fx
+        .run(&["recipe", "new", "--ollama", tag, "--json"])
+        .ok()
+        .json();
+    PathBuf::from(j["recipe_path"].as_str().unwrap())
+}
+
+fn fetch(fx: &Fixture, recipe: &Path, dest: &Path) -> crate::support::Run {
+    fx.run(&[
+        "fetch",
+        recipe.to_str().unwrap(),
+        "--dest",
+        dest.to_str().unwrap(),
+        "--json",
+    ])
+}
+
+#[test]
+fn era_4_tree_is_clean_at_the_pinned_commit() {
+    let fx = Fixture::new();
+    let recipe = new_recipe(&fx, "v0.24.0");
+    let dest = fx.scratch.path().join("b4");
+    let j = fetch(&fx, &recipe, &dest).ok().json();
+    let tree = PathBuf::from(j["ollama_tree"].as_str().unwrap());
+    assert_eq!(tree, dest.join("src/ollama"));
+    assert_eq!(
+        j["llamacpp_tree"],
+        serde_json::Value::Null,
+        "era 4 vendors llama.cpp"
+    );
+    assert_eq!(
+        j["ollama_commit"],
+        git(&fx.ollama.dir, &["rev-parse", "v0.24.0^{commit}"])
+    );
+    assert!(tree.join("CMakePresets.json").is_file());
+    assert_eq!(
+        git(&tree, &["rev-parse", "HEAD"]),
+        j["ollama_commit"].as_str().unwrap()
+    );
+    assert_eq!(
+        git(&tree, &["status", "--porcelain"]),
+        "",
+        "the tree is clean"
+    );
+}
+
+#[test]
+fn era_1b_places_llama_cpp_as_a_git_tree_at_the_pin() {
+    let fx = Fixture::new();
+    let recipe = new_recipe(&fx, "v0.1.48");
+    let dest = fx.scratch.path().join("b1");
+    let j = fetch(&fx, &recipe, &dest).ok().json();
+    let llama = dest.join("src/ollama/llm/llama.cpp");
+    assert_eq!(j["llamacpp_tree"], llama.to_str().unwrap());
+    assert_eq!(git(&llama, &["rev-parse", "HEAD"]), fx.llama.commits[5]);
+    assert!(llama.join("ggml-vulkan.cpp").is_file());
+    assert_eq!(git(&llama, &["status", "--porcelain"]), "");
+    // Our series will be committed on top: the tree must accept commits.
+    fs::write(llama.join("ours.txt"), "x").unwrap();
+    git(&llama, &["add", "ours.txt"]);
+    git(
+        &llama,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "ours",
+        ],
+    );
+}
+
+#[test]
+fn era_5_applies_compat_patches_in_file_name_order_and_refetch_is_clean() {
+    let fx = Fixture::new();
+    let recipe = new_recipe(&fx, "v0.32.15");
+    let dest = fx.scratch.path().join("b5");
+    let j = fetch(&fx, &recipe, &dest).ok().json();
+    let llama = dest.join("src/llama.cpp");
+    assert_eq!(j["llamacpp_tree"], llama.to_str().unwrap());
+    assert_eq!(j["llamacpp_commit"], fx.llama.commits[10].as_str());
+    let order: Vec<&str> = j["compat_patches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["patch"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["001-hooks.patch", "models/003-more.patch"]);
+    assert_eq!(
+        fs::read_to_string(llama.join("compat-hook.txt")).unwrap(),
+        "hooked\nmore\n"
+    );
+    // Sparse patterns of the era-5 template leave test data out.
+    assert!(!dest.join("src/ollama/integration/testdata").exists());
+    // A second fetch replaces the trees with fresh ones (no double patching).
+    fs::write(dest.join("src/ollama/stray.txt"), "x").unwrap();
+    fetch(&fx, &recipe, &dest).ok();
+    assert!(!dest.join("src/ollama/stray.txt").exists());
+    assert_eq!(
+        fs::read_to_string(llama.join("compat-hook.txt")).unwrap(),
+        "hooked\nmore\n"
+    );
+}
+
+#[test]
+fn a_moved_tag_is_a_hard_error_showing_both_commits() {
+    let fx = Fixture::new();
+    let recipe = new_recipe(&fx, "v0.24.0");
+    let old = git(&fx.ollama.dir, &["rev-parse", "v0.24.0^{commit}"]);
+    fx.ollama.commit("retag");
+    git(
+        &fx.ollama.dir,
+        &["tag", "-f", "-a", "-m", "moved", "v0.24.0"],
+    );
+    let new = fx.ollama.head();
+    let dest = fx.scratch.path().join("moved");
+    fetch(&fx, &recipe, &dest).fails(2, &["tag v0.24.0 of ollama moved", &old, &new]);
+    assert!(!dest.join("src/ollama").exists());
+}
+
+/// A copy of the fixture upstream as a mirror with one blob deleted.
+fn partial_mirror(fx: &Fixture, path: &str) -> PathBuf {
+    let mirror = fx.scratch.path().join("partial.git");
+    git(
+        fx.scratch.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            "--no-local",
+            fx.ollama.dir.to_str().unwrap(),
+            mirror.to_str().unwrap(),
+        ],
+    );
+    let blob = git(&fx.ollama.dir, &["rev-parse", &format!("v0.32.15:{path}")]);
+    // Explode the pack into loose objects, then drop the one blob.
+    let pack_dir = mirror.join("objects/pack");
+    for e in fs::read_dir(&pack_dir).unwrap().flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "pack") {
+            let moved = fx.scratch.path().join("pack.pack");
+            fs::rename(&p, &moved).unwrap();
+            let _ = fs::remove_file(p.with_extension("idx"));
+            let status = std::process::Command::new("git")
+                .args(["unpack-objects", "-q"])
+                .current_dir(&mirror)
+                .stdin(fs::File::open(&moved).unwrap())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+    }
+    fs::remove_file(mirror.join("objects").join(&blob[..2]).join(&blob[2..])).unwrap();
+    mirror
+}
+
+#[test]
+fn a_missing_blob_the_build_does_not_need_is_skipped_with_a_note() {
+    let fx = Fixture::new();
+    let recipe = new_recipe(&fx, "v0.32.15");
+    let mirror = partial_mirror(&fx, "integration/testdata/big.txt");
+    // Drop the sparse rule so the tree would contain the missing file.
+    let text = fs::read_to_string(&recipe).unwrap() + "\n[build]\nsparse = []\n";
+    fs::write(&recipe, text).unwrap();
+    let dest = fx.scratch.path().join("p1");
+    let run = fx.scratch.run(&[
+        "fetch",
+        recipe.to_str().unwrap(),
+        "--dest",
+        dest.to_str().unwrap(),
+        "--json",
+        &format!("--mirror=ollama={}", mirror.display()),
+        &format!("--mirror=llama.cpp={}", fx.llama.repo.dir.display()),
+    ]);
+    let j = run.ok().json();
+    let notes = j["notes"].as_array().unwrap();
+    assert!(
+        notes.iter().any(|n| n
+            .as_str()
+            .unwrap()
+            .contains("integration/testdata/big.txt is missing")),
+        "{notes:?}"
+    );
+    assert_eq!(
+        git(&dest.join("src/ollama"), &["status", "--porcelain"]),
+        ""
+    );
+}
+
+#[test]
+fn a_missing_blob_the_build_needs_stops_with_the_path_and_leaves_no_tree() {
+    let fx = Fixture::new();
+    let recipe = new_recipe(&fx, "v0.32.15");
+    let mirror = partial_mirror(&fx, "LLAMA_CPP_VERSION");
+    let dest = fx.scratch.path().join("p2");
+    let run = fx.scratch.run(&[
+        "fetch",
+        recipe.to_str().unwrap(),
+        "--dest",
+        dest.to_str().unwrap(),
+        &format!("--mirror=ollama={}", mirror.display()),
+        &format!("--mirror=llama.cpp={}", fx.llama.repo.dir.display()),
+    ]);
+    run.fails(
+        1,
+        &[
+            "LLAMA_CPP_VERSION is missing from the mirror",
+            "the build needs it",
+        ],
+    );
+    let left: Vec<_> = fs::read_dir(dest.join("src"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "nothing half-written: {left:?}");
+}
+
+#[test]
+fn fetch_refuses_a_template_and_a_missing_llama_cpp_commit() {
+    let fx = Fixture::new();
+    let tpl = fx.scratch.project().join("recipes/era-4.toml");
+    fx.run(&["fetch", tpl.to_str().unwrap()])
+        .fails(2, &["is an era template", "recipe new"]);
+    let recipe = new_recipe(&fx, "v0.32.15");
+    let text = fs::read_to_string(&recipe)
+        .unwrap()
+        .replace(&fx.llama.commits[10], &"1".repeat(40));
+    fs::write(&recipe, text).unwrap();
+    fx.run(&[
+        "fetch",
+        recipe.to_str().unwrap(),
+        "--dest",
+        fx.scratch.path().join("x").to_str().unwrap(),
+    ])
+    .fails(
+        2,
+        &["llama.cpp commit 1111111111111111111111111111111111111111 is not in"],
+    );
+}
+
+#[test]
+fn cache_fetches_only_what_the_pin_needs_then_works_offline() {
+    let fx = Fixture::new();
+    let recipe = new_recipe(&fx, "v0.24.0");
+    // Point the recipe's upstream at the fixture through a file:// URL, no --mirror.
+    let text = fs::read_to_string(&recipe).unwrap()
+        + &format!("\n[ollama]\nurl = \"file://{}\"\n", fx.ollama.dir.display());
+    let text = text.replacen("[ollama]\ntag", "[ollama]\nurl = \"_\"\ntag", 0);
+    fs::write(&recipe, merge_ollama_url(&text)).unwrap();
+    let dest = fx.scratch.path().join("c");
+    fx.scratch
+        .run(&[
+            "fetch",
+            recipe.to_str().unwrap(),
+            "--dest",
+            dest.to_str().unwrap(),
+            "--offline",
+        ])
+        .fails(2, &["not in the cache", "--offline"]);
+    fx.scratch
+        .run(&[
+            "fetch",
+            recipe.to_str().unwrap(),
+            "--dest",
+            dest.to_str().unwrap(),
+        ])
+        .ok();
+    let cache = fx.scratch.cache().join("git/ollama.git");
+    let tags = git(&cache, &["tag"]);
+    assert_eq!(tags, "v0.24.0", "only the pinned tag was fetched");
+    fx.scratch
+        .run(&[
+            "fetch",
+            recipe.to_str().unwrap(),
+            "--dest",
+            dest.to_str().unwrap(),
+            "--offline",
+        ])
+        .ok();
+}
+
+/// Moves a trailing `[ollama] url = ...` table into the recipe's own [ollama] table.
+fn merge_ollama_url(text: &str) -> String {
+    let (body, tail) = text.rsplit_once("\n[ollama]\nurl = ").unwrap();
+    let url_line = format!("url = {}", tail.trim());
+    body.replacen("[ollama]\n", &format!("[ollama]\n{url_line}\n"), 1)
+}
