@@ -95,6 +95,17 @@ pub fn fetch(recipe: &Recipe, mirrors: &Mirrors, dest: &Path) -> Result<Fetched,
         fs::File::create(&lock_path).map_err(io(format!("creating {}", lock_path.display())))?;
     lock.lock()
         .map_err(io(format!("locking {}", lock_path.display())))?;
+    // Under the lock no other fetch is running here, so temporary trees left by a killed
+    // run (kill -9 skips every cleanup) are stale: remove them.
+    for e in fs::read_dir(&src)
+        .map_err(io(format!("reading {}", src.display())))?
+        .flatten()
+    {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with(".ollama-") || n.starts_with(".llama.cpp-") || n.contains(".old-") {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
 
     let wants = [
         Want::Tag(tag.to_string()),

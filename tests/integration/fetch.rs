@@ -296,3 +296,112 @@ fn merge_ollama_url(text: &str) -> String {
     let url_line = format!("url = {}", tail.trim());
     body.replacen("[ollama]\n", &format!("[ollama]\n{url_line}\n"), 1)
 }
+
+#[test]
+fn concurrent_fetches_of_one_build_dir_serialise_and_both_succeed() {
+    let fx = Fixture::new();
+    let recipe = new_recipe(&fx, "v0.32.15");
+    let dest = fx.scratch.path().join("conc");
+    let spawn = || {
+        let mut cmd = std::process::Command::new(crate::support::BIN);
+        cmd.args([
+            "fetch",
+            recipe.to_str().unwrap(),
+            "--dest",
+            dest.to_str().unwrap(),
+        ])
+        .args(fx.mirror_args())
+        .env("OLLAMA_VULKAN_PROJECT", fx.scratch.project())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let llama = dest.join("src/llama.cpp");
+    assert_eq!(
+        fs::read_to_string(llama.join("compat-hook.txt")).unwrap(),
+        "hooked\nmore\n"
+    );
+    assert_eq!(
+        git(&dest.join("src/ollama"), &["status", "--porcelain"]),
+        ""
+    );
+}
+
+#[test]
+fn a_fetch_killed_mid_way_leaves_no_complete_looking_tree_and_the_next_run_succeeds() {
+    let fx = Fixture::new();
+    let recipe = new_recipe(&fx, "v0.32.15");
+    let dest = fx.scratch.path().join("killed");
+    // Simulate what kill -9 leaves: a half-written temporary tree and a moved-aside tree.
+    fs::create_dir_all(dest.join("src/.ollama-abc123/llm")).unwrap();
+    fs::create_dir_all(dest.join("src/ollama.old-999")).unwrap();
+    let mut child = std::process::Command::new(crate::support::BIN)
+        .args([
+            "fetch",
+            recipe.to_str().unwrap(),
+            "--dest",
+            dest.to_str().unwrap(),
+        ])
+        .args(fx.mirror_args())
+        .env("OLLAMA_VULKAN_PROJECT", fx.scratch.project())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+    if dest.join("src/ollama").exists() {
+        // Only a complete tree is ever renamed into place.
+        assert!(dest.join("src/ollama/LLAMA_CPP_VERSION").is_file());
+    }
+    fetch(&fx, &recipe, &dest).ok();
+    let names: Vec<String> = fs::read_dir(dest.join("src"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut names = names;
+    names.sort();
+    assert_eq!(
+        names,
+        ["llama.cpp", "ollama"],
+        "stale temporary trees are cleared"
+    );
+}
+
+#[test]
+fn fetch_bad_inputs() {
+    let fx = Fixture::new();
+    fx.run(&["fetch", "missing.toml"])
+        .fails(2, &["missing.toml: cannot read the recipe"]);
+    let broken = fx
+        .scratch
+        .file("broken.toml", "extends = \"era-4\"\n[ollama\n");
+    fx.run(&["fetch", broken.to_str().unwrap()])
+        .fails(2, &["broken.toml:2:8"]);
+    let recipe = new_recipe(&fx, "v0.24.0");
+    fx.scratch
+        .run(&[
+            "fetch",
+            recipe.to_str().unwrap(),
+            "--mirror",
+            "ollama=/nonexistent/mirror",
+        ])
+        .fails(2, &["mirror ollama=/nonexistent/mirror"]);
+    let file = fx.scratch.file("a-file", "x");
+    fx.run(&[
+        "fetch",
+        recipe.to_str().unwrap(),
+        "--dest",
+        file.to_str().unwrap(),
+    ])
+    .fails(1, &["a-file"]);
+}
