@@ -302,20 +302,7 @@ fn concurrent_fetches_of_one_build_dir_serialise_and_both_succeed() {
     let fx = Fixture::new();
     let recipe = new_recipe(&fx, "v0.32.15");
     let dest = fx.scratch.path().join("conc");
-    let spawn = || {
-        let mut cmd = std::process::Command::new(crate::support::BIN);
-        cmd.args([
-            "fetch",
-            recipe.to_str().unwrap(),
-            "--dest",
-            dest.to_str().unwrap(),
-        ])
-        .args(fx.mirror_args())
-        .env("OLLAMA_VULKAN_PROJECT", fx.scratch.project())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-        cmd.spawn().unwrap()
-    };
+    let spawn = || spawn_fetch(&fx, &recipe, &dest);
     let (a, b) = (spawn(), spawn());
     for child in [a, b] {
         let out = child.wait_with_output().unwrap();
@@ -344,17 +331,7 @@ fn a_fetch_killed_mid_way_leaves_no_complete_looking_tree_and_the_next_run_succe
     // Simulate what kill -9 leaves: a half-written temporary tree and a moved-aside tree.
     fs::create_dir_all(dest.join("src/.ollama-abc123/llm")).unwrap();
     fs::create_dir_all(dest.join("src/ollama.old-999")).unwrap();
-    let mut child = std::process::Command::new(crate::support::BIN)
-        .args([
-            "fetch",
-            recipe.to_str().unwrap(),
-            "--dest",
-            dest.to_str().unwrap(),
-        ])
-        .args(fx.mirror_args())
-        .env("OLLAMA_VULKAN_PROJECT", fx.scratch.project())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_fetch(&fx, &recipe, &dest);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let _ = child.kill(); // SIGKILL
     let _ = child.wait();
@@ -404,4 +381,21 @@ fn fetch_bad_inputs() {
         file.to_str().unwrap(),
     ])
     .fails(1, &["a-file"]);
+}
+
+/// Starts `fetch` in the background (the tests that race or kill it).
+fn spawn_fetch(fx: &Fixture, recipe: &Path, dest: &Path) -> std::process::Child {
+    std::process::Command::new(crate::support::BIN)
+        .args([
+            "fetch",
+            recipe.to_str().unwrap(),
+            "--dest",
+            dest.to_str().unwrap(),
+        ])
+        .args(fx.mirror_args())
+        .env("OLLAMA_VULKAN_PROJECT", fx.scratch.project())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
 }
