@@ -8,6 +8,7 @@ pub mod diag;
 pub mod error;
 pub mod fsutil;
 pub mod patch;
+pub mod progress;
 pub mod project;
 pub mod recipe;
 pub mod source;

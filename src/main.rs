@@ -42,6 +42,7 @@ fn init_logging(g: &cli::Global) {
         .with_target(false)
         .without_time()
         .init();
+    ollama_vulkan::progress::set_quiet(g.quiet);
 }
 
 fn mirrors(g: &cli::Global) -> Result<Mirrors, Error> {

@@ -112,9 +112,9 @@ pub fn load(path: &Path, project: &Project) -> Result<Recipe, Diagnostics> {
                             "extend one of the templates in recipes/ (era-1a, era-1b, era-4, era-5)",
                         );
                     }
-                    if t.raw.extends.is_some() {
+                    if let Some(ext) = &t.raw.extends {
                         cx.err(
-                            t.at(t.raw.extends.as_ref().unwrap().span()),
+                            t.at(ext.span()),
                             "templates cannot extend other templates",
                             "remove `extends` from the template",
                         );
@@ -520,6 +520,11 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
         go_flags: list(|b| b.go_flags.as_ref()),
         sparse: list(|b| b.sparse.as_ref()),
         missing_ok: list(|b| b.missing_ok.as_ref()),
+        regenerate: mb
+            .and_then(|b| b.regenerate.as_ref())
+            .or_else(|| tb.and_then(|b| b.regenerate.as_ref()))
+            .cloned()
+            .unwrap_or_default(),
     };
     let ti = t.and_then(|t| t.raw.image.as_ref());
     let mi = me.raw.image.as_ref();

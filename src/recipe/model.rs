@@ -78,6 +78,20 @@ pub struct RawBuild {
     pub go_flags: Option<Vec<String>>,
     pub sparse: Option<Vec<String>>,
     pub missing_ok: Option<Vec<String>>,
+    pub regenerate: Option<Vec<Regenerate>>,
+}
+
+/// A generated file a partial mirror may lack and the build needs: remade from the
+/// pinned tree's own generator (era 1's `ggml-vulkan-shaders.hpp` at b2679–b3337).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Regenerate {
+    /// The repository whose tree holds the file.
+    pub repo: RepoName,
+    /// The file, relative to that tree.
+    pub path: String,
+    /// The command, run in the tree's root; it must write `path`.
+    pub run: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -203,6 +217,8 @@ pub struct Build {
     pub sparse: Vec<String>,
     /// Paths a partial mirror may lack without harm (skipped with a note).
     pub missing_ok: Vec<String>,
+    /// Generated files remade when a partial mirror lacks them.
+    pub regenerate: Vec<Regenerate>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -8,6 +8,7 @@ use git2::Oid;
 use serde::Serialize;
 
 use super::git::{find_commit, resolve_tag, run_git};
+use super::regenerate::{regenerate, Regenerated};
 use super::tree::{materialise, Materialised, Sparse, TreeRequest};
 use super::{Mirrors, Repo, RepoName, SourceError, Want};
 use crate::recipe::era::{classify, LlamaPin};
@@ -24,7 +25,64 @@ pub struct Fetched {
     pub llamacpp: Option<Materialised>,
     /// Ollama's own llama/compat patches applied to the llama.cpp tree (era 5), in order.
     pub compat_patches: Vec<CompatPatch>,
+    /// Files the mirror lacked and the build needs, remade from the pin's own generator.
+    pub regenerated: Vec<Regenerated>,
     pub notes: Vec<String>,
+}
+
+/// Paths a mirror may lack in `repo`'s tree: the recipe's missing_ok plus the files its
+/// regenerate rules can remake.
+fn may_lack(recipe: &Recipe, repo: RepoName) -> Vec<String> {
+    let mut v = recipe.build.missing_ok.clone();
+    v.extend(
+        recipe
+            .build
+            .regenerate
+            .iter()
+            .filter(|r| r.repo == repo)
+            .map(|r| format!("/{}", r.path)),
+    );
+    v
+}
+
+/// What fetch collects about paths the mirror lacked.
+struct Gaps<'a> {
+    recipe: &'a Recipe,
+    cache: &'a Path,
+    regenerated: Vec<Regenerated>,
+    notes: Vec<String>,
+}
+
+impl Gaps<'_> {
+    /// Regenerates what `m` skipped and a rule can remake; notes the rest.
+    fn fill(
+        &mut self,
+        repo: RepoName,
+        tree: &Path,
+        pin: &str,
+        m: &mut Materialised,
+        what: &str,
+    ) -> Result<(), SourceError> {
+        let (recipe, cache) = (self.recipe, self.cache);
+        let (regenerated, notes) = (&mut self.regenerated, &mut self.notes);
+        for p in std::mem::take(&mut m.skipped_missing) {
+            match recipe
+                .build
+                .regenerate
+                .iter()
+                .find(|r| r.repo == repo && r.path == p)
+            {
+                Some(rule) => regenerated.push(regenerate(tree, pin, rule, what, cache)?),
+                None => {
+                    notes.push(format!(
+                    "{what}: {p} is missing from the mirror; skipped (the build does not need it)"
+                ));
+                    m.skipped_missing.push(p);
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -110,6 +168,7 @@ pub fn fetch(recipe: &Recipe, mirrors: &Mirrors, dest: &Path) -> Result<Fetched,
     let wants = [
         Want::Tag(tag.to_string()),
         Want::Commit(expected.to_string()),
+        Want::Shallow,
     ];
     let ollama_repos = mirrors.open(RepoName::Ollama, Some(&recipe.ollama.url), &wants)?;
     let repo = &ollama_repos[0];
@@ -123,24 +182,25 @@ pub fn fetch(recipe: &Recipe, mirrors: &Mirrors, dest: &Path) -> Result<Fetched,
         });
     }
     let sparse = Sparse::new(&recipe.build.sparse);
-    let mut notes = Vec::new();
+    let mut gaps = Gaps {
+        recipe,
+        cache: mirrors.cache_dir(),
+        regenerated: Vec::new(),
+        notes: Vec::new(),
+    };
     let what = format!("ollama {tag}");
     let tmp = temp_dir_in(&src, ".ollama-")?;
     let mut guard = Cleanup(Some(tmp.clone()));
-    let ollama = materialise(&TreeRequest {
+    let mut ollama = materialise(&TreeRequest {
         mirror: &repo.path,
         repo: &repo.git,
         commit: actual,
         dest: &tmp,
         sparse: &sparse,
-        missing_ok: &recipe.build.missing_ok,
+        missing_ok: &may_lack(recipe, RepoName::Ollama),
         what: &what,
     })?;
-    for p in &ollama.skipped_missing {
-        notes.push(format!(
-            "{what}: {p} is missing from the mirror; skipped (the build does not need it)"
-        ));
-    }
+    gaps.fill(RepoName::Ollama, &tmp, expected, &mut ollama, &what)?;
 
     // The llama.cpp pin: the recipe's, else what the Ollama tree records.
     let llama_commit = match (&recipe.llamacpp.commit, recipe.llamacpp.source) {
@@ -178,7 +238,11 @@ pub fn fetch(recipe: &Recipe, mirrors: &Mirrors, dest: &Path) -> Result<Fetched,
     let mut compat_patches = Vec::new();
     if let Some(commit) = &llama_commit {
         let lurl = recipe.llamacpp.url.as_deref();
-        let lrepos = mirrors.open(RepoName::LlamaCpp, lurl, &[Want::Commit(commit.clone())])?;
+        let lrepos = mirrors.open(
+            RepoName::LlamaCpp,
+            lurl,
+            &[Want::Commit(commit.clone()), Want::Shallow],
+        )?;
         let (i, oid) = commit_in(&lrepos, RepoName::LlamaCpp, commit)?;
         let lrepo = &lrepos[i];
         let lwhat = format!("llama.cpp {}", &commit[..12.min(commit.len())]);
@@ -189,20 +253,16 @@ pub fn fetch(recipe: &Recipe, mirrors: &Mirrors, dest: &Path) -> Result<Fetched,
         };
         let mut lguard =
             Cleanup((recipe.llamacpp.source != LlamaSource::Submodule).then(|| ltmp.clone()));
-        let m = materialise(&TreeRequest {
+        let mut m = materialise(&TreeRequest {
             mirror: &lrepo.path,
             repo: &lrepo.git,
             commit: oid,
             dest: &ltmp,
             sparse: &Sparse::default(),
-            missing_ok: &recipe.build.missing_ok,
+            missing_ok: &may_lack(recipe, RepoName::LlamaCpp),
             what: &lwhat,
         })?;
-        for p in &m.skipped_missing {
-            notes.push(format!(
-                "{lwhat}: {p} is missing from the mirror; skipped (the build does not need it)"
-            ));
-        }
+        gaps.fill(RepoName::LlamaCpp, &ltmp, commit, &mut m, &lwhat)?;
         if recipe.llamacpp.source == LlamaSource::FetchContent {
             compat_patches = apply_compat(&tmp.join("llama/compat"), &ltmp)?;
             swap_into_place(&ltmp, &final_path)?;
@@ -214,7 +274,7 @@ pub fn fetch(recipe: &Recipe, mirrors: &Mirrors, dest: &Path) -> Result<Fetched,
     let ollama_tree = src.join("ollama");
     swap_into_place(&tmp, &ollama_tree)?;
     guard.0 = None;
-    Ok(Fetched {
+    let fetched = Fetched {
         ollama_tree,
         llamacpp_tree,
         ollama_commit: actual.to_string(),
@@ -222,8 +282,15 @@ pub fn fetch(recipe: &Recipe, mirrors: &Mirrors, dest: &Path) -> Result<Fetched,
         ollama,
         llamacpp,
         compat_patches,
-        notes,
-    })
+        regenerated: gaps.regenerated,
+        notes: gaps.notes,
+    };
+    // The sources part of the build manifest, next to the trees it describes.
+    let manifest = dest.join("sources.json");
+    let json = serde_json::to_vec_pretty(&fetched).expect("Fetched serialises");
+    crate::fsutil::write_atomic(&manifest, &json)
+        .map_err(io(format!("writing {}", manifest.display())))?;
+    Ok(fetched)
 }
 
 /// Applies every `*.patch` under `compat` (recursively) to `tree`, sorted by file name,

@@ -225,9 +225,115 @@ pub fn cached_mirror(
     if offline {
         return Err(SourceError::OfflineMissing { name, path });
     }
+    let everything = wants.contains(&Want::Everything);
+    let mut args = vec!["fetch", "--no-tags", "--quiet"];
+    if everything && path.join("shallow").exists() {
+        args.push("--unshallow"); // an earlier build fetched pins only; the survey needs history
+    } else if !everything && wants.contains(&Want::Shallow) {
+        args.push("--depth=1");
+    }
     tracing::info!(repo = %name, %url, refs = ?refspecs, "fetching into the cache");
-    let mut args = vec!["fetch", "--no-tags", "--quiet", url];
+    crate::progress::note(&format!(
+        "fetching {} into the cache from {url}",
+        name.as_str()
+    ));
+    args.push(url);
     args.extend(refspecs.iter().map(String::as_str));
     run_git(&args, Some(&path)).map_err(|(w, d)| fetch_err(w, d))?;
     Ok(path)
+}
+
+/// Commits the work-tree files at `paths` (relative, `/`-separated) on top of HEAD of the
+/// repository at `dir`, as `git commit` would, but built with libgit2 from HEAD's tree:
+/// trees from partial mirrors lack blobs the build never reads, and `git commit`
+/// refuses to write a tree naming objects it cannot find. A path whose file is gone is
+/// deleted. The date is fixed so the same inputs give the same commit id.
+pub fn commit_paths(dir: &Path, paths: &[String], message: &str) -> Result<Oid, git2::Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = Repository::open(dir)?;
+    let head = repo.head()?.peel_to_commit()?;
+    let mut root = head.tree()?.id();
+    for path in paths {
+        let file = dir.join(path);
+        let entry = match fs::symlink_metadata(&file) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let target =
+                    fs::read_link(&file).map_err(|e| git2::Error::from_str(&e.to_string()))?;
+                Some((repo.blob(target.to_string_lossy().as_bytes())?, 0o120000))
+            }
+            Ok(meta) => {
+                let bytes = fs::read(&file).map_err(|e| git2::Error::from_str(&e.to_string()))?;
+                let exec = meta.permissions().mode() & 0o111 != 0;
+                Some((repo.blob(&bytes)?, if exec { 0o100755 } else { 0o100644 }))
+            }
+            Err(_) => None,
+        };
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        root =
+            upsert(&repo, Some(root), &parts, entry)?.unwrap_or(repo.treebuilder(None)?.write()?);
+    }
+    let tree = repo.find_tree(root)?;
+    let sig = git2::Signature::new(
+        "ollama-vulkan",
+        "ollama-vulkan@localhost",
+        &git2::Time::new(0, 0),
+    )?;
+    let id = repo.commit(None, &sig, &sig, message, &tree, &[&head])?;
+    repo.set_head_detached(id)?;
+    // Bring the index in line without re-reading blobs the mirror lacks.
+    for path in paths {
+        let _ = run_git(
+            &["update-index", "--no-skip-worktree", "--", path],
+            Some(dir),
+        );
+        let _ = run_git(
+            &["update-index", "--add", "--remove", "--", path],
+            Some(dir),
+        );
+    }
+    Ok(id)
+}
+
+/// Returns the id of `base` with `parts` set to `entry` (or removed); None when the
+/// resulting tree is empty.
+fn upsert(
+    repo: &Repository,
+    base: Option<Oid>,
+    parts: &[&str],
+    entry: Option<(Oid, i32)>,
+) -> Result<Option<Oid>, git2::Error> {
+    let base_tree = base.map(|b| repo.find_tree(b)).transpose()?;
+    let mut tb = repo.treebuilder(base_tree.as_ref())?;
+    let (name, rest) = parts.split_first().expect("non-empty path");
+    if rest.is_empty() {
+        match entry {
+            Some((oid, mode)) => {
+                tb.insert(name, oid, mode)?;
+            }
+            None => {
+                if tb.get(name)?.is_some() {
+                    tb.remove(name)?;
+                }
+            }
+        }
+    } else {
+        let sub = tb
+            .get(name)?
+            .filter(|e| e.kind() == Some(git2::ObjectType::Tree))
+            .map(|e| e.id());
+        match upsert(repo, sub, rest, entry)? {
+            Some(id) => {
+                tb.insert(name, id, 0o040000)?;
+            }
+            None => {
+                if tb.get(name)?.is_some() {
+                    tb.remove(name)?;
+                }
+            }
+        }
+    }
+    if tb.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(tb.write()?))
 }

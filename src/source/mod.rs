@@ -3,6 +3,7 @@
 
 pub mod fetch;
 pub mod git;
+pub mod regenerate;
 pub mod tree;
 
 use std::collections::BTreeMap;
@@ -102,6 +103,8 @@ pub enum SourceError {
         path: PathBuf,
         hint: String,
     },
+    #[error("{}: {} is missing from the mirror and regenerating it with `{}` failed:\n{}\n  help: {}", .0.what, .0.path, .0.command, .0.detail, .0.help)]
+    Regenerate(Box<RegenerateFailure>),
     #[error("{what}: {source}")]
     Git { what: String, source: git2::Error },
     #[error("{what}: {source}")]
@@ -109,6 +112,15 @@ pub enum SourceError {
         what: String,
         source: std::io::Error,
     },
+}
+
+#[derive(Debug)]
+pub struct RegenerateFailure {
+    pub what: String,
+    pub path: String,
+    pub command: String,
+    pub detail: String,
+    pub help: String,
 }
 
 /// Where each repository comes from: explicit mirrors first, then the cache.
@@ -149,6 +161,10 @@ impl Mirrors {
         self.offline
     }
 
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+
     /// Opens every repository for `name`: the explicit mirrors, or the cached mirror of
     /// `url`, into which only the `wants` it lacks are fetched (never when offline).
     pub fn open(
@@ -179,6 +195,8 @@ pub enum Want {
     Commit(String),
     /// Every tag and branch (the `era --all-tags` survey).
     Everything,
+    /// Fetch the other wants at depth 1: a build needs the pinned trees, not history.
+    Shallow,
 }
 
 /// An opened upstream repository and where it lives.

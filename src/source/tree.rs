@@ -121,6 +121,7 @@ pub fn materialise(req: &TreeRequest<'_>) -> Result<Materialised, SourceError> {
         .map_err(git("opening the object database".into()))?;
 
     let mut out = Materialised::default();
+    let mut progress = crate::progress::Progress::start(format!("materialising {}", req.what));
     let mut failure: Option<SourceError> = None;
     let mut skip_worktree: Vec<String> = Vec::new();
     let walked = tree.walk(TreeWalkMode::PreOrder, |root, entry| {
@@ -194,6 +195,7 @@ pub fn materialise(req: &TreeRequest<'_>) -> Result<Materialised, SourceError> {
         }
         out.files += 1;
         out.bytes += blob.size() as u64;
+        progress.tick(1);
         TreeWalkResult::Ok
     });
     // An aborted walk reports the callback's own error, not libgit2's "user abort".
@@ -202,6 +204,11 @@ pub fn materialise(req: &TreeRequest<'_>) -> Result<Materialised, SourceError> {
     }
     walked.map_err(git(format!("{}: walking the tree", req.what)))?;
     init_repo(req.dest, req.mirror, req.commit, &skip_worktree)?;
+    progress.finish(&format!(
+        "{} files, {:.1} MiB",
+        out.files,
+        out.bytes as f64 / 1048576.0
+    ));
     Ok(out)
 }
 

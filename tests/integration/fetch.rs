@@ -128,9 +128,20 @@ fn a_moved_tag_is_a_hard_error_showing_both_commits() {
     assert!(!dest.join("src/ollama").exists());
 }
 
-/// A copy of the fixture upstream as a mirror with one blob deleted.
+/// A copy of the fixture's ollama upstream as a mirror with one blob deleted.
 fn partial_mirror(fx: &Fixture, path: &str) -> PathBuf {
-    let mirror = fx.scratch.path().join("partial.git");
+    partial_copy(
+        fx,
+        &fx.ollama.dir,
+        "partial.git",
+        &format!("v0.32.15:{path}"),
+    )
+}
+
+/// A bare copy of `upstream` whose blob `rev` (REV:PATH) is deleted, as in the partial
+/// mirrors: loose objects, so the one blob can go.
+fn partial_copy(fx: &Fixture, upstream: &Path, name: &str, rev: &str) -> PathBuf {
+    let mirror = fx.scratch.path().join(name);
     git(
         fx.scratch.path(),
         &[
@@ -138,17 +149,16 @@ fn partial_mirror(fx: &Fixture, path: &str) -> PathBuf {
             "-q",
             "--bare",
             "--no-local",
-            fx.ollama.dir.to_str().unwrap(),
+            upstream.to_str().unwrap(),
             mirror.to_str().unwrap(),
         ],
     );
-    let blob = git(&fx.ollama.dir, &["rev-parse", &format!("v0.32.15:{path}")]);
-    // Explode the pack into loose objects, then drop the one blob.
+    let blob = git(upstream, &["rev-parse", rev]);
     let pack_dir = mirror.join("objects/pack");
     for e in fs::read_dir(&pack_dir).unwrap().flatten() {
         let p = e.path();
         if p.extension().is_some_and(|x| x == "pack") {
-            let moved = fx.scratch.path().join("pack.pack");
+            let moved = fx.scratch.path().join(format!("{name}.pack"));
             fs::rename(&p, &moved).unwrap();
             let _ = fs::remove_file(p.with_extension("idx"));
             let status = std::process::Command::new("git")
@@ -162,6 +172,141 @@ fn partial_mirror(fx: &Fixture, path: &str) -> PathBuf {
     }
     fs::remove_file(mirror.join("objects").join(&blob[..2]).join(&blob[2..])).unwrap();
     mirror
+}
+
+/// Fetches the era-1b fixture tag through a llama.cpp mirror that lacks the
+/// pre-generated shader header, with `path_env` as PATH when given.
+fn fetch_without_shader_header(
+    fx: &Fixture,
+    path_env: Option<&str>,
+) -> (PathBuf, crate::support::Run) {
+    let recipe = new_recipe(fx, "v0.1.48");
+    let rev = format!("{}:ggml-vulkan-shaders.hpp", fx.llama.commits[5]);
+    let mirror = partial_copy(fx, &fx.llama.repo.dir, "llama-partial.git", &rev);
+    let dest = fx.scratch.path().join("legacy");
+    let mut cmd = std::process::Command::new(crate::support::BIN);
+    cmd.args([
+        "--project",
+        fx.scratch.project().to_str().unwrap(),
+        "--cache-dir",
+        fx.scratch.cache().to_str().unwrap(),
+        "fetch",
+        recipe.to_str().unwrap(),
+        "--dest",
+        dest.to_str().unwrap(),
+        "--json",
+        &format!("--mirror=ollama={}", fx.ollama.dir.display()),
+        &format!("--mirror=llama.cpp={}", mirror.display()),
+    ]);
+    if let Some(p) = path_env {
+        cmd.env("PATH", p);
+    }
+    (dest, cmd.output().unwrap().into())
+}
+
+#[test]
+fn a_missing_legacy_shader_header_is_regenerated_with_the_pins_script_and_glslc() {
+    let fx = Fixture::new();
+    let (dest, run) = fetch_without_shader_header(&fx, None);
+    let j = run.ok().json();
+    let regen = &j["regenerated"][0];
+    assert_eq!(regen["path"], "ggml-vulkan-shaders.hpp");
+    assert_eq!(regen["repo"], "llama.cpp");
+    assert!(
+        regen["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t.as_str().unwrap().starts_with("glslc: ")),
+        "glslc's version is recorded: {regen}"
+    );
+    let llama = dest.join("src/ollama/llm/llama.cpp");
+    let header = fs::read_to_string(llama.join("ggml-vulkan-shaders.hpp")).unwrap();
+    // SPIR-V's magic number 0x07230203, little-endian, opens the compiled probe.
+    assert!(
+        header.contains("probe_data[] = {0x03,0x02,0x23,0x07"),
+        "a real SPIR-V module: {}",
+        &header[..header.len().min(200)]
+    );
+    // Committed on top of the pin, so the tree is clean and the pin is HEAD^.
+    assert_eq!(git(&llama, &["status", "--porcelain"]), "");
+    assert_eq!(git(&llama, &["rev-parse", "HEAD^"]), fx.llama.commits[5]);
+    assert_eq!(
+        regen["commit"],
+        git(&llama, &["rev-parse", "HEAD"]).as_str()
+    );
+    assert_eq!(
+        regen["sha256"].as_str().unwrap().len(),
+        64,
+        "the manifest records the header's hash"
+    );
+    // The same record lands in the build dir's sources.json.
+    let manifest: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dest.join("sources.json")).unwrap()).unwrap();
+    assert_eq!(manifest["regenerated"], j["regenerated"]);
+    assert_eq!(regen["reused"], false);
+    // A refetch of the same pin with the same tools reuses the cached header: same
+    // bytes, same (deterministic) commit.
+    let (_, again) = fetch_without_shader_header_again(&fx, &dest);
+    let r2 = &again.ok().json()["regenerated"][0];
+    assert_eq!(r2["reused"], true);
+    assert_eq!(r2["sha256"], regen["sha256"]);
+    assert_eq!(r2["commit"], regen["commit"]);
+}
+
+fn fetch_without_shader_header_again(fx: &Fixture, dest: &Path) -> (PathBuf, crate::support::Run) {
+    let recipe = fx
+        .scratch
+        .project()
+        .join("work/recipes/ollama-v0.1.48.toml");
+    let mirror = fx.scratch.path().join("llama-partial.git");
+    let run = fx.scratch.run(&[
+        "fetch",
+        recipe.to_str().unwrap(),
+        "--dest",
+        dest.to_str().unwrap(),
+        "--json",
+        &format!("--mirror=ollama={}", fx.ollama.dir.display()),
+        &format!("--mirror=llama.cpp={}", mirror.display()),
+    ]);
+    (dest.to_path_buf(), run)
+}
+
+#[test]
+fn a_legacy_shader_header_that_cannot_be_regenerated_stops_naming_the_path_and_the_fix() {
+    let fx = Fixture::new();
+    // A PATH with git and python3 but no glslc.
+    let bin = fx.scratch.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    for tool in ["git", "python3"] {
+        let real = std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .unwrap();
+        let mut real = String::from_utf8(real.stdout).unwrap().trim().to_string();
+        if tool == "python3" {
+            // Resolve shims (pyenv) to the interpreter itself.
+            let exe = std::process::Command::new(&real)
+                .args(["-c", "import sys; print(sys.executable)"])
+                .output()
+                .unwrap();
+            real = String::from_utf8(exe.stdout).unwrap().trim().to_string();
+        }
+        std::os::unix::fs::symlink(real, bin.join(tool)).unwrap();
+    }
+    let (dest, run) = fetch_without_shader_header(&fx, Some(bin.to_str().unwrap()));
+    run.fails(
+        1,
+        &[
+            "ggml-vulkan-shaders.hpp is missing from the mirror and regenerating it",
+            "cannot compile probe.comp",
+            "glslc",
+        ],
+    );
+    assert!(
+        !dest.join("src/ollama").exists(),
+        "nothing half-written after a failed regeneration"
+    );
 }
 
 #[test]
