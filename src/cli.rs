@@ -59,6 +59,37 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dest: Option<PathBuf>,
     },
+    /// Apply the recipe's patch series to fresh trees (all or nothing; one commit per patch).
+    Prepare {
+        #[arg(value_name = "RECIPE")]
+        recipe: PathBuf,
+        /// Build directory (default: work/builds/<recipe name>).
+        #[arg(long, value_name = "DIR")]
+        dest: Option<PathBuf>,
+        /// Apply nothing: report per patch and hunk against the pinned trees (from git
+        /// objects).
+        #[arg(long)]
+        check: bool,
+        /// Allow N lines of fuzz at each end of every hunk (overrides the recipe; reported
+        /// as a warning).
+        #[arg(long, value_name = "N")]
+        fuzz: Option<usize>,
+    },
+    /// Check series against many tags in memory (no checkout): a tag × patch matrix.
+    CheckPatches {
+        /// Series names under patches/ (default: all).
+        #[arg(value_name = "SERIES")]
+        series: Vec<String>,
+        /// FROM..TO (inclusive; either side may be left out) or one tag.
+        #[arg(long, value_name = "RANGE", required_unless_present = "all_tags")]
+        tags: Option<String>,
+        /// Every tag of the mirror.
+        #[arg(long, conflicts_with = "tags")]
+        all_tags: bool,
+        /// Allow N lines of fuzz (default 0).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        fuzz: usize,
+    },
     /// Classify Ollama tags into build eras (UPSTREAM.md §1), from git objects only.
     Era(EraArgs),
     /// Print a shell completion script.

@@ -25,6 +25,10 @@ pub enum Error {
     New(#[from] NewError),
     #[error(transparent)]
     Project(#[from] ProjectError),
+    #[error(transparent)]
+    Prepare(#[from] crate::patch::prepare::PrepareError),
+    #[error(transparent)]
+    Check(#[from] crate::patch::check::CheckError),
     #[error("{0}")]
     Usage(String),
     #[error("{what}: {source}")]
@@ -44,6 +48,21 @@ impl Error {
             Error::New(NewError::Era(_)) => BAD_INPUT,
             Error::New(NewError::Template { .. }) => BAD_INPUT,
             Error::New(_) | Error::Io { .. } => FAILURE,
+            Error::Prepare(p) => {
+                use crate::patch::prepare::PrepareError as P;
+                match p {
+                    P::Source(s) => source_code(s),
+                    P::Series { .. } | P::Patch(_) | P::NoTree { .. } => BAD_INPUT,
+                    P::Failed { .. } | P::Write { .. } => FAILURE,
+                }
+            }
+            Error::Check(c) => {
+                use crate::patch::check::CheckError as C;
+                match c {
+                    C::Source(s) => source_code(s),
+                    C::Series { .. } | C::Patch(_) | C::Usage(_) => BAD_INPUT,
+                }
+            }
         }
     }
 }

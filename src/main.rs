@@ -50,6 +50,22 @@ fn mirrors(g: &cli::Global) -> Result<Mirrors, Error> {
     Ok(Mirrors::new(&g.mirrors, cache, g.offline)?)
 }
 
+/// Loads a per-tag recipe for `cmd`, refusing an era template.
+fn per_tag_recipe(
+    file: &std::path::Path,
+    project: &Project,
+    cmd: &str,
+) -> Result<ollama_vulkan::recipe::model::Recipe, Error> {
+    let r = recipe::load(file, project).map_err(Error::Recipe)?;
+    if r.is_template {
+        return Err(Error::Usage(format!(
+            "{} is an era template; {cmd} needs a per-tag recipe (`ollama-vulkan recipe new --ollama TAG`)",
+            file.display()
+        )));
+    }
+    Ok(r)
+}
+
 /// `work/builds/<recipe file stem>`: one build directory per recipe.
 fn build_dir(project: &Project, recipe: &std::path::Path) -> std::path::PathBuf {
     let stem = recipe
@@ -206,6 +222,140 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 println!("done in {:.2} s", started.elapsed().as_secs_f64());
             }
             Ok(0)
+        }
+        Command::Prepare {
+            recipe: file,
+            dest,
+            check,
+            fuzz,
+        } => {
+            use ollama_vulkan::patch::prepare::{fuzz_used, prepare, PrepareError, PrepareOptions};
+            let project = Project::discover(g.project.as_deref())?;
+            let r = per_tag_recipe(&file, &project, "prepare")?;
+            let dest = dest.unwrap_or_else(|| build_dir(&project, &file));
+            let res = prepare(&r, &mirrors(g)?, &dest, PrepareOptions { fuzz, check });
+            let p = match res {
+                Err(PrepareError::Failed { runs, .. }) if g.json || check => {
+                    // --check reports failures as data; the exit code still says so.
+                    if g.json {
+                        print_json(
+                            &serde_json::json!({"check": check, "series": runs, "trees": [], "ok": false}),
+                        );
+                    } else {
+                        print!("{}", ollama_vulkan::patch::report::render(&runs));
+                    }
+                    return Ok(ollama_vulkan::error::exit::FAILURE as u8);
+                }
+                other => other?,
+            };
+            let ok = p
+                .series
+                .iter()
+                .flat_map(|s| &s.patches)
+                .all(|x| x.status.applies());
+            if g.json {
+                print_json(
+                    &serde_json::json!({"check": p.check, "series": p.series, "trees": p.trees, "ok": ok}),
+                );
+            } else {
+                print!("{}", ollama_vulkan::patch::report::render(&p.series));
+                if fuzz_used(&p.series) {
+                    eprintln!("warning: some hunks applied with fuzz: their context no longer matches upstream; refresh the patches");
+                }
+                for t in &p.trees {
+                    println!(
+                        "{}: {} commit{} on top of the pin -> {}",
+                        t.repo,
+                        t.commits.len(),
+                        if t.commits.len() == 1 { "" } else { "s" },
+                        t.path.display()
+                    );
+                }
+                if p.series.is_empty() {
+                    println!("the recipe has no series for this tag; trees fetched unchanged");
+                }
+            }
+            Ok(if ok {
+                0
+            } else {
+                ollama_vulkan::error::exit::FAILURE as u8
+            })
+        }
+        Command::CheckPatches {
+            series,
+            tags,
+            all_tags,
+            fuzz,
+        } => {
+            use ollama_vulkan::patch::check::{check_series, ordered_tags, render, select};
+            use ollama_vulkan::patch::series::Series;
+            let project = Project::discover(g.project.as_deref())?;
+            let names: Vec<String> = if series.is_empty() {
+                let mut v: Vec<String> = std::fs::read_dir(project.patches_dir())
+                    .map(|rd| {
+                        rd.flatten()
+                            .filter(|e| e.path().join("series").is_file())
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                v.sort();
+                if v.is_empty() {
+                    return Err(Error::Usage(format!(
+                        "no series under {}: nothing to check",
+                        project.patches_dir().display()
+                    )));
+                }
+                v
+            } else {
+                series
+            };
+            let m = mirrors(g)?;
+            let mut matrices = Vec::new();
+            let mut bad = false;
+            for name in &names {
+                let dir = project.patches_dir().join(name);
+                let s = Series::load(&dir).map_err(|source| {
+                    ollama_vulkan::patch::check::CheckError::Series {
+                        name: name.clone(),
+                        source,
+                    }
+                })?;
+                let target = s.target.unwrap_or(RepoName::Ollama);
+                let url = match target {
+                    RepoName::Ollama => new::DEFAULT_OLLAMA_URL,
+                    RepoName::LlamaCpp => new::DEFAULT_LLAMACPP_URL,
+                };
+                let repos = m.open(target, Some(url), &[Want::Everything])?;
+                let all = ordered_tags(&repos[0]);
+                let chosen = if all_tags {
+                    all
+                } else {
+                    select(&all, tags.as_deref().unwrap_or(""))?
+                };
+                let mx = check_series(&s, &repos[0], &chosen, fuzz)?;
+                bad |= mx
+                    .rows
+                    .iter()
+                    .flat_map(|r| &r.cells)
+                    .any(|c| !c.status.applies());
+                if !g.json {
+                    print!("{}", render(&mx));
+                    println!(
+                        "{} (patch, input) pairs applied, {} answered from the memo, {:.2} s",
+                        mx.applied, mx.memo_hits, mx.seconds
+                    );
+                }
+                matrices.push(mx);
+            }
+            if g.json {
+                print_json(&matrices);
+            }
+            Ok(if bad {
+                ollama_vulkan::error::exit::FAILURE as u8
+            } else {
+                0
+            })
         }
         Command::Era(args) => {
             let m = mirrors(g)?;

@@ -9,6 +9,12 @@ use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SeriesError {
+    #[error("{file}:{line}: `# target: {value}` names no repository\n  help: write `# target: ollama` or `# target: llama.cpp`")]
+    BadTarget {
+        file: PathBuf,
+        line: usize,
+        value: String,
+    },
     #[error("series directory {0} does not exist")]
     Missing(PathBuf),
     #[error("{file}: {why}")]
@@ -37,6 +43,8 @@ pub enum SeriesError {
 pub struct Series {
     pub name: String,
     pub dir: PathBuf,
+    /// The repository the series patches, from a `# target: NAME` line in `series`.
+    pub target: Option<crate::source::RepoName>,
     /// Patch file names in application order.
     pub patches: Vec<String>,
     /// SHA-256 of the SHA256SUMS file: the value a recipe pins.
@@ -65,7 +73,21 @@ impl Series {
         let series_file = dir.join("series");
         let sums_file = dir.join("SHA256SUMS");
         let mut patches = Vec::new();
+        let mut target = None;
         for (i, line) in read(&series_file)?.lines().enumerate() {
+            if let Some(t) = line
+                .trim()
+                .strip_prefix('#')
+                .map(str::trim)
+                .and_then(|c| c.strip_prefix("target:"))
+            {
+                target = Some(t.trim().parse().map_err(|_| SeriesError::BadTarget {
+                    file: series_file.clone(),
+                    line: i + 1,
+                    value: t.trim().to_string(),
+                })?);
+                continue;
+            }
             let entry = line.split('#').next().unwrap_or("").trim();
             if entry.is_empty() {
                 continue;
@@ -136,9 +158,49 @@ impl Series {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             dir: dir.to_path_buf(),
+            target,
             patches,
             hash: sha256_hex(sums_text.as_bytes()),
         })
+    }
+
+    /// Reads and parses every patch in order, requiring a valid `Upstream-Status:`.
+    pub fn parse_patches(&self) -> Result<Vec<super::parse::Patch>, super::parse::PatchError> {
+        use super::parse::{check_upstream_status, parse, PatchError};
+        let mut out = Vec::new();
+        for name in &self.patches {
+            let path = self.dir.join(name);
+            let shown = path.display().to_string();
+            let bytes = fs::read(&path).map_err(|e| PatchError {
+                patch: shown.clone(),
+                line: 0,
+                why: e.to_string(),
+                help: "check the series directory".into(),
+            })?;
+            let mut p = parse(&shown, &bytes)?;
+            match &p.upstream_status {
+                None => {
+                    return Err(PatchError {
+                        patch: shown,
+                        line: 1,
+                        why: "no `Upstream-Status:` header".into(),
+                        help: "add a line `Upstream-Status: Pending` (or Submitted [where], Backport [where], Inappropriate [reason]) to the description".into(),
+                    })
+                }
+                Some(v) => check_upstream_status(v).map_err(|why| PatchError {
+                    patch: shown.clone(),
+                    line: String::from_utf8_lossy(&bytes)
+                        .lines()
+                        .position(|l| l.starts_with("Upstream-Status:"))
+                        .map_or(1, |i| i + 1),
+                    why,
+                    help: "use one of the Upstream-Status forms of Yocto's patch guidelines".into(),
+                })?,
+            }
+            p.name = name.clone();
+            out.push(p);
+        }
+        Ok(out)
     }
 
     /// Rewrites SHA256SUMS from the patches on disk (atomically) and returns the new pin.

@@ -451,6 +451,20 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
             let dir = project.patches_dir().join(name);
             match Series::load(&dir) {
                 Ok(loaded) => {
+                    if let Some(t) = loaded.target.filter(|t| t != s.repo.get_ref()) {
+                        cx.err(
+                            p.at(s.repo.span()),
+                            format!("series `{name}` targets {t} (its series file says so), not {}", s.repo.get_ref()),
+                            format!("set repo = \"{t}\""),
+                        );
+                    }
+                    if let Err(e) = loaded.parse_patches() {
+                        cx.err(
+                            p.at(s.name.span()),
+                            format!("series `{name}`: {e}"),
+                            "fix the patch, then refresh SHA256SUMS and the pin",
+                        );
+                    }
                     if loaded.hash != *s.sha256.get_ref() {
                         cx.err(
                             p.at(s.sha256.span()),
@@ -481,6 +495,7 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
                 sha256: s.sha256.get_ref().clone(),
                 dir,
                 tags: sr,
+                fuzz: s.fuzz.as_ref().map(|f| *f.get_ref()).unwrap_or(0),
             });
         }
     }

@@ -66,6 +66,8 @@ pub struct RawSeries {
     pub repo: Spanned<RepoName>,
     pub sha256: Spanned<String>,
     pub tags: Option<Spanned<RawRange>>,
+    /// Context lines a hunk may ignore at each end (default 0: exact context).
+    pub fuzz: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -205,6 +207,7 @@ pub struct SeriesPin {
     pub sha256: String,
     pub dir: PathBuf,
     pub tags: TagRange,
+    pub fuzz: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -244,54 +244,92 @@ pub fn cached_mirror(
 }
 
 /// Commits the work-tree files at `paths` (relative, `/`-separated) on top of HEAD of the
-/// repository at `dir`, as `git commit` would, but built with libgit2 from HEAD's tree:
-/// trees from partial mirrors lack blobs the build never reads, and `git commit`
-/// refuses to write a tree naming objects it cannot find. A path whose file is gone is
-/// deleted. The date is fixed so the same inputs give the same commit id.
+/// repository at `dir`, moves HEAD there and updates the index. See [`commit_tree_changes`].
 pub fn commit_paths(dir: &Path, paths: &[String], message: &str) -> Result<Oid, git2::Error> {
     use std::os::unix::fs::PermissionsExt;
-    let repo = Repository::open(dir)?;
-    let head = repo.head()?.peel_to_commit()?;
-    let mut root = head.tree()?.id();
+    let mut changes = Vec::new();
     for path in paths {
         let file = dir.join(path);
         let entry = match fs::symlink_metadata(&file) {
             Ok(meta) if meta.file_type().is_symlink() => {
                 let target =
                     fs::read_link(&file).map_err(|e| git2::Error::from_str(&e.to_string()))?;
-                Some((repo.blob(target.to_string_lossy().as_bytes())?, 0o120000))
+                Some((target.to_string_lossy().as_bytes().to_vec(), 0o120000))
             }
             Ok(meta) => {
                 let bytes = fs::read(&file).map_err(|e| git2::Error::from_str(&e.to_string()))?;
                 let exec = meta.permissions().mode() & 0o111 != 0;
-                Some((repo.blob(&bytes)?, if exec { 0o100755 } else { 0o100644 }))
+                Some((bytes, if exec { 0o100755 } else { 0o100644 }))
             }
             Err(_) => None,
         };
+        changes.push((path.clone(), entry));
+    }
+    let repo = Repository::open(dir)?;
+    let head = repo.head()?.peel_to_commit()?.id();
+    let refs: Vec<TreeChange> = changes
+        .iter()
+        .map(|(p, e)| (p.clone(), e.as_ref().map(|(b, m)| (b.as_slice(), *m))))
+        .collect();
+    let id = commit_tree_changes(
+        &repo,
+        head,
+        &refs,
+        ("ollama-vulkan", "ollama-vulkan@localhost"),
+        message,
+    )?;
+    move_head(dir, id, paths)?;
+    Ok(id)
+}
+
+/// A path and its new content and git mode, or None to delete it.
+pub type TreeChange<'a> = (String, Option<(&'a [u8], i32)>);
+
+/// Makes a commit on `parent` whose tree is the parent's with `changes` applied (None
+/// deletes), built with libgit2 from the parent's tree: trees from partial mirrors lack
+/// blobs the build never reads, and `git commit` refuses to write a tree naming objects it
+/// cannot find. Dates are fixed (epoch 0) so the same inputs give the same commit id.
+pub fn commit_tree_changes(
+    repo: &Repository,
+    parent: Oid,
+    changes: &[TreeChange],
+    author: (&str, &str),
+    message: &str,
+) -> Result<Oid, git2::Error> {
+    let parent = repo.find_commit(parent)?;
+    let mut root = parent.tree()?.id();
+    for (path, entry) in changes {
+        let entry = match entry {
+            Some((bytes, mode)) => Some((repo.blob(bytes)?, *mode)),
+            None => None,
+        };
         let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
-        root =
-            upsert(&repo, Some(root), &parts, entry)?.unwrap_or(repo.treebuilder(None)?.write()?);
+        root = match upsert(repo, Some(root), &parts, entry)? {
+            Some(id) => id,
+            None => repo.treebuilder(None)?.write()?,
+        };
     }
     let tree = repo.find_tree(root)?;
-    let sig = git2::Signature::new(
-        "ollama-vulkan",
-        "ollama-vulkan@localhost",
-        &git2::Time::new(0, 0),
-    )?;
-    let id = repo.commit(None, &sig, &sig, message, &tree, &[&head])?;
+    let time = git2::Time::new(0, 0);
+    let author = git2::Signature::new(author.0, author.1, &time)?;
+    let committer = git2::Signature::new("ollama-vulkan", "ollama-vulkan@localhost", &time)?;
+    repo.commit(None, &author, &committer, message, &tree, &[&parent])
+}
+
+/// Points HEAD (detached) at `id` and refreshes the index entries of `paths` from the
+/// work tree, without reading blobs the mirror lacks.
+pub fn move_head(dir: &Path, id: Oid, paths: &[String]) -> Result<(), git2::Error> {
+    let repo = Repository::open(dir)?;
     repo.set_head_detached(id)?;
-    // Bring the index in line without re-reading blobs the mirror lacks.
-    for path in paths {
-        let _ = run_git(
-            &["update-index", "--no-skip-worktree", "--", path],
-            Some(dir),
-        );
-        let _ = run_git(
-            &["update-index", "--add", "--remove", "--", path],
-            Some(dir),
-        );
+    for chunk in paths.chunks(200) {
+        let mut a = vec!["update-index", "--no-skip-worktree", "--"];
+        a.extend(chunk.iter().map(String::as_str));
+        let _ = run_git(&a, Some(dir));
+        let mut a = vec!["update-index", "--add", "--remove", "--"];
+        a.extend(chunk.iter().map(String::as_str));
+        run_git(&a, Some(dir)).map_err(|(_, d)| git2::Error::from_str(&d))?;
     }
-    Ok(id)
+    Ok(())
 }
 
 /// Returns the id of `base` with `parts` set to `entry` (or removed); None when the

@@ -5,5 +5,6 @@ mod support;
 
 mod era;
 mod fetch;
+mod prepare;
 mod recipe_check;
 mod recipe_new;

@@ -228,7 +228,12 @@ fn unknown_variant() {
 #[test]
 fn series_hash_mismatch_and_edited_patch() {
     let s = Scratch::new();
-    let pin = s.series("demo", &[("0001-a.patch", "diff a\n")]);
+    let patch = crate::support::patch_text(
+        "a",
+        "Pending",
+        "diff --git a/a b/a\n--- a/a\n+++ b/a\n@@ -1 +1 @@\n-a\n+b\n",
+    );
+    let pin = s.series("demo", &[("0001-a.patch", &patch)]);
     let series = |sha: &str| {
         good(&format!(
             "\n[[series]]\nname = \"demo\"\nrepo = \"ollama\"\nsha256 = \"{sha}\"\n"

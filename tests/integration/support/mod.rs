@@ -33,6 +33,13 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// A git-format patch around `diff` (from `diff --git` on), as `git format-patch` writes.
+pub fn patch_text(subject: &str, status: &str, diff: &str) -> String {
+    format!(
+        "From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\nFrom: Pat Cher <pat@example.invalid>\nDate: Mon, 1 Jan 2024 00:00:00 +0000\nSubject: [PATCH] {subject}\n\nUpstream-Status: {status}\n---\n{diff}-- \n2.39.5\n"
+    )
+}
+
 /// A git repository made by the test, committed to with plain git.
 pub struct Upstream {
     pub dir: PathBuf,
@@ -62,7 +69,8 @@ impl Upstream {
         for entry in fs::read_dir(&self.dir).unwrap().flatten() {
             if entry.file_name() != ".git" {
                 let p = entry.path();
-                if p.is_dir() {
+                // symlink_metadata: a link (e.g. `escape` -> /etc) is removed, never followed.
+                if fs::symlink_metadata(&p).unwrap().is_dir() {
                     fs::remove_dir_all(p).unwrap()
                 } else {
                     fs::remove_file(p).unwrap()
@@ -101,6 +109,56 @@ impl Upstream {
 
     pub fn head(&self) -> String {
         git(&self.dir, &["rev-parse", "HEAD"])
+    }
+
+    /// A `git format-patch` of the change `edit` makes on top of `base` (a tag), made in
+    /// a throwaway clone. `prelude` edits are committed first and left out of the patch
+    /// (to make patches whose line numbers or context differ from `base`).
+    pub fn format_patch(
+        &self,
+        base: &str,
+        subject: &str,
+        prelude: &dyn Fn(&Path),
+        edit: &dyn Fn(&Path),
+    ) -> String {
+        let tmp = tempfile::tempdir().unwrap();
+        let w = tmp.path().join("w");
+        git(
+            tmp.path(),
+            &[
+                "clone",
+                "-q",
+                self.dir.to_str().unwrap(),
+                w.to_str().unwrap(),
+            ],
+        );
+        git(&w, &["checkout", "-q", base]);
+        prelude(&w);
+        git(&w, &["add", "-A"]);
+        git(&w, &["commit", "-q", "--allow-empty", "-m", "prelude"]);
+        edit(&w);
+        git(&w, &["add", "-A"]);
+        git(
+            &w,
+            &[
+                "commit",
+                "-q",
+                "--author",
+                "Pat Cher <pat@example.invalid>",
+                "-m",
+                &format!("{subject}\n\nWhy it is needed.\n\nUpstream-Status: Pending"),
+            ],
+        );
+        git(
+            &w,
+            &[
+                "format-patch",
+                "-1",
+                "--stdout",
+                "--zero-commit",
+                "--no-signature",
+            ],
+        ) + "\n"
     }
 }
 
@@ -256,6 +314,10 @@ impl Upstream {
             Layout::Unknown => files.push(("README.md", "no build system here\n".into())),
         }
         self.replace_tree(&files);
+        if matches!(layout, Layout::Four { .. }) {
+            // A symlink out of the tree: patches must never write through it.
+            std::os::unix::fs::symlink("/etc", self.dir.join("escape")).unwrap();
+        }
         git(&self.dir, &["add", "-A"]);
         if let Some((path, commit)) = link {
             self.gitlink(path, commit);
