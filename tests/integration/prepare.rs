@@ -236,6 +236,13 @@ fn a_failing_hunk_names_file_hunk_and_lines_and_leaves_the_tree_as_fetched() {
             "line 2: expected `project(Other C CXX)`, found `project(Ollama C CXX)`",
         ],
     );
+    // Progress lines carry timings; the report itself is stable.
+    let report: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| !l.starts_with("  materialising"))
+        .collect();
+    insta::assert_snapshot!("prepare_failed_report", report.join("\n"));
     let tree = dest.join("src/ollama");
     assert_eq!(
         snapshot(&tree),
