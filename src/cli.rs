@@ -59,6 +59,40 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dest: Option<PathBuf>,
     },
+    /// Build a Vulkan-enabled Ollama: fetch → prepare → compile → dist + manifest.
+    Build {
+        /// A per-tag recipe (or give --ollama TAG to make one on the fly).
+        #[arg(
+            value_name = "RECIPE",
+            required_unless_present = "ollama",
+            conflicts_with = "ollama"
+        )]
+        recipe: Option<PathBuf>,
+        /// Make the recipe for this Ollama tag first (`recipe new`), then build it.
+        #[arg(long, value_name = "TAG")]
+        ollama: Option<String>,
+        /// Where compile steps run.
+        #[arg(long, value_enum, default_value_t = ollama_vulkan::build::builder::BuilderChoice::Auto)]
+        builder: ollama_vulkan::build::builder::BuilderChoice,
+        /// Build directory (default: work/builds/<recipe name>).
+        #[arg(long, value_name = "DIR")]
+        dest: Option<PathBuf>,
+        /// Parallel compile jobs (default: the number of CPUs).
+        #[arg(short, long, value_name = "N")]
+        jobs: Option<usize>,
+        /// Allow N lines of patch fuzz (a warning).
+        #[arg(long, value_name = "N")]
+        fuzz: Option<usize>,
+    },
+    /// Check the toolchain a build needs and say exactly what to install.
+    Doctor {
+        #[arg(value_name = "RECIPE")]
+        recipe: Option<PathBuf>,
+        /// Check this builder (default: the host; `root` checks the trixie builder root,
+        /// making it if needed).
+        #[arg(long, value_enum, default_value_t = ollama_vulkan::build::builder::BuilderChoice::Host)]
+        builder: ollama_vulkan::build::builder::BuilderChoice,
+    },
     /// Apply the recipe's patch series to fresh trees (all or nothing; one commit per patch).
     Prepare {
         #[arg(value_name = "RECIPE")]

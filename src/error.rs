@@ -29,6 +29,8 @@ pub enum Error {
     Prepare(#[from] crate::patch::prepare::PrepareError),
     #[error(transparent)]
     Check(#[from] crate::patch::check::CheckError),
+    #[error(transparent)]
+    Build(#[from] crate::build::BuildError),
     #[error("{0}")]
     Usage(String),
     #[error("{what}: {source}")]
@@ -48,12 +50,14 @@ impl Error {
             Error::New(NewError::Era(_)) => BAD_INPUT,
             Error::New(NewError::Template { .. }) => BAD_INPUT,
             Error::New(_) | Error::Io { .. } => FAILURE,
-            Error::Prepare(p) => {
-                use crate::patch::prepare::PrepareError as P;
-                match p {
-                    P::Source(s) => source_code(s),
-                    P::Series { .. } | P::Patch(_) | P::NoTree { .. } => BAD_INPUT,
-                    P::Failed { .. } | P::Write { .. } => FAILURE,
+            Error::Prepare(p) => prepare_code(p),
+            Error::Build(b) => {
+                use crate::build::BuildError as B;
+                match b {
+                    B::Source(s) => source_code(s),
+                    B::Prepare(p) => prepare_code(p),
+                    B::NoSteps { .. } => UNSUPPORTED,
+                    _ => FAILURE,
                 }
             }
             Error::Check(c) => {
@@ -64,6 +68,15 @@ impl Error {
                 }
             }
         }
+    }
+}
+
+fn prepare_code(p: &crate::patch::prepare::PrepareError) -> i32 {
+    use crate::patch::prepare::PrepareError as P;
+    match p {
+        P::Source(s) => source_code(s),
+        P::Series { .. } | P::Patch(_) | P::NoTree { .. } => exit::BAD_INPUT,
+        P::Failed { .. } | P::Write { .. } => exit::FAILURE,
     }
 }
 

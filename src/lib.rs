@@ -4,6 +4,7 @@
 //! trees) → `patch` (our series) → build → image → smoke. `cli`/`main` only parse arguments,
 //! call a stage and render its result.
 
+pub mod build;
 pub mod diag;
 pub mod error;
 pub mod fsutil;

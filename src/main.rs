@@ -223,6 +223,123 @@ fn run(cli: Cli) -> Result<u8, Error> {
             }
             Ok(0)
         }
+        Command::Build {
+            recipe: file,
+            ollama,
+            builder,
+            dest,
+            jobs,
+            fuzz,
+        } => {
+            use ollama_vulkan::build::{build, BuildRequest};
+            let project = Project::discover(g.project.as_deref())?;
+            let m = mirrors(g)?;
+            let file = match (file, ollama) {
+                (Some(f), _) => f,
+                (None, Some(tag)) => {
+                    let out = new::new_recipe(
+                        &project,
+                        &m,
+                        &new::NewRequest {
+                            tag: &tag,
+                            output: None,
+                        },
+                    )?;
+                    if !g.quiet && !g.json {
+                        eprintln!(
+                            "  recipe for {tag}: era {} -> {}",
+                            out.era,
+                            out.recipe_path.display()
+                        );
+                    }
+                    out.recipe_path
+                }
+                (None, None) => unreachable!("clap requires one"),
+            };
+            let r = per_tag_recipe(&file, &project, "build")?;
+            let dest = dest.unwrap_or_else(|| build_dir(&project, &file));
+            let cache = g.cache_dir.clone().unwrap_or_else(default_cache_dir);
+            let jobs = jobs.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2)
+            });
+            let started = std::time::Instant::now();
+            let built = build(&BuildRequest {
+                recipe: &r,
+                mirrors: &m,
+                dest: &dest,
+                cache: &cache,
+                builder,
+                jobs,
+                fuzz,
+                quiet: g.quiet,
+                offline: g.offline,
+            })?;
+            if g.json {
+                print_json(&built);
+            } else {
+                println!(
+                    "{} {} -> {} ({:.1} s)
+manifest: {}",
+                    r.ollama.tag.as_deref().unwrap_or(""),
+                    if built.cached {
+                        "unchanged, cached dist"
+                    } else {
+                        "built"
+                    },
+                    built.dist.display(),
+                    started.elapsed().as_secs_f64(),
+                    built.manifest.display()
+                );
+            }
+            Ok(0)
+        }
+        Command::Doctor {
+            recipe: file,
+            builder,
+        } => {
+            use ollama_vulkan::build::builder::Builder;
+            let project = Project::discover(g.project.as_deref()).ok();
+            let r =
+                match (&file, &project) {
+                    (Some(f), Some(p)) => Some(recipe::load(f, p).map_err(Error::Recipe)?),
+                    (Some(_), None) => return Err(Error::Usage(
+                        "doctor RECIPE needs the project (recipes/ and patches/); pass --project"
+                            .into(),
+                    )),
+                    _ => None,
+                };
+            let cache = g.cache_dir.clone().unwrap_or_else(default_cache_dir);
+            let packages = r
+                .as_ref()
+                .map(|r| r.build.builder_packages.clone())
+                .or_else(|| {
+                    project
+                        .as_ref()
+                        .and_then(|p| new::load_templates(p).ok())
+                        .and_then(|t| t.last().map(|t| t.build.builder_packages.clone()))
+                })
+                .unwrap_or_default();
+            let b = Builder::ensure(builder, &cache, &packages, g.offline)?;
+            let scratch = tempfile::tempdir().map_err(|e| Error::Io {
+                what: "creating a temp dir".into(),
+                source: e,
+            })?;
+            let mut b = b;
+            b.bind(&[scratch.path().to_path_buf()]);
+            let report = ollama_vulkan::build::doctor::doctor(r.as_ref(), &b, scratch.path());
+            if g.json {
+                print_json(&report);
+            } else {
+                print!("{}", ollama_vulkan::build::doctor::render(&report));
+            }
+            Ok(if report.ok {
+                0
+            } else {
+                ollama_vulkan::error::exit::FAILURE as u8
+            })
+        }
         Command::Prepare {
             recipe: file,
             dest,

@@ -540,6 +540,16 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
             .or_else(|| tb.and_then(|b| b.regenerate.as_ref()))
             .cloned()
             .unwrap_or_default(),
+        steps: mb
+            .and_then(|b| b.steps.as_ref())
+            .or_else(|| tb.and_then(|b| b.steps.as_ref()))
+            .cloned()
+            .unwrap_or_default(),
+        check_libs: list(|b| b.check_libs.as_ref()),
+        cmake_min: mb
+            .and_then(|b| b.cmake_min.clone())
+            .or_else(|| tb.and_then(|b| b.cmake_min.clone())),
+        builder_packages: list(|b| b.builder_packages.as_ref()),
     };
     let ti = t.and_then(|t| t.raw.image.as_ref());
     let mi = me.raw.image.as_ref();

@@ -81,6 +81,26 @@ pub struct RawBuild {
     pub sparse: Option<Vec<String>>,
     pub missing_ok: Option<Vec<String>>,
     pub regenerate: Option<Vec<Regenerate>>,
+    pub steps: Option<Vec<Step>>,
+    pub check_libs: Option<Vec<String>>,
+    pub cmake_min: Option<String>,
+    pub builder_packages: Option<Vec<String>>,
+}
+
+/// One compile step of the era: argv run in a tree, with placeholders expanded at build
+/// time: `{dist}`, `{ollama}`, `{llama}`, `{jobs}`, and the list placeholders
+/// `{cmake_options}` / `{go_flags}` (an argument that is exactly one of those expands to
+/// the recipe's list).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub name: String,
+    pub run: Vec<String>,
+    /// Working directory: relative to the Ollama tree (default `.`), or `{llama}/…`.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }
 
 /// A generated file a partial mirror may lack and the build needs: remade from the
@@ -222,6 +242,14 @@ pub struct Build {
     pub missing_ok: Vec<String>,
     /// Generated files remade when a partial mirror lacks them.
     pub regenerate: Vec<Regenerate>,
+    /// The compile, as data.
+    pub steps: Vec<Step>,
+    /// Libraries in the dist (relative paths) that must load with no undefined symbols.
+    pub check_libs: Vec<String>,
+    /// The CMake version the era needs at least (`doctor`).
+    pub cmake_min: Option<String>,
+    /// Debian packages of the builder root (mmdebstrap).
+    pub builder_packages: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

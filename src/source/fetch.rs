@@ -263,6 +263,30 @@ pub fn fetch(recipe: &Recipe, mirrors: &Mirrors, dest: &Path) -> Result<Fetched,
             what: &lwhat,
         })?;
         gaps.fill(RepoName::LlamaCpp, &ltmp, commit, &mut m, &lwhat)?;
+        if recipe.llamacpp.source == LlamaSource::Submodule && !m.skipped_missing.is_empty() {
+            // Era 1's gen_common.sh commits in this tree (`git am` of Ollama's
+            // llm/patches), and git refuses to write a tree naming blobs it lacks: record
+            // the absent files as removed, in a commit of their own on top of the pin.
+            let msg = format!(
+                "Drop {} file(s) missing from the mirror\n\nThe build never reads them: {}\n",
+                m.skipped_missing.len(),
+                m.skipped_missing.join(", ")
+            );
+            let id =
+                super::git::commit_paths(&ltmp, &m.skipped_missing, &msg).map_err(|source| {
+                    SourceError::Git {
+                        what: format!(
+                            "{lwhat}: committing the removal of files missing from the mirror"
+                        ),
+                        source,
+                    }
+                })?;
+            gaps.notes.push(format!(
+                "{lwhat}: the {} missing file(s) are removed in commit {} on top of the pin, so git can commit in this tree",
+                m.skipped_missing.len(),
+                &id.to_string()[..12]
+            ));
+        }
         if recipe.llamacpp.source == LlamaSource::FetchContent {
             compat_patches = apply_compat(&tmp.join("llama/compat"), &ltmp)?;
             swap_into_place(&ltmp, &final_path)?;

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod build;
 mod era;
 mod fetch;
 mod prepare;

@@ -52,9 +52,9 @@ fn main_go_patch(fx: &Fixture) -> String {
         "Say hello",
         &nothing,
         &edit(
-            "main.go",
-            "func main() {}",
-            "func main() { println(\"vulkan\") }",
+            "hello.go",
+            "func hello() {}",
+            "func hello() { println(\"vulkan\") }",
         ),
     )
 }
@@ -124,7 +124,7 @@ fn a_clean_series_becomes_one_commit_per_patch_and_rerun_gives_the_same_commits(
         .map(|p| p["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["clean", "clean"]);
-    assert!(fs::read_to_string(tree.join("main.go"))
+    assert!(fs::read_to_string(tree.join("hello.go"))
         .unwrap()
         .contains("println(\"vulkan\")"));
     use std::os::unix::fs::PermissionsExt;
@@ -171,7 +171,7 @@ fn offsets_are_reported_per_hunk_and_check_writes_nothing() {
     let p = patch_text(
         "Say hello",
         "Pending",
-        "diff --git a/main.go b/main.go\n--- a/main.go\n+++ b/main.go\n@@ -5,3 +5,3 @@\n package main\n \n-func main() {}\n+func main() { println(\"vulkan\") }\n",
+        "diff --git a/hello.go b/hello.go\n--- a/hello.go\n+++ b/hello.go\n@@ -5,3 +5,3 @@\n package main\n \n-func hello() {}\n+func hello() { println(\"vulkan\") }\n",
     );
     let recipe = recipe_with(&fx, "v0.24.0", &[("0001-hello.patch", &p)], "");
     let dest = fx.scratch.path().join("build");
@@ -231,7 +231,7 @@ fn a_failing_hunk_names_file_hunk_and_lines_and_leaves_the_tree_as_fetched() {
             "1 of 2 patches do not apply; nothing was changed",
             "0002-presets.patch",
             "FAILED",
-            "CMakeLists.txt hunk 1 @@ -1,2 +1,2 @@",
+            "CMakeLists.txt hunk 1 @@ -1,5 +1,5 @@",
             "does not match at line 1",
             "line 2: expected `project(Other C CXX)`, found `project(Ollama C CXX)`",
         ],
@@ -302,11 +302,11 @@ fn fuzz_is_refused_by_default_allowed_by_flag_or_recipe_and_warned_about() {
     let p = fx.ollama.format_patch(
         "v0.24.0",
         "Say hello",
-        &edit("main.go", "package main\n", "package main // drifted\n"),
+        &edit("hello.go", "package main\n", "package main // drifted\n"),
         &edit(
-            "main.go",
-            "func main() {}",
-            "func main() { println(\"vulkan\") }",
+            "hello.go",
+            "func hello() {}",
+            "func hello() { println(\"vulkan\") }",
         ),
     );
     let recipe = recipe_with(&fx, "v0.24.0", &[("0001-hello.patch", &p)], "");
@@ -319,7 +319,7 @@ fn fuzz_is_refused_by_default_allowed_by_flag_or_recipe_and_warned_about() {
         "{}",
         run.stderr
     );
-    assert!(fs::read_to_string(dest.join("src/ollama/main.go"))
+    assert!(fs::read_to_string(dest.join("src/ollama/hello.go"))
         .unwrap()
         .contains("vulkan"));
     let recipe = recipe_with(&fx, "v0.24.0", &[("0001-hello.patch", &p)], "fuzz = 2\n");
@@ -365,7 +365,7 @@ fn binary_patches_are_refused_and_mode_changes_apply() {
         &nothing,
         &|w: &Path| {
             use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(w.join("main.go"), fs::Permissions::from_mode(0o755)).unwrap();
+            fs::set_permissions(w.join("hello.go"), fs::Permissions::from_mode(0o755)).unwrap();
         },
     );
     assert!(chmod.contains("new mode 100755"), "{chmod}");
@@ -373,7 +373,7 @@ fn binary_patches_are_refused_and_mode_changes_apply() {
     let (dest, run) = prepare(&fx, &recipe, &[]);
     run.ok();
     use std::os::unix::fs::PermissionsExt;
-    let mode = fs::metadata(dest.join("src/ollama/main.go"))
+    let mode = fs::metadata(dest.join("src/ollama/hello.go"))
         .unwrap()
         .permissions()
         .mode();
@@ -461,7 +461,7 @@ fn series_problems_are_bad_input() {
         .fails(2, &["`Inappropriate` needs a reason in brackets"]);
     // A truncated patch.
     let p = main_go_patch(&fx);
-    let cut = &p[..p.find("+func main()").unwrap()];
+    let cut = &p[..p.find("+func hello()").unwrap()];
     let recipe = recipe_with(&fx, "v0.24.0", &[("0001-hello.patch", cut)], "");
     prepare(&fx, &recipe, &[]).1.fails(
         2,
@@ -534,8 +534,8 @@ fn check_patches_prints_a_tag_by_patch_matrix_from_git_objects() {
     assert_eq!(row("v0.24.0")["cells"][1]["status"], "clean");
     assert_eq!(
         row("v0.12.5")["cells"][1]["status"],
-        "clean",
-        "same CMakeLists.txt"
+        "failed",
+        "era 3's CMakeLists.txt lacks the context"
     );
     assert_eq!(row("v0.32.15")["cells"][1]["status"], "failed");
     assert!(

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod build_fixture;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -181,6 +183,15 @@ impl MiniLlama {
                 &format!("cmake_minimum_required(VERSION 3.14)\nproject(llama C)\n# build {k}\n"),
             );
             if k >= vulkan_from {
+                // A real (tiny) library with a Vulkan option, buildable end to end.
+                for (path, content) in build_fixture::llama_files() {
+                    let content = if path == "CMakeLists.txt" {
+                        format!("{content}# build {k}\n")
+                    } else {
+                        content
+                    };
+                    repo.write(path, &content);
+                }
                 repo.write("ggml-vulkan.cpp", "// mini vulkan backend\n");
                 // Legacy-style shader generation: the pin's own script and glslc.
                 repo.write("vulkan-shaders/probe.comp", PROBE_COMP);
@@ -239,7 +250,9 @@ pub enum Layout<'a> {
 const COMPAT_PATCH: &str = "diff --git a/compat-hook.txt b/compat-hook.txt\nnew file mode 100644\n--- /dev/null\n+++ b/compat-hook.txt\n@@ -0,0 +1 @@\n+hooked\n";
 const COMPAT_PATCH_2: &str = "diff --git a/compat-hook.txt b/compat-hook.txt\n--- a/compat-hook.txt\n+++ b/compat-hook.txt\n@@ -1 +1,2 @@\n hooked\n+more\n";
 
-const GO_MOD: &str = "module github.com/ollama/ollama\n\ngo 1.22\n";
+pub const GO_MOD: &str = "module github.com/ollama/ollama\n\ngo 1.22\n";
+/// A small Go file in every layout for patch tests to change.
+const HELLO_GO: &str = "package main\n\nfunc hello() {}\n";
 const MAIN_GO: &str = "package main\n\nfunc main() {}\n";
 
 fn presets(vulkan: bool) -> String {
@@ -261,8 +274,9 @@ impl Upstream {
     /// Lays out the tree for an era, commits and tags it.
     pub fn release(&self, tag: &str, layout: Layout<'_>) -> String {
         let mut files: Vec<(&str, String)> =
-            vec![("go.mod", GO_MOD.into()), ("main.go", MAIN_GO.into())];
+            vec![("go.mod", GO_MOD.into()), ("main.go", MAIN_GO.into()), ("hello.go", HELLO_GO.into())];
         let mut link: Option<(&str, &str)> = None;
+        let mut vendored: Vec<(String, String)> = Vec::new();
         match layout {
             Layout::Zero { gguf } => {
                 files.push((
@@ -278,10 +292,23 @@ impl Upstream {
                     "ollama_llama_server"
                 };
                 files.push((".gitmodules", "[submodule \"llama.cpp\"]\n\tpath = llm/llama.cpp\n\turl = https://github.com/ggerganov/llama.cpp.git\n\tshallow = true\n".into()));
-                files.push((
-                    "llm/generate/gen_linux.sh",
-                    "#!/bin/bash\nset -ex\necho building\n".into(),
-                ));
+                if matches!(layout, Layout::OneB { .. }) {
+                    files.push((
+                        "llm/generate/gen_linux.sh",
+                        build_fixture::GEN_LINUX_SH.into(),
+                    ));
+                    files.push((
+                        "llm/generate/generate_linux.go",
+                        build_fixture::GENERATE_GO.into(),
+                    ));
+                    files.push(("main.go", build_fixture::MAIN_GO.into()));
+                    files.push(("embed.go", build_fixture::EMBED_GO.into()));
+                } else {
+                    files.push((
+                        "llm/generate/gen_linux.sh",
+                        "#!/bin/bash\nset -ex\necho building\n".into(),
+                    ));
+                }
                 files.push((
                     "llm/ext_server/CMakeLists.txt",
                     format!("set(TARGET {target})\nadd_library(${{TARGET}} ext_server.cpp)\n"),
@@ -294,25 +321,38 @@ impl Upstream {
             }
             Layout::Three { fetch_head } | Layout::Four { fetch_head } => {
                 let vulkan = matches!(layout, Layout::Four { .. });
-                files.push(("CMakePresets.json", presets(vulkan)));
                 files.push(("Makefile.sync", format!("UPSTREAM=https://github.com/ggml-org/llama.cpp.git\nWORKDIR=llama/vendor\nFETCH_HEAD={fetch_head}\n")));
-                files.push((
-                    "CMakeLists.txt",
-                    "cmake_minimum_required(VERSION 3.21)\nproject(Ollama C CXX)\n".into(),
-                ));
+                if vulkan {
+                    files.push(("CMakePresets.json", build_fixture::ERA4_PRESETS.into()));
+                    files.push(("CMakeLists.txt", build_fixture::ERA4_CMAKE.into()));
+                    files.push(("main.go", build_fixture::MAIN_GO.into()));
+                    vendored = build_fixture::vendored_ggml_files();
+                } else {
+                    files.push(("CMakePresets.json", presets(false)));
+                    files.push((
+                        "CMakeLists.txt",
+                        "cmake_minimum_required(VERSION 3.21)\nproject(Ollama C CXX)\n".into(),
+                    ));
+                }
             }
             Layout::Five { version } => {
                 files.push(("LLAMA_CPP_VERSION", format!("{version}\n")));
                 files.push((
                     "llama/server/CMakeLists.txt",
-                    "cmake_minimum_required(VERSION 3.24)\nproject(llama_server)\n".into(),
+                    build_fixture::ERA5_SERVER_CMAKE.into(),
                 ));
+                files.push((
+                    "llama/server/CMakePresets.json",
+                    build_fixture::ERA5_PRESETS.into(),
+                ));
+                files.push(("main.go", build_fixture::MAIN_GO.into()));
                 files.push(("llama/compat/001-hooks.patch", COMPAT_PATCH.into()));
                 files.push(("llama/compat/models/003-more.patch", COMPAT_PATCH_2.into()));
                 files.push(("integration/testdata/big.txt", "large test data\n".into()));
             }
             Layout::Unknown => files.push(("README.md", "no build system here\n".into())),
         }
+        files.extend(vendored.iter().map(|(p, c)| (p.as_str(), c.clone())));
         self.replace_tree(&files);
         if matches!(layout, Layout::Four { .. }) {
             // A symlink out of the tree: patches must never write through it.
@@ -338,7 +378,7 @@ impl Upstream {
     }
 }
 
-/// A scratch checkout of this project: the shipped templates, an empty patches/.
+/// A scratch checkout of this project: the shipped templates and series.
 pub struct Scratch {
     pub tmp: TempDir,
 }
@@ -354,6 +394,17 @@ impl Scratch {
             .flatten()
         {
             fs::copy(e.path(), s.project().join("recipes").join(e.file_name())).unwrap();
+        }
+        // The shipped series too: the templates pin them.
+        for series in fs::read_dir(Path::new(REPO_ROOT).join("patches")).unwrap().flatten() {
+            if !series.path().is_dir() {
+                continue;
+            }
+            let dst = s.project().join("patches").join(series.file_name());
+            fs::create_dir_all(&dst).unwrap();
+            for f in fs::read_dir(series.path()).unwrap().flatten() {
+                fs::copy(f.path(), dst.join(f.file_name())).unwrap();
+            }
         }
         s
     }

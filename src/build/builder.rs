@@ -1,0 +1,315 @@
+//! Where compile steps run: the host's toolchain, or a Debian trixie root made with
+//! mmdebstrap (bookworm's Vulkan headers and glslc are too old for ggml-vulkan from
+//! v0.15.0; VULKAN-BUILD.md). The root is entered with chroot inside a private mount
+//! namespace (`unshare --mount`): the build directory, the caches and the host's Go are
+//! bind-mounted at their own absolute paths, so every path in steps, logs and manifests is
+//! the same in both builders, and the mounts vanish with the process even on kill -9.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::BuildError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BuilderChoice {
+    /// The trixie root on Debian/Ubuntu hosts (as root), else the host.
+    Auto,
+    /// The host's go, cmake, compilers, glslc and Vulkan headers.
+    Host,
+    /// A Debian trixie root made with mmdebstrap, entered with chroot.
+    Root,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Builder {
+    Host,
+    Root {
+        path: PathBuf,
+        suite: String,
+        packages: Vec<String>,
+        /// Host directories visible inside at the same path.
+        #[serde(skip)]
+        binds: Vec<PathBuf>,
+    },
+}
+
+const SUITE: &str = "trixie";
+const ROOT_PATH: &str =
+    "/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn is_debian_like() -> bool {
+    fs::read_to_string("/etc/os-release")
+        .map(|t| {
+            t.lines().any(|l| {
+                l.starts_with("ID=debian")
+                    || l.starts_with("ID=ubuntu")
+                    || l.starts_with("ID_LIKE=debian")
+            })
+        })
+        .unwrap_or(false)
+}
+
+fn is_root_user() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc_geteuid() == 0 }
+}
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+/// Resolves `name` on `path_var` (a PATH value), inside `root` when given.
+pub fn which_in(root: Option<&Path>, path_var: &str, name: &str) -> Option<PathBuf> {
+    for dir in path_var.split(':').filter(|d| !d.is_empty()) {
+        let inside = Path::new(dir).join(name);
+        let real = match root {
+            Some(r) => r.join(inside.strip_prefix("/").unwrap_or(&inside)),
+            None => inside.clone(),
+        };
+        if let Ok(m) = fs::metadata(&real) {
+            use std::os::unix::fs::PermissionsExt;
+            if m.is_file() && m.permissions().mode() & 0o111 != 0 {
+                return Some(inside);
+            }
+        }
+    }
+    None
+}
+
+/// The host's GOROOT, found from `go` on PATH without running it.
+pub fn host_goroot() -> Option<PathBuf> {
+    let go = which_in(None, &std::env::var("PATH").unwrap_or_default(), "go")?;
+    let real = fs::canonicalize(go).ok()?;
+    real.parent()?.parent().map(Path::to_path_buf)
+}
+
+impl Builder {
+    pub fn id(&self) -> String {
+        match self {
+            Builder::Host => "host".into(),
+            Builder::Root { path, .. } => format!("root:{}", path.display()),
+        }
+    }
+
+    /// The PATH steps see.
+    pub fn path_var(&self) -> String {
+        match self {
+            Builder::Host => std::env::var("PATH").unwrap_or_default(),
+            Builder::Root { .. } => ROOT_PATH.into(),
+        }
+    }
+
+    pub fn root(&self) -> Option<&Path> {
+        match self {
+            Builder::Host => None,
+            Builder::Root { path, .. } => Some(path),
+        }
+    }
+
+    /// A tool's path as the builder sees it.
+    pub fn which(&self, name: &str) -> Option<PathBuf> {
+        let found = which_in(self.root(), &self.path_var(), name);
+        if found.is_none() && name == "go" {
+            // The host's Go is bind-mounted into the root at its own path.
+            if let (Builder::Root { .. }, Some(goroot)) = (self, host_goroot()) {
+                let go = goroot.join("bin/go");
+                return go.is_file().then_some(go);
+            }
+        }
+        found
+    }
+
+    /// The host path of a path inside the builder (for reading files the steps wrote).
+    pub fn host_path(&self, p: &Path) -> PathBuf {
+        match self {
+            Builder::Root { path, binds, .. } if !binds.iter().any(|b| p.starts_with(b)) => {
+                path.join(p.strip_prefix("/").unwrap_or(p))
+            }
+            _ => p.to_path_buf(),
+        }
+    }
+
+    /// Adds host directories the steps need (build dir, caches).
+    pub fn bind(&mut self, dirs: &[PathBuf]) {
+        if let Builder::Root { binds, .. } = self {
+            for d in dirs {
+                if !binds.contains(d) {
+                    binds.push(d.clone());
+                }
+            }
+        }
+    }
+
+    /// The command for `argv` in `cwd` with exactly `env` (plus PATH and HOME).
+    pub fn command(
+        &self,
+        argv: &[String],
+        cwd: &Path,
+        env: &BTreeMap<String, String>,
+    ) -> duct::Expression {
+        match self {
+            Builder::Host => {
+                let mut cmd = duct::cmd(&argv[0], &argv[1..]).dir(cwd);
+                for (k, v) in env {
+                    cmd = cmd.env(k, v);
+                }
+                cmd
+            }
+            Builder::Root { path, binds, .. } => {
+                let mut binds = binds.clone();
+                if let Some(g) = host_goroot() {
+                    binds.push(g);
+                }
+                // unshare → sh (mounts) → chroot → env -i → sh (cd) → argv
+                let script = r#"root=$1; n=$2; shift 2
+i=0
+while [ "$i" -lt "$n" ]; do
+  p=$1; shift
+  mkdir -p "$root$p"
+  mount --bind "$p" "$root$p"
+  i=$((i + 1))
+done
+mount -t proc proc "$root/proc"
+exec chroot "$root" "$@""#;
+                let mut args: Vec<String> = vec![
+                    "--mount".into(),
+                    "--propagation".into(),
+                    "private".into(),
+                    "--".into(),
+                    "sh".into(),
+                    "-ec".into(),
+                    script.into(),
+                    "sh".into(),
+                    path.display().to_string(),
+                    binds.len().to_string(),
+                ];
+                args.extend(binds.iter().map(|b| b.display().to_string()));
+                args.push("/usr/bin/env".into());
+                args.push("-i".into());
+                args.push(format!("PATH={ROOT_PATH}"));
+                args.push("HOME=/root".into());
+                args.push("LANG=C.UTF-8".into());
+                for (k, v) in env {
+                    args.push(format!("{k}={v}"));
+                }
+                args.push("/bin/sh".into());
+                args.push("-c".into());
+                args.push("cd \"$0\" && exec \"$@\"".into());
+                args.push(cwd.display().to_string());
+                args.extend(argv.iter().cloned());
+                duct::cmd("unshare", args)
+            }
+        }
+    }
+
+    /// Picks and, for the root, creates the builder.
+    pub fn ensure(
+        choice: BuilderChoice,
+        cache: &Path,
+        packages: &[String],
+        offline: bool,
+    ) -> Result<Builder, BuildError> {
+        let root_ok = is_debian_like() && is_root_user();
+        match choice {
+            BuilderChoice::Host => return Ok(Builder::Host),
+            BuilderChoice::Auto if !root_ok => {
+                tracing::info!("not a Debian/Ubuntu host run as root: using the host toolchain");
+                return Ok(Builder::Host);
+            }
+            BuilderChoice::Root if !root_ok => {
+                return Err(BuildError::Builder(
+                    "the trixie builder root needs a Debian or Ubuntu host and root (mmdebstrap, chroot, mount)\n  help: run as root, or pass --builder host to use this machine's toolchain (see `ollama-vulkan doctor`)".into(),
+                ))
+            }
+            _ => {}
+        }
+        let mut pkgs: Vec<String> = packages.to_vec();
+        pkgs.sort();
+        pkgs.dedup();
+        let key =
+            crate::patch::series::sha256_hex(format!("{SUITE}\0{}", pkgs.join(",")).as_bytes());
+        let dir = cache.join("builders");
+        let path = dir.join(format!("{SUITE}-{}", &key[..12]));
+        let builder = Builder::Root {
+            path: path.clone(),
+            suite: SUITE.into(),
+            packages: pkgs.clone(),
+            binds: Vec::new(),
+        };
+        if path.join("usr/bin/cmake").exists() {
+            return Ok(builder);
+        }
+        if offline {
+            return Err(BuildError::Builder(format!(
+                "the builder root {} does not exist and --offline forbids making it\n  help: run once online, or pass --builder host",
+                path.display()
+            )));
+        }
+        fs::create_dir_all(&dir)
+            .map_err(|e| BuildError::Builder(format!("creating {}: {e}", dir.display())))?;
+        let lock =
+            fs::File::create(dir.join(".lock")).map_err(|e| BuildError::Builder(e.to_string()))?;
+        lock.lock()
+            .map_err(|e| BuildError::Builder(e.to_string()))?;
+        if path.join("usr/bin/cmake").exists() {
+            return Ok(builder); // made by a concurrent run while we waited
+        }
+        if which_in(
+            None,
+            &std::env::var("PATH").unwrap_or_default(),
+            "mmdebstrap",
+        )
+        .is_none()
+        {
+            return Err(BuildError::Builder(
+                "mmdebstrap is not installed, and the default builder is a Debian trixie root made with it\n  help: apt-get install mmdebstrap, or pass --builder host".into(),
+            ));
+        }
+        // Stale half-made roots of killed runs.
+        if let Ok(rd) = fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                    let _ = fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let tmp = dir.join(format!(".tmp-{SUITE}-{}", std::process::id()));
+        let progress = crate::progress::Progress::start(format!(
+            "making the {SUITE} builder root ({} packages, mmdebstrap)",
+            pkgs.len()
+        ));
+        let out = duct::cmd(
+            "mmdebstrap",
+            [
+                "--variant=apt".to_string(),
+                format!("--include={}", pkgs.join(",")),
+                SUITE.to_string(),
+                tmp.display().to_string(),
+            ],
+        )
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .map_err(|e| BuildError::Builder(format!("running mmdebstrap: {e}")))?;
+        if !out.status.success() {
+            let _ = fs::remove_dir_all(&tmp);
+            let text = String::from_utf8_lossy(&out.stdout);
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            return Err(BuildError::Builder(format!(
+                "mmdebstrap {SUITE} failed:\n{}\n  help: check that the Debian mirror serves {SUITE}, or pass --builder host",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )));
+        }
+        fs::rename(&tmp, &path)
+            .map_err(|e| BuildError::Builder(format!("moving the root into place: {e}")))?;
+        progress.finish(&path.display().to_string());
+        Ok(builder)
+    }
+}

@@ -1,0 +1,552 @@
+//! The build stage: fetch → prepare → the era's compile steps (data from the template) →
+//! a dist directory and a manifest.
+//!
+//! A build is keyed by its inputs (recipe, pins, series hashes, builder, toolchain
+//! fingerprint); unchanged inputs return the cached dist without running a compiler or
+//! go. The dist is assembled in `dist.tmp` and renamed into place with its manifest
+//! already inside, so a dist that looks complete is complete.
+
+pub mod builder;
+pub mod doctor;
+pub mod run;
+pub mod toolchain;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::patch::prepare::{prepare, PrepareError, PrepareOptions};
+use crate::recipe::model::Recipe;
+use crate::source::{Mirrors, SourceError};
+use builder::{Builder, BuilderChoice};
+use run::{run_step, StepRecord};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{0}")]
+    Builder(String),
+    #[error("{0}")]
+    Io(String),
+    #[error("step `{name}` failed: {detail}\n  log: {}", log.display())]
+    Step {
+        name: String,
+        detail: String,
+        log: PathBuf,
+    },
+    #[error("{lib}: {detail}\n  help: {help}")]
+    LibCheck {
+        lib: String,
+        detail: String,
+        help: String,
+    },
+    #[error("{recipe} has no [[build.steps]]: its era template does not say how to compile\n  help: use a template from recipes/ (era-1a, era-1b, era-4, era-5)")]
+    NoSteps { recipe: String },
+    #[error(transparent)]
+    Prepare(#[from] PrepareError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+}
+
+pub struct BuildRequest<'a> {
+    pub recipe: &'a Recipe,
+    pub mirrors: &'a Mirrors,
+    /// The build directory (trees in src/, logs/, dist/).
+    pub dest: &'a Path,
+    pub cache: &'a Path,
+    pub builder: BuilderChoice,
+    pub jobs: usize,
+    pub fuzz: Option<usize>,
+    pub quiet: bool,
+    pub offline: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Built {
+    pub dist: PathBuf,
+    pub manifest: PathBuf,
+    pub cached: bool,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct LibCheck {
+    pub lib: String,
+    pub ok: bool,
+    pub undefined: Vec<String>,
+    pub missing_deps: Vec<String>,
+}
+
+/// What `manifest.json` holds.
+#[derive(Debug, Serialize)]
+pub struct Manifest {
+    pub schema: u32,
+    pub tool: String,
+    pub input_key: String,
+    pub recipe: serde_json::Value,
+    pub ollama_commit: String,
+    pub llamacpp_commit: Option<String>,
+    pub llamacpp_version: Option<String>,
+    pub series: Vec<serde_json::Value>,
+    pub sources: serde_json::Value,
+    pub builder: Builder,
+    pub toolchain: toolchain::Versions,
+    /// What glslc itself compiles (probed directly).
+    pub glslc_extensions: BTreeMap<String, bool>,
+    /// What the Vulkan build's CMake decided (from its configure output): the shader
+    /// variants actually compiled in.
+    pub vulkan_shader_features: BTreeMap<String, bool>,
+    pub steps: Vec<StepRecord>,
+    pub lib_checks: Vec<LibCheck>,
+    pub dist_files: Vec<DistFile>,
+    pub timings: Timings,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DistFile {
+    pub path: String,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct Timings {
+    pub fetch_and_prepare_s: f64,
+    pub compile_s: f64,
+    pub checks_s: f64,
+    pub total_s: f64,
+    /// Time outside the steps' subprocesses, as a fraction of the total.
+    pub orchestrator_fraction: f64,
+}
+
+/// The inputs that decide a dist, hashed.
+fn input_key(req: &BuildRequest<'_>, builder: &Builder) -> String {
+    let r = req.recipe;
+    let series: Vec<_> = r
+        .series
+        .iter()
+        .map(|s| serde_json::json!({"name": s.name, "repo": s.repo, "sha256": s.sha256, "fuzz": s.fuzz}))
+        .collect();
+    let key = serde_json::json!({
+        "tool": env!("CARGO_PKG_VERSION"),
+        "era": r.era,
+        "ollama": r.ollama,
+        "llamacpp": r.llamacpp,
+        "series": series,
+        "build": r.build,
+        "builder": builder.id(),
+        "toolchain": toolchain::fingerprint(builder),
+        "fuzz": req.fuzz,
+    });
+    crate::patch::series::sha256_hex(key.to_string().as_bytes())
+}
+
+/// `{dist}`, `{ollama}`, `{llama}`, `{jobs}` in one argument.
+fn expand(arg: &str, vars: &BTreeMap<&str, String>) -> String {
+    let mut s = arg.to_string();
+    for (k, v) in vars {
+        s = s.replace(&format!("{{{k}}}"), v);
+    }
+    s
+}
+
+fn slug(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    while out.contains("--") {
+        out = out.replace("--", "-");
+    }
+    out.trim_matches('-').to_string()
+}
+
+fn read_manifest_key(path: &Path) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(&fs::read(path).ok()?).ok()?;
+    v.get("input_key")?.as_str().map(String::from)
+}
+
+/// Builds (or finds cached) the recipe's dist.
+pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
+    let started = Instant::now();
+    let r = req.recipe;
+    if r.build.steps.is_empty() {
+        return Err(BuildError::NoSteps {
+            recipe: r.path.display().to_string(),
+        });
+    }
+    let io = |what: String| move |e: std::io::Error| BuildError::Io(format!("{what}: {e}"));
+    fs::create_dir_all(req.dest).map_err(io(format!("creating {}", req.dest.display())))?;
+    let dest =
+        fs::canonicalize(req.dest).map_err(io(format!("resolving {}", req.dest.display())))?;
+    let mut builder = Builder::ensure(
+        req.builder,
+        req.cache,
+        &r.build.builder_packages,
+        req.offline,
+    )?;
+    let dist = dest.join("dist");
+    let manifest_path = dist.join("manifest.json");
+    let key = input_key(req, &builder);
+    if read_manifest_key(&manifest_path).as_deref() == Some(key.as_str()) {
+        return Ok(Built {
+            dist,
+            manifest: manifest_path,
+            cached: true,
+        });
+    }
+
+    // One build per directory at a time.
+    let lock =
+        fs::File::create(dest.join(".build.lock")).map_err(io("creating the build lock".into()))?;
+    lock.lock().map_err(io("locking the build dir".into()))?;
+    let tmp = dest.join("dist.tmp");
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp)
+            .map_err(io(format!("removing the unfinished {}", tmp.display())))?;
+    }
+
+    let t0 = Instant::now();
+    let prepared = prepare(
+        r,
+        req.mirrors,
+        &dest,
+        PrepareOptions {
+            fuzz: req.fuzz,
+            check: false,
+        },
+    )?;
+    let fetch_and_prepare_s = t0.elapsed().as_secs_f64();
+    let sources: serde_json::Value = fs::read(dest.join("sources.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    let ollama_tree = dest.join("src/ollama");
+    let llama_tree = sources
+        .get("llamacpp_tree")
+        .and_then(|v| v.as_str())
+        .map(PathBuf::from);
+
+    fs::create_dir_all(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
+    let caches = toolchain::cache_dirs(req.cache);
+    for (_, d) in &caches {
+        fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
+    }
+    let mut binds = vec![dest.clone()];
+    binds.extend(caches.iter().map(|(_, d)| d.clone()));
+    builder.bind(&binds);
+
+    let mut vars: BTreeMap<&str, String> = BTreeMap::new();
+    vars.insert("dist", tmp.display().to_string());
+    vars.insert("ollama", ollama_tree.display().to_string());
+    vars.insert(
+        "llama",
+        llama_tree
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+    );
+    vars.insert("jobs", req.jobs.to_string());
+
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    for (k, d) in &caches {
+        env.insert(k.clone(), d.display().to_string());
+    }
+    if builder.which("ccache").is_some() {
+        // CMake ≥ 3.17 reads these: a rebuild after a one-line change hits ccache.
+        env.insert("CMAKE_C_COMPILER_LAUNCHER".into(), "ccache".into());
+        env.insert("CMAKE_CXX_COMPILER_LAUNCHER".into(), "ccache".into());
+        // Trees are fresh per build: hash contents, not mtimes.
+        env.insert(
+            "CCACHE_SLOPPINESS".into(),
+            "include_file_mtime,include_file_ctime,time_macros".into(),
+        );
+    }
+    env.insert("CGO_ENABLED".into(), "1".into());
+    for (k, v) in &r.build.env {
+        env.insert(k.clone(), expand(v, &vars));
+    }
+
+    let total = r.build.steps.len();
+    let mut records = Vec::new();
+    let t1 = Instant::now();
+    for (i, step) in r.build.steps.iter().enumerate() {
+        let mut argv = Vec::new();
+        for a in &step.run {
+            match a.as_str() {
+                "{cmake_options}" => {
+                    argv.extend(r.build.cmake_options.iter().map(|o| expand(o, &vars)))
+                }
+                "{go_flags}" => argv.extend(r.build.go_flags.iter().map(|o| expand(o, &vars))),
+                _ => argv.push(expand(a, &vars)),
+            }
+        }
+        let cwd = match &step.cwd {
+            Some(c) => {
+                let c = expand(c, &vars);
+                if Path::new(&c).is_absolute() {
+                    PathBuf::from(c)
+                } else {
+                    ollama_tree.join(c)
+                }
+            }
+            None => ollama_tree.clone(),
+        };
+        let mut step_env = env.clone();
+        for (k, v) in &step.env {
+            step_env.insert(k.clone(), expand(v, &vars));
+        }
+        let log = dest
+            .join("logs")
+            .join(format!("{:02}-{}.log", i + 1, slug(&step.name)));
+        records.push(run_step(
+            &builder,
+            &step.name,
+            &argv,
+            &cwd,
+            &step_env,
+            &log,
+            i + 1,
+            total,
+            req.quiet,
+        )?);
+    }
+    let compile_s = t1.elapsed().as_secs_f64();
+
+    let t2 = Instant::now();
+    let lib_checks = check_libs(&builder, r, &vars, &tmp)?;
+    let vulkan_shader_features = shader_features_from_logs(&records);
+    let glslc_extensions = toolchain::shader_support(&builder, &dest.join("probe-glslc"));
+    let versions = toolchain::versions(&builder);
+    let checks_s = t2.elapsed().as_secs_f64();
+
+    let mut dist_files = Vec::new();
+    walk(&tmp, &tmp, &mut dist_files);
+    dist_files.sort_by(|a, b| a.path.cmp(&b.path));
+    let step_s: f64 = records.iter().map(|s| s.seconds).sum();
+    let total_s = started.elapsed().as_secs_f64();
+    let manifest = Manifest {
+        schema: 1,
+        tool: format!("ollama-vulkan {}", env!("CARGO_PKG_VERSION")),
+        input_key: key,
+        recipe: serde_json::json!({
+            "path": r.path,
+            "era": r.era,
+            "tag": r.ollama.tag,
+            "template": r.template.as_ref().map(|t| &t.name),
+        }),
+        ollama_commit: r.ollama.commit.clone().unwrap_or_default(),
+        llamacpp_commit: sources
+            .get("llamacpp_commit")
+            .and_then(|v| v.as_str())
+            .map(String::from),
+        llamacpp_version: r.llamacpp.version.clone(),
+        series: prepared
+            .series
+            .iter()
+            .map(|s| {
+                let pin = r.series.iter().find(|p| p.name == s.series);
+                let commits = prepared
+                    .trees
+                    .iter()
+                    .find(|t| t.repo.to_string() == s.repo)
+                    .map(|t| t.commits.clone())
+                    .unwrap_or_default();
+                serde_json::json!({
+                    "name": s.series,
+                    "repo": s.repo,
+                    "sha256": pin.map(|p| p.sha256.clone()),
+                    "patches": s.patches.iter().map(|p| serde_json::json!({"patch": p.patch, "status": p.status})).collect::<Vec<_>>(),
+                    "commits": commits,
+                })
+            })
+            .collect(),
+        sources,
+        builder: builder.clone(),
+        toolchain: versions,
+        glslc_extensions,
+        vulkan_shader_features,
+        steps: records,
+        lib_checks,
+        dist_files,
+        timings: Timings {
+            fetch_and_prepare_s,
+            compile_s,
+            checks_s,
+            total_s,
+            orchestrator_fraction: if total_s > 0.0 { ((total_s - step_s - fetch_and_prepare_s).max(0.0)) / total_s } else { 0.0 },
+        },
+    };
+    let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
+    crate::fsutil::write_atomic(&tmp.join("manifest.json"), &json)
+        .map_err(io("writing the manifest".into()))?;
+    // Swap: the old dist (if any) goes aside, the new one takes its name, the old goes.
+    if dist.exists() {
+        let old = dest.join(format!("dist.old-{}", std::process::id()));
+        fs::rename(&dist, &old).map_err(io("moving the old dist aside".into()))?;
+        fs::rename(&tmp, &dist).map_err(io("moving the new dist into place".into()))?;
+        let _ = fs::remove_dir_all(old);
+    } else {
+        fs::rename(&tmp, &dist).map_err(io("moving the new dist into place".into()))?;
+    }
+    Ok(Built {
+        dist,
+        manifest: manifest_path,
+        cached: false,
+    })
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<DistFile>) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        let Ok(m) = fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if m.is_dir() {
+            walk(root, &p, out);
+        } else {
+            out.push(DistFile {
+                path: p.strip_prefix(root).unwrap_or(&p).display().to_string(),
+                bytes: m.len(),
+            });
+        }
+    }
+}
+
+/// "-- GL_KHR_cooperative_matrix supported by glslc" / "... not supported by glslc".
+fn shader_features_from_logs(steps: &[StepRecord]) -> BTreeMap<String, bool> {
+    let mut out = BTreeMap::new();
+    for s in steps {
+        let Ok(text) = fs::read_to_string(&s.log) else {
+            continue;
+        };
+        for l in text.lines() {
+            let l = l.trim_start_matches("-- ").trim();
+            if let Some(ext) = l.strip_suffix(" not supported by glslc") {
+                out.insert(ext.trim().to_string(), false);
+            } else if let Some(ext) = l.strip_suffix(" supported by glslc") {
+                out.insert(ext.trim().to_string(), true);
+            }
+        }
+    }
+    out
+}
+
+/// Every library the template lists must exist and resolve every symbol (`ldd -r` in the
+/// builder). A shader that failed to compile leaves undefined `*_len`/`*_data` symbols:
+/// the library would not load.
+fn check_libs(
+    builder: &Builder,
+    r: &Recipe,
+    vars: &BTreeMap<&str, String>,
+    dist: &Path,
+) -> Result<Vec<LibCheck>, BuildError> {
+    let mut out = Vec::new();
+    for pattern in &r.build.check_libs {
+        let p = expand(pattern, vars);
+        let full = if Path::new(&p).is_absolute() {
+            PathBuf::from(&p)
+        } else {
+            dist.join(&p)
+        };
+        let dir = full.parent().unwrap_or(dist).to_path_buf();
+        let name = full
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut libs: Vec<PathBuf> = fs::read_dir(&dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|f| {
+                        crate::source::tree::matches_path(
+                            &name,
+                            &f.file_name().unwrap_or_default().to_string_lossy(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        libs.sort();
+        if libs.is_empty() {
+            return Err(BuildError::LibCheck {
+                lib: p.clone(),
+                detail: "the build did not produce it".into(),
+                help: "check the step logs in the build dir's logs/; the template's check_libs names what the era must ship".into(),
+            });
+        }
+        for lib in libs {
+            let mut env = BTreeMap::new();
+            let mut ld = vec![dir.display().to_string()];
+            ld.push(dist.join("lib/ollama").display().to_string());
+            env.insert("LD_LIBRARY_PATH".to_string(), ld.join(":"));
+            let argv = vec![
+                "ldd".to_string(),
+                "-r".to_string(),
+                lib.display().to_string(),
+            ];
+            let text = builder
+                .command(&argv, &dir, &env)
+                .stderr_to_stdout()
+                .stdout_capture()
+                .unchecked()
+                .run()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .map_err(|e| BuildError::Io(format!("running ldd: {e}")))?;
+            let undefined: Vec<String> = text
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("undefined symbol: "))
+                .map(|l| l.split_whitespace().next().unwrap_or(l).to_string())
+                .collect();
+            let missing_deps: Vec<String> = text
+                .lines()
+                .filter(|l| l.contains("=> not found"))
+                .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+                .collect();
+            let rel = lib.strip_prefix(dist).unwrap_or(&lib).display().to_string();
+            let ok = undefined.is_empty() && missing_deps.is_empty();
+            if !ok {
+                let shader = undefined
+                    .iter()
+                    .any(|u| u.ends_with("_len") || u.ends_with("_data"));
+                return Err(BuildError::LibCheck {
+                    lib: rel,
+                    detail: format!(
+                        "does not load: {} undefined symbol(s) ({}){}",
+                        undefined.len(),
+                        undefined
+                            .iter()
+                            .take(5)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        if missing_deps.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; missing libraries: {}", missing_deps.join(", "))
+                        }
+                    ),
+                    help: if shader {
+                        "shaders failed to compile (\"cannot compile\" in the build log): CMake believed glslc supports an extension it does not. Restore ggml-vulkan's vulkan-shaders/feature-tests (our series does) or use a newer glslc (the trixie builder root)".into()
+                    } else {
+                        "check the libraries it links against in the build log".into()
+                    },
+                });
+            }
+            out.push(LibCheck {
+                lib: rel,
+                ok,
+                undefined,
+                missing_deps,
+            });
+        }
+    }
+    Ok(out)
+}

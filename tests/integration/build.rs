@@ -1,0 +1,446 @@
+//! `build` end to end on fixture upstreams, through real go, cmake, glslc and Mesa
+//! lavapipe, with the host builder (the trixie root is exercised on real tags, see
+//! docs/VALIDATION.md). Caching is tested by what ran (logs, manifest), never by time.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::{git, patch_text, Fixture, Run};
+
+fn new_recipe(fx: &Fixture, tag: &str) -> PathBuf {
+    let j = fx
+        .run(&["recipe", "new", "--ollama", tag, "--json"])
+        .ok()
+        .json();
+    PathBuf::from(j["recipe_path"].as_str().unwrap())
+}
+
+fn build(fx: &Fixture, recipe: &Path, dest: &Path) -> Run {
+    fx.run(&[
+        "build",
+        recipe.to_str().unwrap(),
+        "--builder",
+        "host",
+        "--dest",
+        dest.to_str().unwrap(),
+        "--json",
+    ])
+}
+
+fn manifest(dist: &Path) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(dist.join("manifest.json")).unwrap()).unwrap()
+}
+
+/// Runs the built `ollama devices`, with lavapipe selected or not.
+fn devices(dist: &Path, select_cpu_device: bool) -> (i32, String) {
+    let mut cmd = Command::new(dist.join("bin/ollama"));
+    cmd.arg("devices").env_remove("GGML_VK_VISIBLE_DEVICES");
+    if select_cpu_device {
+        cmd.env("GGML_VK_VISIBLE_DEVICES", "0");
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+fn assert_lavapipe(dist: &Path) {
+    let (code, out) = devices(dist, true);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("llvmpipe") && out.contains("compute pipeline ok"),
+        "{out}"
+    );
+    // Like ggml, a CPU-type device is skipped unless selected.
+    let (code, out) = devices(dist, false);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("No devices found."), "{out}");
+}
+
+#[test]
+fn era_4_builds_cpu_and_vulkan_presets_finds_lavapipe_and_caches() {
+    let fx = Fixture::new();
+    let recipe = new_recipe(&fx, "v0.24.0");
+    let dest = fx.scratch.path().join("b4");
+    let j = build(&fx, &recipe, &dest).ok().json();
+    assert_eq!(j["cached"], false);
+    let dist = PathBuf::from(j["dist"].as_str().unwrap());
+    assert_eq!(dist, fs::canonicalize(&dest).unwrap().join("dist"));
+    for f in [
+        "bin/ollama",
+        "lib/ollama/libggml-base.so",
+        "lib/ollama/vulkan/libggml-vulkan.so",
+        "manifest.json",
+    ] {
+        assert!(dist.join(f).is_file(), "{f} in the dist");
+    }
+    assert_lavapipe(&dist);
+    let m = manifest(&dist);
+    let steps: Vec<&str> = m["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "CPU: configure",
+            "CPU: compile",
+            "CPU: install",
+            "Vulkan: configure",
+            "Vulkan: compile",
+            "Vulkan: install",
+            "ollama: go build"
+        ]
+    );
+    assert_eq!(m["recipe"]["era"], "4");
+    assert_eq!(
+        m["ollama_commit"],
+        git(&fx.ollama.dir, &["rev-parse", "v0.24.0^{commit}"]).as_str()
+    );
+    assert!(m["toolchain"]["glslc"]
+        .as_str()
+        .unwrap()
+        .contains("shaderc"));
+    assert!(m["toolchain"]["go"]
+        .as_str()
+        .unwrap()
+        .starts_with("go version"));
+    // The restored probe makes CMake ask glslc for real; bookworm's glslc lacks it.
+    assert_eq!(
+        m["vulkan_shader_features"]["GL_EXT_integer_dot_product"],
+        m["glslc_extensions"]["GL_EXT_integer_dot_product"]
+    );
+    assert_eq!(m["series"][0]["name"], "vulkan-feature-tests");
+    assert_eq!(m["series"][0]["patches"][0]["status"], "clean");
+    let checks = m["lib_checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 2);
+    assert!(checks.iter().all(|c| c["ok"] == true));
+    assert!(m["dist_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["path"] == "lib/ollama/vulkan/libggml-vulkan.so"));
+
+    // Unchanged inputs: no-op. Nothing ran: the logs and the manifest are untouched.
+    let before = fs::read(dist.join("manifest.json")).unwrap();
+    let log = dest.join("logs/02-cpu-compile.log");
+    fs::write(&log, "sentinel").unwrap();
+    let j = build(&fx, &recipe, &dest).ok().json();
+    assert_eq!(j["cached"], true);
+    assert_eq!(fs::read(dist.join("manifest.json")).unwrap(), before);
+    assert_eq!(fs::read_to_string(&log).unwrap(), "sentinel", "no step ran");
+
+    // One patch line changed (and pinned): a rebuild that reuses ccache and GOCACHE.
+    let series = fx.scratch.project().join("patches/vulkan-feature-tests");
+    let patch = series.join("0001-ggml-vulkan-restore-the-glslc-feature-test-shaders.patch");
+    let text = fs::read_to_string(&patch)
+        .unwrap()
+        .replacen("+void main()", "+void  main()", 1);
+    fs::write(&patch, text).unwrap();
+    let sums = ollama_vulkan::patch::series::Series::refresh_sums(&series).unwrap();
+    let old_pin = ollama_vulkan::patch::series::Series::load(
+        &Path::new(crate::support::REPO_ROOT).join("patches/vulkan-feature-tests"),
+    )
+    .unwrap()
+    .hash;
+    let r = fs::read_to_string(&recipe).unwrap() + &format!("\n[[series]]\nname = \"vulkan-feature-tests\"\nrepo = \"ollama\"\nsha256 = \"{sums}\"\n");
+    assert_ne!(sums, old_pin);
+    fs::write(&recipe, r).unwrap();
+    let cache = fx.scratch.cache();
+    let ccache_stats = |what: &str| -> u64 {
+        let out = Command::new("ccache")
+            .args(["--print-stats"])
+            .env("CCACHE_DIR", cache.join("ccache"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("{what}\t"))
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .unwrap_or(0)
+    };
+    let hits_before = ccache_stats("direct_cache_hit") + ccache_stats("preprocessed_cache_hit");
+    let j = build(&fx, &recipe, &dest).ok().json();
+    assert_eq!(j["cached"], false, "a changed patch rebuilds");
+    assert_ne!(
+        fs::read_to_string(&log).unwrap(),
+        "sentinel",
+        "the steps ran again"
+    );
+    let hits_after = ccache_stats("direct_cache_hit") + ccache_stats("preprocessed_cache_hit");
+    assert!(
+        hits_after > hits_before,
+        "the rebuild reused ccache ({hits_before} -> {hits_after})"
+    );
+    assert!(
+        fs::read_dir(cache.join("go-build")).unwrap().count() > 0,
+        "GOCACHE lives in the cache dir"
+    );
+    assert_lavapipe(&dist);
+}
+
+#[test]
+fn without_the_feature_test_series_the_vulkan_library_does_not_load_and_the_build_says_why() {
+    let fx = Fixture::new();
+    let recipe = new_recipe(&fx, "v0.24.0");
+    // An empty series list replaces the template's.
+    let text = fs::read_to_string(&recipe).unwrap().replacen(
+        "era = \"4\"\n",
+        "era = \"4\"\nseries = []\n",
+        1,
+    );
+    fs::write(&recipe, text).unwrap();
+    let dest = fx.scratch.path().join("b4");
+    let run = build(&fx, &recipe, &dest);
+    let glslc_has_it = {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("t.comp");
+        fs::write(
+            &f,
+            "#version 460\n#extension GL_EXT_integer_dot_product : require\nvoid main() {}\n",
+        )
+        .unwrap();
+        Command::new("glslc")
+            .arg(&f)
+            .arg("-o")
+            .arg(dir.path().join("t.spv"))
+            .status()
+            .unwrap()
+            .success()
+    };
+    if glslc_has_it {
+        // A glslc that has the extension builds fine either way.
+        run.ok();
+        return;
+    }
+    run.fails(
+        1,
+        &[
+            "lib/ollama/vulkan/libggml-vulkan.so: does not load",
+            "dot_len",
+            "feature-tests",
+        ],
+    );
+    assert!(!dest.join("dist").exists(), "no dist that looks complete");
+    let log = fs::read_to_string(dest.join("logs/05-vulkan-compile.log")).unwrap();
+    assert!(
+        log.contains("cannot compile dot"),
+        "the shader failure is in the log"
+    );
+}
+
+#[test]
+fn era_5_builds_llama_server_presets_from_the_pinned_tree() {
+    let fx = Fixture::new();
+    let recipe = new_recipe(&fx, "v0.32.15");
+    let dest = fx.scratch.path().join("b5");
+    let j = build(&fx, &recipe, &dest).ok().json();
+    let dist = PathBuf::from(j["dist"].as_str().unwrap());
+    assert!(dist.join("lib/ollama/libggml-base.so").is_file());
+    assert!(dist.join("lib/ollama/vulkan/libggml-vulkan.so").is_file());
+    assert_lavapipe(&dist);
+    let m = manifest(&dist);
+    assert_eq!(m["llamacpp_commit"], fx.llama.commits[10].as_str());
+    let configure = fs::read_to_string(dest.join("logs/04-vulkan-configure.log")).unwrap();
+    assert!(
+        configure.contains(&format!(
+            "-DFETCHCONTENT_SOURCE_DIR_LLAMA_CPP={}",
+            fs::canonicalize(&dest)
+                .unwrap()
+                .join("src/llama.cpp")
+                .display()
+        )),
+        "{configure}"
+    );
+}
+
+#[test]
+fn era_1b_builds_the_vulkan_runner_our_series_adds_and_embeds_it() {
+    let fx = Fixture::new();
+    let p = patch_text(
+        "gen_linux.sh: build the Vulkan runner",
+        "Inappropriate [ollama-vulkan: upstream never shipped Vulkan in this era]",
+        "diff --git a/llm/generate/gen_linux.sh b/llm/generate/gen_linux.sh\n--- a/llm/generate/gen_linux.sh\n+++ b/llm/generate/gen_linux.sh\n@@ -13,3 +13,8 @@ if [ -z \"${OLLAMA_CPU_TARGET}\" -o \"${OLLAMA_CPU_TARGET}\" = \"cpu\" ]; then\n     CMAKE_DEFS=\"\"\n     build\n fi\n+if [ -z \"${OLLAMA_SKIP_VULKAN_GENERATE}\" ]; then\n+    BUILD_DIR=../build/linux/x86_64/vulkan\n+    CMAKE_DEFS=\"-DLLAMA_VULKAN=on\"\n+    build\n+fi\n",
+    );
+    let pin = fx
+        .scratch
+        .series("vulkan-1b", &[("0001-gen-linux-vulkan.patch", &p)]);
+    let recipe = new_recipe(&fx, "v0.1.48");
+    let text = fs::read_to_string(&recipe).unwrap()
+        + &format!("\n[[series]]\nname = \"vulkan-1b\"\nrepo = \"ollama\"\nsha256 = \"{pin}\"\n");
+    fs::write(&recipe, text).unwrap();
+    let dest = fx.scratch.path().join("b1");
+    let j = build(&fx, &recipe, &dest).ok().json();
+    let dist = PathBuf::from(j["dist"].as_str().unwrap());
+    // The runners are embedded: the dist is the binary alone.
+    assert!(dist.join("bin/ollama").is_file());
+    assert!(!dist.join("lib").exists());
+    assert_lavapipe_embedded(&dist);
+    let m = manifest(&dist);
+    assert_eq!(m["lib_checks"][0]["ok"], true);
+    assert!(m["lib_checks"][0]["lib"]
+        .as_str()
+        .unwrap()
+        .ends_with("vulkan/bin/ollama_llama_server"));
+}
+
+fn assert_lavapipe_embedded(dist: &Path) {
+    let (code, out) = devices(dist, true);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("llvmpipe") && out.contains("compute pipeline ok"),
+        "{out}"
+    );
+}
+
+#[test]
+fn build_ollama_tag_makes_the_recipe_then_builds() {
+    let fx = Fixture::new();
+    let dest = fx.scratch.path().join("bt");
+    let j = fx
+        .run(&[
+            "build",
+            "--ollama",
+            "v0.24.0",
+            "--builder",
+            "host",
+            "--dest",
+            dest.to_str().unwrap(),
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert!(PathBuf::from(j["manifest"].as_str().unwrap()).is_file());
+    assert!(fx
+        .scratch
+        .project()
+        .join("work/recipes/ollama-v0.24.0.toml")
+        .is_file());
+}
+
+#[test]
+fn a_failing_step_names_the_step_and_its_log_and_a_killed_build_leaves_no_dist() {
+    let fx = Fixture::new();
+    let recipe = new_recipe(&fx, "v0.24.0");
+    let good = fs::read_to_string(&recipe).unwrap();
+    fs::write(
+        &recipe,
+        good.clone() + "\n[build]\ngo_flags = [\"-not-a-go-flag\"]\n",
+    )
+    .unwrap();
+    let dest = fx.scratch.path().join("bf");
+    let run = build(&fx, &recipe, &dest);
+    run.fails(
+        1,
+        &[
+            "step `ollama: go build` failed",
+            "exited with",
+            "-not-a-go-flag",
+            "logs/07-ollama-go-build.log",
+        ],
+    );
+    assert!(!dest.join("dist").exists());
+
+    // Killed mid-compile: no complete-looking dist; the next run succeeds.
+    fs::write(&recipe, &good).unwrap();
+    let mut child = Command::new(crate::support::BIN)
+        .args([
+            "build",
+            recipe.to_str().unwrap(),
+            "--builder",
+            "host",
+            "--dest",
+            dest.to_str().unwrap(),
+            "-q",
+        ])
+        .args(fx.mirror_args())
+        .env("OLLAMA_VULKAN_PROJECT", fx.scratch.project())
+        .env("OLLAMA_VULKAN_CACHE", fx.scratch.cache())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !dest.join("logs/02-cpu-compile.log").exists()
+        || fs::metadata(dest.join("logs/02-cpu-compile.log"))
+            .unwrap()
+            .modified()
+            .unwrap()
+            < std::time::SystemTime::now() - std::time::Duration::from_secs(30)
+    {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the build never reached its compile step"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !dest.join("dist/manifest.json").exists(),
+        "no dist that looks complete"
+    );
+    let j = build(&fx, &recipe, &dest).ok().json();
+    assert_eq!(j["cached"], false);
+    assert!(dest.join("dist/manifest.json").is_file());
+    assert!(!dest.join("dist.tmp").exists());
+}
+
+#[test]
+fn build_bad_inputs() {
+    let fx = Fixture::new();
+    let t = fx.scratch.project().join("recipes/era-4.toml");
+    fx.run(&["build", t.to_str().unwrap(), "--builder", "host"])
+        .fails(2, &["is an era template; build needs a per-tag recipe"]);
+    fx.run(&["build", "--builder", "host"])
+        .fails(2, &["RECIPE"]);
+    fx.run(&["build", "--ollama", "v0.12.5", "--builder", "host"])
+        .fails(3, &["v0.12.5"]);
+    // A recipe whose template has no steps (a hand-made template).
+    let recipe = new_recipe(&fx, "v0.32.15");
+    let text = fs::read_to_string(&recipe).unwrap() + "\n[build]\ndriver = \"llama-server\"\n";
+    fs::write(&recipe, &text).unwrap();
+    let tpl = fs::read_to_string(fx.scratch.project().join("recipes/era-5.toml")).unwrap();
+    let cut = tpl.split("\n[[build.steps]]").next().unwrap().to_string()
+        + &tpl[tpl.find("\n[image]").unwrap()..];
+    fs::write(fx.scratch.project().join("recipes/era-5.toml"), cut).unwrap();
+    fx.run(&["build", recipe.to_str().unwrap(), "--builder", "host"])
+        .fails(3, &["has no [[build.steps]]"]);
+}
+
+#[test]
+fn doctor_lists_the_toolchain_and_what_to_install() {
+    let fx = Fixture::new();
+    let j = fx.run(&["doctor", "--json"]).json();
+    let checks = j["checks"].as_array().unwrap();
+    let find = |name: &str| {
+        checks
+            .iter()
+            .find(|c| c["name"].as_str().unwrap().starts_with(name))
+            .unwrap_or_else(|| panic!("{name} in {checks:?}"))
+    };
+    assert_eq!(find("go")["ok"], true);
+    assert_eq!(find("glslc")["ok"], true);
+    assert!(find("glslc")["found"].as_str().unwrap().contains("shaderc"));
+    assert!(find("Vulkan headers")["found"]
+        .as_str()
+        .unwrap()
+        .starts_with("1."));
+    assert!(find("glslc supports GL_KHR_cooperative_matrix")["required"] == false);
+    // With an era-5 recipe, the CMake minimum is 3.24 and SPIRV-Headers is required.
+    let recipe = new_recipe(&fx, "v0.32.15");
+    let run = fx.run(&["doctor", recipe.to_str().unwrap()]);
+    assert!(run.stdout.contains("cmake ≥ 3.24"), "{}", run.stdout);
+    assert!(run.stdout.contains("SPIRV-Headers"), "{}", run.stdout);
+    if run.code != 0 {
+        assert!(
+            run.stdout.contains("→"),
+            "every failure says what to install: {}",
+            run.stdout
+        );
+    }
+}

@@ -1,0 +1,361 @@
+//! Source files of the buildable fixture upstreams: a tiny "ggml" (a CMake C library whose
+//! Vulkan option compiles a compute shader with glslc, embeds the SPIR-V and builds a
+//! compute pipeline on every selected device), a Go main that loads it, and the era glue
+//! (gen_linux.sh for 1b, CMake presets for 4, llama/server presets for 5). All our own
+//! few lines, shaped like upstream's.
+
+/// The compute shader every Vulkan build compiles with glslc.
+pub const PROBE_COMP: &str = "#version 450\nlayout(local_size_x = 1) in;\nlayout(binding = 0) buffer B { uint v[]; };\nvoid main() { v[gl_GlobalInvocationID.x] += 1u; }\n";
+
+/// A shader that needs GL_EXT_integer_dot_product (compiled only when the probe says so).
+const DOT_COMP: &str = "#version 450\n#extension GL_EXT_integer_dot_product : require\nlayout(local_size_x = 1) in;\nlayout(binding = 0) buffer B { int v[]; };\nvoid main() { v[0] = dotEXT(ivec4(1), ivec4(2)); }\n";
+
+/// The feature-test shader ggml-vulkan's CMake probes glslc with.
+const FEATURE_TEST: &str =
+    "#version 460\n\n#extension GL_EXT_integer_dot_product : require\n\nvoid main()\n{\n}\n";
+
+/// Compiles IN with GLSLC and writes OUT as a C array NAME; like vulkan-shaders-gen, a
+/// shader that fails prints "cannot compile" and is left out (its symbols stay undefined).
+const EMBED_CMAKE: &str = r#"execute_process(COMMAND ${GLSLC} -fshader-stage=compute --target-env=vulkan1.2 ${IN} -o ${OUT}.spv
+                RESULT_VARIABLE rc ERROR_VARIABLE err)
+if (NOT rc EQUAL 0)
+  message(WARNING "cannot compile ${NAME}: ${err}")
+  file(WRITE ${OUT} "/* ${NAME}: cannot compile */\n")
+  return()
+endif()
+file(READ ${OUT}.spv hex HEX)
+string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," arr "${hex}")
+file(WRITE ${OUT} "const unsigned char ${NAME}_data[] __attribute__((aligned(4))) = {${arr}};\nconst unsigned int ${NAME}_len = sizeof(${NAME}_data);\n")
+"#;
+
+/// The "ggml" library. `opt` is the Vulkan option's name (LLAMA_VULKAN in era 1,
+/// GGML_VULKAN later); `tests` where the feature-test shader lives (ggml-vulkan's
+/// vulkan-shaders/feature-tests, which Ollama's vendoring leaves out).
+fn lib_cmake(opt: &str, tests: &str) -> String {
+    format!(
+        r#"cmake_minimum_required(VERSION 3.14)
+project(ggml C)
+option({opt} "Vulkan backend" OFF)
+set(CMAKE_RUNTIME_OUTPUT_DIRECTORY ${{CMAKE_BINARY_DIR}}/bin)
+set(CMAKE_LIBRARY_OUTPUT_DIRECTORY ${{CMAKE_BINARY_DIR}}/bin)
+add_library(ggml-base SHARED base.c)
+if ({opt})
+  find_package(Vulkan REQUIRED)
+  find_program(GLSLC glslc REQUIRED)
+  set(S ${{CMAKE_CURRENT_SOURCE_DIR}})
+  set(B ${{CMAKE_CURRENT_BINARY_DIR}})
+  # ggml-vulkan's probe: only "extension not supported" counts as unsupported, so a
+  # missing test file reads as "supported".
+  execute_process(COMMAND ${{GLSLC}} -o - -fshader-stage=compute --target-env=vulkan1.3 ${{S}}/{tests}/integer_dot.comp
+                  OUTPUT_QUIET ERROR_VARIABLE glslc_error)
+  if ("${{glslc_error}}" MATCHES ".*extension not supported: GL_EXT_integer_dot_product.*")
+    message(STATUS "GL_EXT_integer_dot_product not supported by glslc")
+    set(INTDOT OFF)
+  else()
+    message(STATUS "GL_EXT_integer_dot_product supported by glslc")
+    set(INTDOT ON)
+  endif()
+  add_custom_command(OUTPUT ${{B}}/probe_spv.c
+    COMMAND ${{CMAKE_COMMAND}} -DGLSLC=${{GLSLC}} -DIN=${{S}}/probe.comp -DOUT=${{B}}/probe_spv.c -DNAME=probe -P ${{S}}/embed.cmake
+    DEPENDS ${{S}}/probe.comp ${{S}}/embed.cmake)
+  set(SRCS probe.c ${{B}}/probe_spv.c)
+  if (INTDOT)
+    add_custom_command(OUTPUT ${{B}}/dot_spv.c
+      COMMAND ${{CMAKE_COMMAND}} -DGLSLC=${{GLSLC}} -DIN=${{S}}/dot.comp -DOUT=${{B}}/dot_spv.c -DNAME=dot -P ${{S}}/embed.cmake
+      DEPENDS ${{S}}/dot.comp ${{S}}/embed.cmake)
+    list(APPEND SRCS ${{B}}/dot_spv.c)
+  endif()
+  add_library(ggml-vulkan SHARED ${{SRCS}})
+  if (INTDOT)
+    target_compile_definitions(ggml-vulkan PRIVATE GGML_VULKAN_INTEGER_DOT_GLSLC_SUPPORT)
+  endif()
+  target_link_libraries(ggml-vulkan PRIVATE Vulkan::Vulkan)
+  add_executable(ollama_llama_server server.c)
+  target_link_libraries(ollama_llama_server PRIVATE ggml-vulkan)
+endif()
+"#
+    )
+}
+
+const BASE_C: &str = "int ggml_base_version(void) { return 1; }\n";
+
+/// Enumerates devices the way ggml does (CPU-type devices such as lavapipe only when
+/// GGML_VK_VISIBLE_DEVICES selects them) and proves the glslc-made SPIR-V: a device, a
+/// shader module and a compute pipeline on each selected device.
+const PROBE_C: &str = r#"#include <vulkan/vulkan.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern const unsigned char probe_data[];
+extern const unsigned int probe_len;
+#ifdef GGML_VULKAN_INTEGER_DOT_GLSLC_SUPPORT
+extern const unsigned int dot_len;
+#endif
+
+static int visible(const char *list, unsigned i) {
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", list);
+  for (char *t = strtok(buf, ","); t; t = strtok(NULL, ","))
+    if ((unsigned)atoi(t) == i) return 1;
+  return 0;
+}
+
+int ggml_vk_probe(char *out, int n) {
+  int used = 0, found = 0;
+#ifdef GGML_VULKAN_INTEGER_DOT_GLSLC_SUPPORT
+  used += snprintf(out + used, n - used, "ggml_vulkan: integer dot shader: %u bytes\n", dot_len);
+#endif
+  VkApplicationInfo app = {VK_STRUCTURE_TYPE_APPLICATION_INFO, NULL, "probe", 1, NULL, 0, VK_API_VERSION_1_2};
+  VkInstanceCreateInfo ci = {VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO, NULL, 0, &app, 0, NULL, 0, NULL};
+  VkInstance inst;
+  if (vkCreateInstance(&ci, NULL, &inst) != VK_SUCCESS) {
+    snprintf(out + used, n - used, "ggml_vulkan: vkCreateInstance failed\n");
+    return -1;
+  }
+  uint32_t count = 16;
+  VkPhysicalDevice devs[16];
+  vkEnumeratePhysicalDevices(inst, &count, devs);
+  const char *vis = getenv("GGML_VK_VISIBLE_DEVICES");
+  for (uint32_t i = 0; i < count; i++) {
+    VkPhysicalDeviceProperties p;
+    vkGetPhysicalDeviceProperties(devs[i], &p);
+    if (vis ? !visible(vis, i) : p.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU) continue;
+    uint32_t nq = 8;
+    VkQueueFamilyProperties qf[8];
+    vkGetPhysicalDeviceQueueFamilyProperties(devs[i], &nq, qf);
+    uint32_t q = 0;
+    while (q < nq && !(qf[q].queueFlags & VK_QUEUE_COMPUTE_BIT)) q++;
+    float prio = 1.0f;
+    VkDeviceQueueCreateInfo qi = {VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO, NULL, 0, q, 1, &prio};
+    VkDeviceCreateInfo di = {VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, NULL, 0, 1, &qi, 0, NULL, 0, NULL, NULL};
+    VkDevice dev;
+    if (vkCreateDevice(devs[i], &di, NULL, &dev) != VK_SUCCESS) continue;
+    VkShaderModuleCreateInfo si = {VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO, NULL, 0, probe_len, (const uint32_t *)probe_data};
+    VkShaderModule sm;
+    VkDescriptorSetLayoutBinding b = {0, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, 1, VK_SHADER_STAGE_COMPUTE_BIT, NULL};
+    VkDescriptorSetLayoutCreateInfo li = {VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO, NULL, 0, 1, &b};
+    VkDescriptorSetLayout dl;
+    VkPipelineLayoutCreateInfo pli = {VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO, NULL, 0, 1, &dl, 0, NULL};
+    VkPipelineLayout pl;
+    VkPipeline pipe;
+    int ok = vkCreateShaderModule(dev, &si, NULL, &sm) == VK_SUCCESS
+      && vkCreateDescriptorSetLayout(dev, &li, NULL, &dl) == VK_SUCCESS
+      && vkCreatePipelineLayout(dev, &pli, NULL, &pl) == VK_SUCCESS;
+    if (ok) {
+      VkComputePipelineCreateInfo cpi = {VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO, NULL, 0,
+        {VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO, NULL, 0, VK_SHADER_STAGE_COMPUTE_BIT, sm, "main", NULL}, pl, VK_NULL_HANDLE, 0};
+      ok = vkCreateComputePipelines(dev, VK_NULL_HANDLE, 1, &cpi, NULL, &pipe) == VK_SUCCESS;
+      if (ok) vkDestroyPipeline(dev, pipe, NULL);
+      vkDestroyPipelineLayout(dev, pl, NULL);
+      vkDestroyDescriptorSetLayout(dev, dl, NULL);
+      vkDestroyShaderModule(dev, sm, NULL);
+    }
+    vkDestroyDevice(dev, NULL);
+    used += snprintf(out + used, n - used, "ggml_vulkan: %u = %s (type %d) | compute pipeline %s\n",
+                     i, p.deviceName, (int)p.deviceType, ok ? "ok" : "FAILED");
+    found += ok;
+  }
+  if (!found) snprintf(out + used, n - used, "ggml_vulkan: No devices found.\n");
+  vkDestroyInstance(inst, NULL);
+  return found;
+}
+"#;
+
+/// Era 1b's runner: a separate process that prints what the probe finds.
+const SERVER_C: &str = "#include <stdio.h>\nint ggml_vk_probe(char *out, int n);\nint main(void) { char buf[4096]; int f = ggml_vk_probe(buf, sizeof buf); fputs(buf, stdout); return f > 0 ? 0 : 2; }\n";
+
+/// The mini llama.cpp's library files at a Vulkan-capable commit.
+pub fn llama_files() -> Vec<(&'static str, String)> {
+    vec![
+        ("CMakeLists.txt", lib_cmake("GGML_VULKAN", "feature-tests") .replace("option(GGML_VULKAN", "option(LLAMA_VULKAN \"legacy switch\" OFF)\nif (LLAMA_VULKAN)\n  set(GGML_VULKAN ON)\nendif()\noption(GGML_VULKAN")),
+        ("base.c", BASE_C.into()),
+        ("probe.c", PROBE_C.into()),
+        ("server.c", SERVER_C.into()),
+        ("probe.comp", PROBE_COMP.into()),
+        ("dot.comp", DOT_COMP.into()),
+        ("embed.cmake", EMBED_CMAKE.into()),
+        ("feature-tests/integer_dot.comp", FEATURE_TEST.into()),
+    ]
+}
+
+/// Era 4's vendored ggml under ml/backend/ggml/ggml, without the feature tests (as
+/// Ollama's .rsync-filter leaves them out).
+pub fn vendored_ggml_files() -> Vec<(String, String)> {
+    let dir = "ml/backend/ggml/ggml";
+    vec![
+        (
+            format!("{dir}/CMakeLists.txt"),
+            lib_cmake(
+                "GGML_VULKAN",
+                "src/ggml-vulkan/vulkan-shaders/feature-tests",
+            ),
+        ),
+        (format!("{dir}/base.c"), BASE_C.into()),
+        (format!("{dir}/probe.c"), PROBE_C.into()),
+        (format!("{dir}/server.c"), SERVER_C.into()),
+        (format!("{dir}/probe.comp"), PROBE_COMP.into()),
+        (format!("{dir}/dot.comp"), DOT_COMP.into()),
+        (format!("{dir}/embed.cmake"), EMBED_CMAKE.into()),
+    ]
+}
+
+/// The series that restores the vendored feature tests, as ours does for real Ollama.
+pub fn feature_test_path() -> &'static str {
+    "ml/backend/ggml/ggml/src/ggml-vulkan/vulkan-shaders/feature-tests/integer_dot.comp"
+}
+
+pub const ERA4_CMAKE: &str = r#"cmake_minimum_required(VERSION 3.21)
+project(Ollama C CXX)
+add_subdirectory(ml/backend/ggml/ggml)
+install(TARGETS ggml-base LIBRARY DESTINATION lib/ollama COMPONENT CPU)
+if (TARGET ggml-vulkan)
+  install(TARGETS ggml-vulkan LIBRARY DESTINATION lib/ollama/vulkan COMPONENT Vulkan)
+endif()
+"#;
+
+pub const ERA4_PRESETS: &str = r#"{
+  "version": 3,
+  "configurePresets": [
+    {"name": "Default", "binaryDir": "${sourceDir}/build", "installDir": "${sourceDir}/dist",
+     "cacheVariables": {"CMAKE_BUILD_TYPE": "Release"}},
+    {"name": "CPU", "inherits": ["Default"]},
+    {"name": "Vulkan", "inherits": ["Default"], "cacheVariables": {"GGML_VULKAN": "ON", "OLLAMA_RUNNER_DIR": "vulkan"}}
+  ],
+  "buildPresets": [
+    {"name": "CPU", "configurePreset": "CPU", "targets": ["ggml-base"]},
+    {"name": "Vulkan", "configurePreset": "Vulkan", "targets": ["ggml-vulkan"]}
+  ]
+}
+"#;
+
+pub const ERA5_SERVER_CMAKE: &str = r#"cmake_minimum_required(VERSION 3.21)
+project(llama_server C)
+if (NOT FETCHCONTENT_SOURCE_DIR_LLAMA_CPP)
+  message(FATAL_ERROR "the fixture never fetches: pass FETCHCONTENT_SOURCE_DIR_LLAMA_CPP")
+endif()
+add_subdirectory(${FETCHCONTENT_SOURCE_DIR_LLAMA_CPP} llama)
+set(dest lib/ollama)
+if (OLLAMA_RUNNER_DIR)
+  set(dest lib/ollama/${OLLAMA_RUNNER_DIR})
+endif()
+if (TARGET ggml-vulkan)
+  install(TARGETS ggml-vulkan LIBRARY DESTINATION ${dest} COMPONENT llama-server)
+else()
+  install(TARGETS ggml-base LIBRARY DESTINATION ${dest} COMPONENT llama-server)
+endif()
+"#;
+
+pub const ERA5_PRESETS: &str = r#"{
+  "version": 3,
+  "configurePresets": [
+    {"name": "default", "binaryDir": "${sourceDir}/../../build/llama-server", "cacheVariables": {"CMAKE_BUILD_TYPE": "Release"}},
+    {"name": "cpu", "inherits": ["default"], "binaryDir": "${sourceDir}/../../build/llama-server-cpu", "cacheVariables": {"OLLAMA_RUNNER_DIR": ""}},
+    {"name": "vulkan", "inherits": ["default"], "binaryDir": "${sourceDir}/../../build/llama-server-vulkan",
+     "cacheVariables": {"GGML_VULKAN": "ON", "OLLAMA_RUNNER_DIR": "vulkan"}}
+  ]
+}
+"#;
+
+/// Era 1b's gen_linux.sh: the CPU runner only; our series adds the Vulkan one.
+pub const GEN_LINUX_SH: &str = r#"#!/bin/bash
+# mini gen_linux.sh: one runner per variant under ../build/linux/$ARCH/$RUNNER
+set -ex
+LLAMACPP_DIR=../llama.cpp
+build() {
+    cmake -S ${LLAMACPP_DIR} -B ${BUILD_DIR} ${CMAKE_DEFS}
+    cmake --build ${BUILD_DIR} -j2
+}
+if [ -z "${OLLAMA_CPU_TARGET}" -o "${OLLAMA_CPU_TARGET}" = "cpu" ]; then
+    BUILD_DIR=../build/linux/x86_64/cpu
+    CMAKE_DEFS=""
+    build
+fi
+"#;
+
+pub const GENERATE_GO: &str = "package generate\n\n//go:generate bash ./gen_linux.sh\n";
+
+/// The Go main: `ollama devices` loads the Vulkan library the era's way and prints what
+/// it finds.
+pub const MAIN_GO: &str = r#"package main
+
+/*
+#cgo LDFLAGS: -ldl
+#include <dlfcn.h>
+#include <stdlib.h>
+typedef int (*probe_fn)(char *, int);
+static int run_probe(void *f, char *buf, int n) { return ((probe_fn)f)(buf, n); }
+*/
+import "C"
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"unsafe"
+)
+
+// runEmbedded is set by era 1b's embed.go: it runs the embedded runner.
+var runEmbedded func() int
+
+func main() {
+	if len(os.Args) < 2 || os.Args[1] != "devices" {
+		fmt.Println("mini ollama")
+		return
+	}
+	if runEmbedded != nil {
+		os.Exit(runEmbedded())
+	}
+	exe, _ := os.Executable()
+	lib := filepath.Join(filepath.Dir(exe), "..", "lib", "ollama", "vulkan", "libggml-vulkan.so")
+	cs := C.CString(lib)
+	defer C.free(unsafe.Pointer(cs))
+	h := C.dlopen(cs, C.RTLD_NOW)
+	if h == nil {
+		fmt.Println("load", lib, "failed:", C.GoString(C.dlerror()))
+		os.Exit(1)
+	}
+	sym := C.CString("ggml_vk_probe")
+	defer C.free(unsafe.Pointer(sym))
+	f := C.dlsym(h, sym)
+	buf := (*C.char)(C.malloc(4096))
+	n := C.run_probe(f, buf, 4096)
+	fmt.Print(C.GoString(buf))
+	if n <= 0 {
+		os.Exit(2)
+	}
+}
+"#;
+
+/// Era 1b: the runners are embedded in the binary and run as a subprocess.
+pub const EMBED_GO: &str = r#"package main
+
+import (
+	"embed"
+	"os"
+	"os/exec"
+	"path/filepath"
+)
+
+//go:embed llm/build/linux/x86_64/vulkan/bin
+var runners embed.FS
+
+func init() {
+	runEmbedded = func() int {
+		dir, _ := os.MkdirTemp("", "ollama-runners")
+		defer os.RemoveAll(dir)
+		entries, _ := runners.ReadDir("llm/build/linux/x86_64/vulkan/bin")
+		for _, e := range entries {
+			b, _ := runners.ReadFile("llm/build/linux/x86_64/vulkan/bin/" + e.Name())
+			os.WriteFile(filepath.Join(dir, e.Name()), b, 0o755)
+		}
+		cmd := exec.Command(filepath.Join(dir, "ollama_llama_server"))
+		cmd.Env = append(os.Environ(), "LD_LIBRARY_PATH="+dir)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return 2
+		}
+		return 0
+	}
+}
+"#;
