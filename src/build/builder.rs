@@ -39,6 +39,26 @@ pub enum Builder {
 }
 
 const SUITE: &str = "trixie";
+
+/// Host settings a build in the root still needs: proxies, Go's module settings, CAs.
+const FORWARDED_ENV: &[&str] = &[
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "GOPROXY",
+    "GOSUMDB",
+    "GONOSUMDB",
+    "GOPRIVATE",
+    "GONOPROXY",
+    "GOINSECURE",
+    "GOFLAGS",
+    "GOTOOLCHAIN",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+];
 const ROOT_PATH: &str =
     "/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -166,6 +186,12 @@ impl Builder {
                 if let Some(g) = host_goroot() {
                     binds.push(g);
                 }
+                // The host's CA bundle (it may hold a proxy's or a company's CA that
+                // Debian's ca-certificates lacks): go reaches its module proxy through it.
+                let certs = PathBuf::from("/etc/ssl/certs");
+                if certs.is_dir() {
+                    binds.push(certs);
+                }
                 // unshare → sh (mounts) → chroot → env -i → sh (cd) → argv
                 let script = r#"root=$1; n=$2; shift 2
 i=0
@@ -195,6 +221,13 @@ exec chroot "$root" "$@""#;
                 args.push(format!("PATH={ROOT_PATH}"));
                 args.push("HOME=/root".into());
                 args.push("LANG=C.UTF-8".into());
+                for k in FORWARDED_ENV {
+                    if let Ok(v) = std::env::var(k) {
+                        if !env.contains_key(*k) {
+                            args.push(format!("{k}={v}"));
+                        }
+                    }
+                }
                 for (k, v) in env {
                     args.push(format!("{k}={v}"));
                 }

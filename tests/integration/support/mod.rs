@@ -273,8 +273,11 @@ fn presets(vulkan: bool) -> String {
 impl Upstream {
     /// Lays out the tree for an era, commits and tags it.
     pub fn release(&self, tag: &str, layout: Layout<'_>) -> String {
-        let mut files: Vec<(&str, String)> =
-            vec![("go.mod", GO_MOD.into()), ("main.go", MAIN_GO.into()), ("hello.go", HELLO_GO.into())];
+        let mut files: Vec<(&str, String)> = vec![
+            ("go.mod", GO_MOD.into()),
+            ("main.go", MAIN_GO.into()),
+            ("hello.go", HELLO_GO.into()),
+        ];
         let mut link: Option<(&str, &str)> = None;
         let mut vendored: Vec<(String, String)> = Vec::new();
         match layout {
@@ -396,7 +399,10 @@ impl Scratch {
             fs::copy(e.path(), s.project().join("recipes").join(e.file_name())).unwrap();
         }
         // The shipped series too: the templates pin them.
-        for series in fs::read_dir(Path::new(REPO_ROOT).join("patches")).unwrap().flatten() {
+        for series in fs::read_dir(Path::new(REPO_ROOT).join("patches"))
+            .unwrap()
+            .flatten()
+        {
             if !series.path().is_dir() {
                 continue;
             }
