@@ -70,6 +70,9 @@ pub struct PreparedTree {
     pub path: PathBuf,
     /// One commit per patch, in order; the last is HEAD.
     pub commits: Vec<String>,
+    /// Files the series changed (a later fetch of the same pins makes them newer than the
+    /// carried build output).
+    pub paths: Vec<String>,
 }
 
 struct Loaded {
@@ -261,6 +264,13 @@ pub fn prepare(
         };
         trees.push(write_tree(&path, repo, &steps)?);
     }
+    // What was patched, for the next fetch of the same pins (see fetch's carry-over).
+    let record = serde_json::json!({ "trees": trees });
+    crate::fsutil::write_atomic(&dest.join("prepared.json"), record.to_string().as_bytes())
+        .map_err(|e| PrepareError::Write {
+            what: "writing prepared.json".into(),
+            detail: e.to_string(),
+        })?;
     Ok(Prepared {
         series: runs,
         trees,
@@ -359,6 +369,7 @@ fn write_tree(
         repo: repo_name,
         path: dir.to_path_buf(),
         commits,
+        paths,
     })
 }
 

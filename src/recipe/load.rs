@@ -550,6 +550,7 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
             .and_then(|b| b.cmake_min.clone())
             .or_else(|| tb.and_then(|b| b.cmake_min.clone())),
         builder_packages: list(|b| b.builder_packages.as_ref()),
+        keep_build_dirs: list(|b| b.keep_build_dirs.as_ref()),
     };
     let ti = t.and_then(|t| t.raw.image.as_ref());
     let mi = me.raw.image.as_ref();

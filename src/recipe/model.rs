@@ -85,6 +85,7 @@ pub struct RawBuild {
     pub check_libs: Option<Vec<String>>,
     pub cmake_min: Option<String>,
     pub builder_packages: Option<Vec<String>>,
+    pub keep_build_dirs: Option<Vec<String>>,
 }
 
 /// One compile step of the era: argv run in a tree, with placeholders expanded at build
@@ -250,6 +251,9 @@ pub struct Build {
     pub cmake_min: Option<String>,
     /// Debian packages of the builder root (mmdebstrap).
     pub builder_packages: Vec<String>,
+    /// Build output dirs in the Ollama tree carried into a refetched tree of the same pins
+    /// (with deterministic source mtimes, rebuilds are incremental).
+    pub keep_build_dirs: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -296,8 +296,23 @@ pub fn fetch(recipe: &Recipe, mirrors: &Mirrors, dest: &Path) -> Result<Fetched,
         llamacpp_tree = Some(final_path);
     }
     let ollama_tree = src.join("ollama");
+    let carried = carry_build_dirs(
+        recipe,
+        dest,
+        &ollama_tree,
+        &tmp,
+        &actual.to_string(),
+        llama_commit.as_deref(),
+    );
     swap_into_place(&tmp, &ollama_tree)?;
     guard.0 = None;
+    if !carried.is_empty() {
+        gaps.notes.push(format!(
+            "kept the build output of the same pins ({}): the compile is incremental",
+            carried.join(", ")
+        ));
+        touch_previously_patched(dest, &ollama_tree, llamacpp_tree.as_deref());
+    }
     let fetched = Fetched {
         ollama_tree,
         llamacpp_tree,
@@ -315,6 +330,85 @@ pub fn fetch(recipe: &Recipe, mirrors: &Mirrors, dest: &Path) -> Result<Fetched,
     crate::fsutil::write_atomic(&manifest, &json)
         .map_err(io(format!("writing {}", manifest.display())))?;
     Ok(fetched)
+}
+
+/// Moves the template's build output dirs from the old tree into the new one when both
+/// trees are of the same pins. Sources of a pin always get the commit's time as mtime, so
+/// make/ninja rebuild only what the series changed. A different pin never carries over: its
+/// changed sources could be older than the old outputs.
+fn carry_build_dirs(
+    recipe: &Recipe,
+    dest: &Path,
+    old: &Path,
+    new: &Path,
+    ollama_commit: &str,
+    llama_commit: Option<&str>,
+) -> Vec<String> {
+    let mut carried = Vec::new();
+    if recipe.build.keep_build_dirs.is_empty() || !old.is_dir() {
+        return carried;
+    }
+    let prev: Option<serde_json::Value> = fs::read(dest.join("sources.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let same = prev.as_ref().is_some_and(|p| {
+        p.get("ollama_commit").and_then(|v| v.as_str()) == Some(ollama_commit)
+            && p.get("llamacpp_commit").and_then(|v| v.as_str()) == llama_commit
+    });
+    if !same {
+        return carried;
+    }
+    for d in &recipe.build.keep_build_dirs {
+        let (from, to) = (old.join(d), new.join(d));
+        if from.is_dir() && !to.exists() {
+            if let Some(parent) = to.parent() {
+                let _ = fs::create_dir_all(parent);
+            }
+            if fs::rename(&from, &to).is_ok() {
+                carried.push(d.clone());
+            }
+        }
+    }
+    carried
+}
+
+/// Files the previous prepare patched are pristine again in the new tree, with the pin's
+/// old mtime: make them newer than the carried outputs so they rebuild.
+fn touch_previously_patched(dest: &Path, ollama: &Path, llama: Option<&Path>) {
+    let Some(prev) = fs::read(dest.join("prepared.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    else {
+        return;
+    };
+    let now = std::time::SystemTime::now();
+    for tree in prev
+        .get("trees")
+        .and_then(|t| t.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let root = match tree.get("repo").and_then(|r| r.as_str()) {
+            Some("ollama") => ollama,
+            Some(_) => match llama {
+                Some(l) => l,
+                None => continue,
+            },
+            None => continue,
+        };
+        for p in tree
+            .get("paths")
+            .and_then(|p| p.as_array())
+            .into_iter()
+            .flatten()
+        {
+            if let Some(p) = p.as_str() {
+                if let Ok(f) = fs::OpenOptions::new().write(true).open(root.join(p)) {
+                    let _ = f.set_modified(now);
+                }
+            }
+        }
+    }
 }
 
 /// Applies every `*.patch` under `compat` (recursively) to `tree`, sorted by file name,

@@ -120,6 +120,8 @@ pub fn materialise(req: &TreeRequest<'_>) -> Result<Materialised, SourceError> {
         .odb()
         .map_err(git("opening the object database".into()))?;
 
+    let mtime = std::time::UNIX_EPOCH
+        + std::time::Duration::from_secs(commit.time().seconds().max(0) as u64);
     let mut out = Materialised::default();
     let mut progress = crate::progress::Progress::start(format!("materialising {}", req.what));
     let mut failure: Option<SourceError> = None;
@@ -184,7 +186,7 @@ pub fn materialise(req: &TreeRequest<'_>) -> Result<Materialised, SourceError> {
             let link = String::from_utf8_lossy(blob.content()).into_owned();
             std::os::unix::fs::symlink(link, &target)
         } else {
-            write_file(&target, blob.content(), entry.filemode() == 0o100755)
+            write_file(&target, blob.content(), entry.filemode() == 0o100755, mtime)
         };
         if let Err(e) = res {
             failure = Some(SourceError::Io {
@@ -212,14 +214,23 @@ pub fn materialise(req: &TreeRequest<'_>) -> Result<Materialised, SourceError> {
     Ok(out)
 }
 
-fn write_file(path: &Path, bytes: &[u8], exec: bool) -> std::io::Result<()> {
+/// Writes a file with the commit's time as its mtime: the same pin gives the same mtimes,
+/// so a build directory carried over from an earlier build of the same pin sees unchanged
+/// sources as unchanged (make and ninja compare mtimes).
+fn write_file(
+    path: &Path,
+    bytes: &[u8],
+    exec: bool,
+    mtime: std::time::SystemTime,
+) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(if exec { 0o755 } else { 0o644 })
         .open(path)?;
-    f.write_all(bytes)
+    f.write_all(bytes)?;
+    f.set_modified(mtime)
 }
 
 /// Makes `dest` a git repository at `commit` whose objects come from `mirror`, with an

@@ -165,7 +165,6 @@ fn era_4_builds_cpu_and_vulkan_presets_finds_lavapipe_and_caches() {
             })
             .unwrap_or(0)
     };
-    let hits_before = ccache_stats("direct_cache_hit") + ccache_stats("preprocessed_cache_hit");
     let j = build(&fx, &recipe, &dest).ok().json();
     assert_eq!(j["cached"], false, "a changed patch rebuilds");
     assert_ne!(
@@ -173,10 +172,21 @@ fn era_4_builds_cpu_and_vulkan_presets_finds_lavapipe_and_caches() {
         "sentinel",
         "the steps ran again"
     );
+    // Same pins: the build dir was carried over and sources kept their mtimes, so make
+    // recompiled nothing of the unchanged library.
+    let cpu = fs::read_to_string(&log).unwrap();
+    assert!(!cpu.contains("Building C object"), "incremental: {cpu}");
+    assert!(j["dist"].is_string());
+    // A fresh build dir with the same inputs compiles again, from ccache and GOCACHE.
+    let hits_before = ccache_stats("direct_cache_hit") + ccache_stats("preprocessed_cache_hit");
+    let other = fx.scratch.path().join("b4-fresh");
+    build(&fx, &recipe, &other).ok();
+    let fresh = fs::read_to_string(other.join("logs/02-cpu-compile.log")).unwrap();
+    assert!(fresh.contains("Building C object"), "{fresh}");
     let hits_after = ccache_stats("direct_cache_hit") + ccache_stats("preprocessed_cache_hit");
     assert!(
         hits_after > hits_before,
-        "the rebuild reused ccache ({hits_before} -> {hits_after})"
+        "the fresh build reused ccache ({hits_before} -> {hits_after})"
     );
     assert!(
         fs::read_dir(cache.join("go-build")).unwrap().count() > 0,
