@@ -240,6 +240,13 @@ pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
     }
     let mut binds = vec![dest.clone()];
     binds.extend(caches.iter().map(|(_, d)| d.clone()));
+    // The trees borrow objects from the mirrors (git alternates): git in the builder
+    // (gen_common.sh's `git am`, CMake's compat-patch check) must see them.
+    for tree in [Some(ollama_tree.clone()), llama_tree.clone()].into_iter().flatten() {
+        if let Ok(t) = fs::read_to_string(tree.join(".git/objects/info/alternates")) {
+            binds.extend(t.lines().filter(|l| !l.trim().is_empty()).map(PathBuf::from));
+        }
+    }
     builder.bind(&binds);
 
     let mut vars: BTreeMap<&str, String> = BTreeMap::new();
@@ -253,6 +260,18 @@ pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
             .unwrap_or_default(),
     );
     vars.insert("jobs", req.jobs.to_string());
+    // `ollama --version` says the tag, as upstream's release builds stamp it.
+    vars.insert(
+        "version",
+        r.ollama.tag.as_deref().unwrap_or("0.0.0").trim_start_matches('v').to_string(),
+    );
+    vars.insert(
+        "go_module",
+        fs::read_to_string(ollama_tree.join("go.mod"))
+            .ok()
+            .and_then(|t| t.lines().find_map(|l| l.strip_prefix("module ").map(|m| m.trim().to_string())))
+            .unwrap_or_else(|| "github.com/ollama/ollama".into()),
+    );
 
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     for (k, d) in &caches {
