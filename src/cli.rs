@@ -84,6 +84,22 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         fuzz: Option<usize>,
     },
+    /// Prove a dist works: tokens generated through Vulkan (and on CPU with Vulkan off).
+    Smoke {
+        /// The dist directory `build` made (work/builds/<recipe>/dist).
+        #[arg(value_name = "DIST")]
+        dist: PathBuf,
+        /// Tokens to generate per run.
+        #[arg(long, default_value_t = 16, value_name = "N")]
+        tokens: usize,
+        /// Skip the CPU-fallback run.
+        #[arg(long)]
+        no_cpu_fallback: bool,
+        /// Use CPU-type Vulkan devices (Mesa lavapipe): default when no GPU device node
+        /// (/dev/dri/renderD*, /dev/nvidia0) exists.
+        #[arg(long)]
+        lavapipe: bool,
+    },
     /// Check the toolchain a build needs and say exactly what to install.
     Doctor {
         #[arg(value_name = "RECIPE")]

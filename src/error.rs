@@ -31,6 +31,8 @@ pub enum Error {
     Check(#[from] crate::patch::check::CheckError),
     #[error(transparent)]
     Build(#[from] crate::build::BuildError),
+    #[error(transparent)]
+    Smoke(#[from] crate::smoke::SmokeError),
     #[error("{0}")]
     Usage(String),
     #[error("{what}: {source}")]
@@ -60,6 +62,8 @@ impl Error {
                     _ => FAILURE,
                 }
             }
+            Error::Smoke(crate::smoke::SmokeError::Dist { .. }) => BAD_INPUT,
+            Error::Smoke(_) => FAILURE,
             Error::Check(c) => {
                 use crate::patch::check::CheckError as C;
                 match c {

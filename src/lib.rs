@@ -12,5 +12,6 @@ pub mod patch;
 pub mod progress;
 pub mod project;
 pub mod recipe;
+pub mod smoke;
 pub mod source;
 pub mod version;

@@ -295,6 +295,36 @@ manifest: {}",
             }
             Ok(0)
         }
+        Command::Smoke {
+            dist,
+            tokens,
+            no_cpu_fallback,
+            lavapipe,
+        } => {
+            use ollama_vulkan::smoke::{install_interrupt_handler, render, smoke, SmokeRequest};
+            install_interrupt_handler();
+            let cache = g.cache_dir.clone().unwrap_or_else(default_cache_dir);
+            let has_gpu = std::path::Path::new("/dev/nvidia0").exists()
+                || std::fs::read_dir("/dev/dri")
+                    .map(|rd| {
+                        rd.flatten()
+                            .any(|e| e.file_name().to_string_lossy().starts_with("renderD"))
+                    })
+                    .unwrap_or(false);
+            let report = smoke(&SmokeRequest {
+                dist: &dist,
+                cache: &cache,
+                tokens,
+                cpu_fallback: !no_cpu_fallback,
+                select_cpu_device: lavapipe || !has_gpu,
+            })?;
+            if g.json {
+                print_json(&report);
+            } else {
+                print!("{}", render(&report));
+            }
+            Ok(0)
+        }
         Command::Doctor {
             recipe: file,
             builder,

@@ -13,6 +13,14 @@ use serde::Serialize;
 
 use super::BuildError;
 
+/// A program, its arguments, and where and with what environment to run it.
+struct Invocation {
+    program: String,
+    args: Vec<String>,
+    cwd: Option<PathBuf>,
+    env: BTreeMap<String, String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BuilderChoice {
@@ -166,21 +174,56 @@ impl Builder {
         }
     }
 
-    /// The command for `argv` in `cwd` with exactly `env` (plus PATH and HOME).
+    /// The command for `argv` in `cwd` with `env` (the host builder inherits the rest of
+    /// the environment; the root gets exactly `env` plus PATH, HOME, LANG and the forwarded
+    /// host settings).
     pub fn command(
         &self,
         argv: &[String],
         cwd: &Path,
         env: &BTreeMap<String, String>,
     ) -> duct::Expression {
+        let inv = self.invocation(argv, cwd, env);
+        let mut cmd = duct::cmd(&inv.program, &inv.args);
+        if let Some(d) = &inv.cwd {
+            cmd = cmd.dir(d);
+        }
+        for (k, v) in &inv.env {
+            cmd = cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// The same as a `std::process::Command` (for long-running children the caller
+    /// signals itself, e.g. a server).
+    pub fn std_command(
+        &self,
+        argv: &[String],
+        cwd: &Path,
+        env: &BTreeMap<String, String>,
+    ) -> std::process::Command {
+        let inv = self.invocation(argv, cwd, env);
+        let mut cmd = std::process::Command::new(&inv.program);
+        cmd.args(&inv.args).envs(&inv.env);
+        if let Some(d) = &inv.cwd {
+            cmd.current_dir(d);
+        }
+        cmd
+    }
+
+    fn invocation(
+        &self,
+        argv: &[String],
+        cwd: &Path,
+        env: &BTreeMap<String, String>,
+    ) -> Invocation {
         match self {
-            Builder::Host => {
-                let mut cmd = duct::cmd(&argv[0], &argv[1..]).dir(cwd);
-                for (k, v) in env {
-                    cmd = cmd.env(k, v);
-                }
-                cmd
-            }
+            Builder::Host => Invocation {
+                program: argv[0].clone(),
+                args: argv[1..].to_vec(),
+                cwd: Some(cwd.to_path_buf()),
+                env: env.clone(),
+            },
             Builder::Root { path, binds, .. } => {
                 let mut binds = binds.clone();
                 if let Some(g) = host_goroot() {
@@ -236,7 +279,12 @@ exec chroot "$root" "$@""#;
                 args.push("cd \"$0\" && exec \"$@\"".into());
                 args.push(cwd.display().to_string());
                 args.extend(argv.iter().cloned());
-                duct::cmd("unshare", args)
+                Invocation {
+                    program: "unshare".into(),
+                    args,
+                    cwd: None,
+                    env: BTreeMap::new(),
+                }
             }
         }
     }

@@ -91,6 +91,8 @@ pub struct Manifest {
     pub series: Vec<serde_json::Value>,
     pub sources: serde_json::Value,
     pub builder: Builder,
+    /// How `smoke` switches Vulkan on and off for this era (from the template).
+    pub smoke: crate::recipe::model::Smoke,
     pub toolchain: toolchain::Versions,
     /// What glslc itself compiles (probed directly).
     pub glslc_extensions: BTreeMap<String, bool>,
@@ -134,6 +136,7 @@ fn input_key(req: &BuildRequest<'_>, builder: &Builder) -> String {
         "llamacpp": r.llamacpp,
         "series": series,
         "build": r.build,
+        "smoke": r.smoke,
         "builder": builder.id(),
         "toolchain": toolchain::fingerprint(builder),
         "fuzz": req.fuzz,
@@ -242,9 +245,16 @@ pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
     binds.extend(caches.iter().map(|(_, d)| d.clone()));
     // The trees borrow objects from the mirrors (git alternates): git in the builder
     // (gen_common.sh's `git am`, CMake's compat-patch check) must see them.
-    for tree in [Some(ollama_tree.clone()), llama_tree.clone()].into_iter().flatten() {
+    for tree in [Some(ollama_tree.clone()), llama_tree.clone()]
+        .into_iter()
+        .flatten()
+    {
         if let Ok(t) = fs::read_to_string(tree.join(".git/objects/info/alternates")) {
-            binds.extend(t.lines().filter(|l| !l.trim().is_empty()).map(PathBuf::from));
+            binds.extend(
+                t.lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(PathBuf::from),
+            );
         }
     }
     builder.bind(&binds);
@@ -263,13 +273,21 @@ pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
     // `ollama --version` says the tag, as upstream's release builds stamp it.
     vars.insert(
         "version",
-        r.ollama.tag.as_deref().unwrap_or("0.0.0").trim_start_matches('v').to_string(),
+        r.ollama
+            .tag
+            .as_deref()
+            .unwrap_or("0.0.0")
+            .trim_start_matches('v')
+            .to_string(),
     );
     vars.insert(
         "go_module",
         fs::read_to_string(ollama_tree.join("go.mod"))
             .ok()
-            .and_then(|t| t.lines().find_map(|l| l.strip_prefix("module ").map(|m| m.trim().to_string())))
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("module ").map(|m| m.trim().to_string()))
+            })
             .unwrap_or_else(|| "github.com/ollama/ollama".into()),
     );
 
@@ -388,6 +406,7 @@ pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
             .collect(),
         sources,
         builder: builder.clone(),
+        smoke: r.smoke.clone(),
         toolchain: versions,
         glslc_extensions,
         vulkan_shader_features,

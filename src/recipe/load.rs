@@ -615,5 +615,11 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
         series,
         build,
         image,
+        smoke: me
+            .raw
+            .smoke
+            .clone()
+            .or_else(|| t.and_then(|t| t.raw.smoke.clone()))
+            .unwrap_or_default(),
     })
 }

@@ -25,6 +25,7 @@ pub struct RawRecipe {
     pub series: Option<Spanned<Vec<RawSeries>>>,
     pub build: Option<RawBuild>,
     pub image: Option<RawImage>,
+    pub smoke: Option<Smoke>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -126,6 +127,23 @@ pub struct RawImage {
     pub env: Option<BTreeMap<String, String>>,
 }
 
+/// How the smoke test switches Vulkan on and off in this era (UPSTREAM.md §1, runtime
+/// switches), and how it makes ggml use a CPU-type Vulkan device (lavapipe) when no GPU
+/// is present — a test-only switch, never put in images.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Smoke {
+    #[serde(default)]
+    pub vulkan_env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub cpu_env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub select_cpu_device_env: BTreeMap<String, String>,
+    /// A substring of the server log that says why it runs on CPU with `cpu_env`.
+    #[serde(default)]
+    pub cpu_reason: Option<String>,
+}
+
 /// Where llama.cpp comes from and how the era expects it placed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -196,6 +214,7 @@ pub struct Recipe {
     pub series: Vec<SeriesPin>,
     pub build: Build,
     pub image: Image,
+    pub smoke: Smoke,
 }
 
 #[derive(Debug, Clone, Serialize)]

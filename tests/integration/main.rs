@@ -9,3 +9,4 @@ mod fetch;
 mod prepare;
 mod recipe_check;
 mod recipe_new;
+mod smoke;

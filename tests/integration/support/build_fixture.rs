@@ -273,6 +273,9 @@ if [ -z "${OLLAMA_CPU_TARGET}" -o "${OLLAMA_CPU_TARGET}" = "cpu" ]; then
 fi
 "#;
 
+/// Era 5: Vulkan on by default.
+pub const VULKAN_DEFAULT_GO: &str = "package main\n\nfunc init() { vulkanOptIn = false }\n";
+
 pub const GENERATE_GO: &str = "package generate\n\n//go:generate bash ./gen_linux.sh\n";
 
 /// The Go main: `ollama devices` loads the Vulkan library the era's way and prints what
@@ -289,41 +292,193 @@ static int run_probe(void *f, char *buf, int n) { return ((probe_fn)f)(buf, n); 
 import "C"
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
+	"time"
 	"unsafe"
 )
 
 // runEmbedded is set by era 1b's embed.go: it runs the embedded runner.
 var runEmbedded func() int
 
-func main() {
-	if len(os.Args) < 2 || os.Args[1] != "devices" {
-		fmt.Println("mini ollama")
-		return
-	}
-	if runEmbedded != nil {
-		os.Exit(runEmbedded())
-	}
+// vulkanOptIn: Vulkan needs OLLAMA_VULKAN=1 (era 4); era 5's vulkan_default.go turns it
+// on unless OLLAMA_VULKAN=0.
+var vulkanOptIn = true
+
+// probe loads the era's Vulkan library and returns what it found.
+func probe() (string, int) {
 	exe, _ := os.Executable()
 	lib := filepath.Join(filepath.Dir(exe), "..", "lib", "ollama", "vulkan", "libggml-vulkan.so")
 	cs := C.CString(lib)
 	defer C.free(unsafe.Pointer(cs))
 	h := C.dlopen(cs, C.RTLD_NOW)
 	if h == nil {
-		fmt.Println("load", lib, "failed:", C.GoString(C.dlerror()))
-		os.Exit(1)
+		return "load " + lib + " failed: " + C.GoString(C.dlerror()) + "\n", -1
 	}
 	sym := C.CString("ggml_vk_probe")
 	defer C.free(unsafe.Pointer(sym))
-	f := C.dlsym(h, sym)
 	buf := (*C.char)(C.malloc(4096))
-	n := C.run_probe(f, buf, 4096)
-	fmt.Print(C.GoString(buf))
-	if n <= 0 {
+	defer C.free(unsafe.Pointer(buf))
+	n := C.run_probe(C.dlsym(h, sym), buf, 4096)
+	return C.GoString(buf), int(n)
+}
+
+func logf(level, msg string, kv ...string) {
+	fmt.Fprintf(os.Stderr, "time=%s level=%s msg=%q %s\n", time.Now().Format(time.RFC3339), level, msg, strings.Join(kv, " "))
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Println("mini ollama")
+		return
+	}
+	switch os.Args[1] {
+	case "devices":
+		if runEmbedded != nil {
+			os.Exit(runEmbedded())
+		}
+		out, n := probe()
+		fmt.Print(out)
+		if n <= 0 {
+			os.Exit(2)
+		}
+	case "serve":
+		serve()
+	case "create":
+		create()
+	default:
+		fmt.Println("mini ollama")
+	}
+}
+
+func host() string {
+	if h := os.Getenv("OLLAMA_HOST"); h != "" {
+		return h
+	}
+	return "127.0.0.1:11434"
+}
+
+// serve: a tiny stand-in for Ollama's server with the same API shapes and log lines.
+func serve() {
+	vulkan := false
+	device := ""
+	layers := 2
+	v := os.Getenv("OLLAMA_VULKAN")
+	if v == "1" || (!vulkanOptIn && v != "0") {
+		out, n := probe()
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			fmt.Fprintln(os.Stderr, l)
+		}
+		if n > 0 {
+			vulkan = true
+			name := strings.SplitN(strings.SplitN(out, " = ", 2)[1], " (type", 2)[0]
+			device = name
+			logf("INFO", "inference compute", "library=Vulkan", fmt.Sprintf("description=%q", name))
+		}
+	} else {
+		logf("INFO", "experimental Vulkan support disabled.  To enable, set OLLAMA_VULKAN=1")
+	}
+	if !vulkan {
+		logf("INFO", "inference compute", "library=cpu")
+	}
+	var mu sync.Mutex
+	models := map[string]int64{}
+	loaded := ""
+	http.HandleFunc("/api/version", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]string{"version": "0.0.0"})
+	})
+	http.HandleFunc("/api/create", func(w http.ResponseWriter, r *http.Request) {
+		var req struct{ Model, Path string }
+		json.NewDecoder(r.Body).Decode(&req)
+		st, err := os.Stat(req.Path)
+		if err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		mu.Lock()
+		models[req.Model] = st.Size()
+		mu.Unlock()
+		json.NewEncoder(w).Encode(map[string]string{"status": "success"})
+	})
+	http.HandleFunc("/api/generate", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Model   string
+			Options struct {
+				NumPredict int `json:"num_predict"`
+			}
+		}
+		json.NewDecoder(r.Body).Decode(&req)
+		mu.Lock()
+		_, ok := models[req.Model]
+		mu.Unlock()
+		if !ok {
+			http.Error(w, "model not found", 404)
+			return
+		}
+		if vulkan {
+			logf("INFO", "loading model", "device="+fmt.Sprintf("%q", device))
+			fmt.Fprintf(os.Stderr, "load_tensors: offloaded %d/%d layers to GPU\n", layers, layers)
+		}
+		mu.Lock()
+		loaded = req.Model
+		mu.Unlock()
+		start := time.Now()
+		for i := 0; i < req.Options.NumPredict; i++ {
+			if vulkan {
+				probe() // a compute pipeline on the device per token
+			}
+		}
+		json.NewEncoder(w).Encode(map[string]any{
+			"model": req.Model, "response": strings.Repeat(" vulkan", req.Options.NumPredict), "done": true,
+			"eval_count": req.Options.NumPredict, "eval_duration": time.Since(start).Nanoseconds() + 1,
+		})
+	})
+	http.HandleFunc("/api/ps", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		list := []map[string]any{}
+		if loaded != "" {
+			size := models[loaded]
+			vram := int64(0)
+			if vulkan {
+				vram = size
+			}
+			list = append(list, map[string]any{"name": loaded, "size": size, "size_vram": vram})
+		}
+		json.NewEncoder(w).Encode(map[string]any{"models": list})
+	})
+	logf("INFO", "Listening on "+host())
+	if err := http.ListenAndServe(host(), nil); err != nil {
+		logf("ERROR", err.Error())
+		os.Exit(1)
+	}
+}
+
+// create NAME -f Modelfile: FROM <path> registered with the server.
+func create() {
+	if len(os.Args) < 5 {
+		fmt.Fprintln(os.Stderr, "usage: ollama create NAME -f Modelfile")
 		os.Exit(2)
 	}
+	mf, err := os.ReadFile(os.Args[4])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	from := strings.TrimSpace(strings.TrimPrefix(strings.SplitN(string(mf), "\n", 2)[0], "FROM "))
+	body, _ := json.Marshal(map[string]string{"model": os.Args[2], "path": from})
+	resp, err := http.Post("http://"+host()+"/api/create", "application/json", bytes.NewReader(body))
+	if err != nil || resp.StatusCode != 200 {
+		fmt.Fprintln(os.Stderr, "create failed:", err)
+		os.Exit(1)
+	}
+	fmt.Println("success")
 }
 "#;
 

@@ -1,0 +1,604 @@
+//! The smoke stage: a built dist generates tokens through Vulkan, proven from the server
+//! itself (its API and its log), and falls back to CPU when Vulkan is switched off.
+//!
+//! A tiny llama GGUF with random weights is made locally with the PyPI `gguf` package (in
+//! a venv in the cache), `ollama serve` runs from the dist — inside the builder root when
+//! the dist was built there, since its binaries need that root's libc — on a free loopback
+//! port with a private OLLAMA_MODELS and HOME, and the tool talks HTTP to it directly.
+
+mod http;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::build::builder::Builder;
+use crate::recipe::model::Smoke;
+
+const MAKE_MODEL: &str = include_str!("make_model.py");
+
+#[derive(Debug, thiserror::Error)]
+pub enum SmokeError {
+    #[error("{dist}: {why}\n  help: {help}")]
+    Dist {
+        dist: String,
+        why: String,
+        help: String,
+    },
+    #[error("making the test model: {0}\n  help: the smoke test needs python3 with venv and pip (apt-get install python3-venv) and the PyPI package `gguf`")]
+    Model(String),
+    #[error("{what}: {why}\n  server log: {log}\n{tail}")]
+    Failed {
+        what: String,
+        why: String,
+        log: String,
+        tail: String,
+    },
+    #[error("interrupted; the server was stopped and the temporary files removed")]
+    Interrupted,
+    #[error("{0}")]
+    Io(String),
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Ctrl-C stops the wait loops, so the server is stopped and temp files go on every path.
+pub fn install_interrupt_handler() {
+    let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
+}
+
+fn check_interrupt() -> Result<(), SmokeError> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        Err(SmokeError::Interrupted)
+    } else {
+        Ok(())
+    }
+}
+
+pub struct SmokeRequest<'a> {
+    pub dist: &'a Path,
+    pub cache: &'a Path,
+    pub tokens: usize,
+    /// Also prove the CPU fallback.
+    pub cpu_fallback: bool,
+    /// Select CPU-type Vulkan devices (lavapipe): needed when no GPU is present.
+    pub select_cpu_device: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Run {
+    /// "vulkan" or "cpu".
+    pub mode: String,
+    pub eval_count: u64,
+    pub tokens_per_s: f64,
+    pub size: u64,
+    pub size_vram: u64,
+    /// The Vulkan device the server reported (by name), if any.
+    pub device: Option<String>,
+    /// "N/M" layers offloaded, from the runner's log.
+    pub layers_offloaded: Option<String>,
+    /// The log line that says why it runs on CPU (CPU mode).
+    pub cpu_reason: Option<String>,
+    pub log: PathBuf,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub dist: PathBuf,
+    pub tag: Option<String>,
+    pub era: Option<String>,
+    pub tokens: usize,
+    pub runs: Vec<Run>,
+}
+
+/// The parts of the dist's manifest smoke needs.
+struct DistInfo {
+    tag: Option<String>,
+    era: Option<String>,
+    builder: Builder,
+    smoke: Smoke,
+}
+
+fn read_dist(dist: &Path) -> Result<DistInfo, SmokeError> {
+    let bad = |why: String, help: &str| SmokeError::Dist {
+        dist: dist.display().to_string(),
+        why,
+        help: help.into(),
+    };
+    if !dist.join("bin/ollama").is_file() {
+        return Err(bad(
+            "no bin/ollama here".into(),
+            "pass the dist directory `build` printed (work/builds/<recipe>/dist)",
+        ));
+    }
+    let m: serde_json::Value =
+        serde_json::from_slice(&fs::read(dist.join("manifest.json")).map_err(|e| {
+            bad(
+                format!("manifest.json: {e}"),
+                "rebuild it with `ollama-vulkan build`",
+            )
+        })?)
+        .map_err(|e| {
+            bad(
+                format!("manifest.json: {e}"),
+                "rebuild it with `ollama-vulkan build`",
+            )
+        })?;
+    let builder = match m
+        .get("builder")
+        .and_then(|b| b.get("kind"))
+        .and_then(|k| k.as_str())
+    {
+        Some("root") => Builder::Root {
+            path: PathBuf::from(m["builder"]["path"].as_str().unwrap_or_default()),
+            suite: m["builder"]["suite"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            packages: Vec::new(),
+            binds: Vec::new(),
+        },
+        _ => Builder::Host,
+    };
+    if let Some(root) = builder.root() {
+        if !root.join("usr/bin").is_dir() {
+            return Err(bad(
+                format!(
+                    "it was built in the builder root {}, which is gone",
+                    root.display()
+                ),
+                "rebuild (the root is remade), or smoke-test the image instead",
+            ));
+        }
+    }
+    let smoke: Smoke = m
+        .get("smoke")
+        .cloned()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| bad(format!("manifest.json smoke: {e}"), "rebuild it"))?
+        .unwrap_or_default();
+    Ok(DistInfo {
+        tag: m["recipe"]["tag"].as_str().map(String::from),
+        era: m["recipe"]["era"].as_str().map(String::from),
+        builder,
+        smoke,
+    })
+}
+
+/// A venv with `gguf` in the cache, made once.
+fn python(cache: &Path) -> Result<PathBuf, SmokeError> {
+    let venv = cache.join("smoke-venv");
+    let py = venv.join("bin/python");
+    if py.is_file()
+        && Command::new(&py)
+            .args(["-c", "import gguf"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    {
+        return Ok(py);
+    }
+    let run = |cmd: &mut Command, what: &str| -> Result<(), SmokeError> {
+        let out = cmd
+            .output()
+            .map_err(|e| SmokeError::Model(format!("{what}: {e}")))?;
+        if !out.status.success() {
+            return Err(SmokeError::Model(format!(
+                "{what}: {}",
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+            )));
+        }
+        Ok(())
+    };
+    let tmp = cache.join(format!(".smoke-venv-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(cache).map_err(|e| SmokeError::Io(e.to_string()))?;
+    crate::progress::note("making a Python venv with the `gguf` package (once)");
+    run(
+        Command::new("python3").args(["-m", "venv"]).arg(&tmp),
+        "python3 -m venv",
+    )?;
+    run(
+        Command::new(tmp.join("bin/pip")).args(["install", "-q", "gguf"]),
+        "pip install gguf",
+    )?;
+    let _ = fs::remove_dir_all(&venv);
+    fs::rename(&tmp, &venv).map_err(|e| SmokeError::Io(e.to_string()))?;
+    Ok(py)
+}
+
+/// Stops the server (SIGTERM, then SIGKILL) on every path.
+struct Server {
+    child: Option<Child>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(10) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_port() -> Result<u16, SmokeError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| SmokeError::Io(format!("finding a free port: {e}")))?;
+    Ok(l.local_addr()
+        .map_err(|e| SmokeError::Io(e.to_string()))?
+        .port())
+}
+
+fn tail(path: &Path, n: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Runs the smoke test.
+pub fn smoke(req: &SmokeRequest<'_>) -> Result<Report, SmokeError> {
+    let dist = fs::canonicalize(req.dist).map_err(|e| SmokeError::Dist {
+        dist: req.dist.display().to_string(),
+        why: e.to_string(),
+        help: "pass the dist directory `build` printed".into(),
+    })?;
+    let info = read_dist(&dist)?;
+    let work = tempfile::Builder::new()
+        .prefix("ollama-vulkan-smoke-")
+        .tempdir()
+        .map_err(|e| SmokeError::Io(e.to_string()))?;
+    let wdir = work.path().to_path_buf();
+    let model = wdir.join("smoke.gguf");
+    let py = python(req.cache)?;
+    let script = wdir.join("make_model.py");
+    fs::write(&script, MAKE_MODEL).map_err(|e| SmokeError::Io(e.to_string()))?;
+    let out = Command::new(&py)
+        .arg(&script)
+        .arg(&model)
+        .output()
+        .map_err(|e| SmokeError::Model(e.to_string()))?;
+    if !out.status.success() {
+        return Err(SmokeError::Model(
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
+    }
+    fs::write(
+        wdir.join("Modelfile"),
+        format!("FROM {}\n", model.display()),
+    )
+    .map_err(|e| SmokeError::Io(e.to_string()))?;
+    let mut builder = info.builder.clone();
+    builder.bind(&[wdir.clone(), dist.clone()]);
+
+    // Server logs live next to the dist (kept on success and failure: they are the
+    // evidence); the dist's parent is the build dir.
+    let keep = dist.parent().unwrap_or(&dist).join("smoke");
+    fs::create_dir_all(&keep).map_err(|e| SmokeError::Io(format!("creating {}: {e}", keep.display())))?;
+    builder.bind(&[keep.clone()]);
+    let mut runs = Vec::new();
+    let mut modes = vec!["vulkan"];
+    if req.cpu_fallback {
+        modes.push("cpu");
+    }
+    for mode in modes {
+        check_interrupt()?;
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        let port = free_port()?;
+        env.insert("OLLAMA_HOST".into(), format!("127.0.0.1:{port}"));
+        env.insert(
+            "OLLAMA_MODELS".into(),
+            wdir.join("models").display().to_string(),
+        );
+        env.insert("HOME".into(), wdir.join("home").display().to_string());
+        env.insert("OLLAMA_DEBUG".into(), "1".into());
+        // No model stays loaded between the two runs' servers.
+        env.insert("OLLAMA_KEEP_ALIVE".into(), "5m".into());
+        if mode == "vulkan" {
+            env.extend(info.smoke.vulkan_env.clone());
+            if req.select_cpu_device {
+                env.extend(info.smoke.select_cpu_device_env.clone());
+            }
+        } else {
+            env.extend(info.smoke.cpu_env.clone());
+        }
+        let _ = fs::create_dir_all(wdir.join("home"));
+        let log = keep.join(format!("serve-{mode}.log"));
+        runs.push(run_mode(
+            &builder,
+            &dist,
+            &wdir,
+            &env,
+            port,
+            &log,
+            mode,
+            req.tokens,
+            &info.smoke,
+        )?);
+    }
+    Ok(Report {
+        dist,
+        tag: info.tag,
+        era: info.era,
+        tokens: req.tokens,
+        runs,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_mode(
+    builder: &Builder,
+    dist: &Path,
+    wdir: &Path,
+    env: &BTreeMap<String, String>,
+    port: u16,
+    log: &Path,
+    mode: &str,
+    tokens: usize,
+    smoke: &Smoke,
+) -> Result<Run, SmokeError> {
+    let fail = |what: &str, why: String| SmokeError::Failed {
+        what: format!("{mode}: {what}"),
+        why,
+        log: log.display().to_string(),
+        tail: tail(log, 30),
+    };
+    let ollama = dist.join("bin/ollama").display().to_string();
+    let logf = fs::File::create(log).map_err(|e| SmokeError::Io(e.to_string()))?;
+    let logf2 = logf
+        .try_clone()
+        .map_err(|e| SmokeError::Io(e.to_string()))?;
+    let progress = crate::progress::Progress::start(format!(
+        "smoke ({mode}): ollama serve on 127.0.0.1:{port}"
+    ));
+    let child = builder
+        .std_command(&[ollama.clone(), "serve".into()], wdir, env)
+        .stdin(Stdio::null())
+        .stdout(logf)
+        .stderr(logf2)
+        .spawn()
+        .map_err(|e| SmokeError::Io(format!("starting ollama serve: {e}")))?;
+    let mut server = Server { child: Some(child) };
+    let base = format!("127.0.0.1:{port}");
+    let start = Instant::now();
+    loop {
+        check_interrupt()?;
+        if let Some(Ok(Some(st))) = server.child.as_mut().map(|c| c.try_wait()) {
+            return Err(fail(
+                "ollama serve exited",
+                format!("status {:?}", st.code()),
+            ));
+        }
+        if http::get(&base, "/api/version")
+            .map(|(s, _)| s == 200)
+            .unwrap_or(false)
+        {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            return Err(fail(
+                "ollama serve did not answer",
+                "no response on /api/version within 60 s".into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // ollama create, through the CLI as users do.
+    let out = builder
+        .command(
+            &[
+                ollama.clone(),
+                "create".into(),
+                "smoke".into(),
+                "-f".into(),
+                wdir.join("Modelfile").display().to_string(),
+            ],
+            wdir,
+            env,
+        )
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .map_err(|e| SmokeError::Io(format!("ollama create: {e}")))?;
+    if !out.status.success() {
+        return Err(fail(
+            "ollama create failed",
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ));
+    }
+    let body = serde_json::json!({
+        "model": "smoke",
+        "prompt": "hello vulkan",
+        "stream": false,
+        "options": {"temperature": 0, "seed": 42, "num_predict": tokens},
+    });
+    let (status, resp) = http::post(&base, "/api/generate", &body.to_string())
+        .map_err(|e| fail("POST /api/generate", e))?;
+    check_interrupt()?;
+    if status != 200 {
+        return Err(fail("POST /api/generate", format!("HTTP {status}: {resp}")));
+    }
+    let g: serde_json::Value = serde_json::from_str(&resp)
+        .map_err(|e| fail("POST /api/generate", format!("{e}: {resp}")))?;
+    let eval_count = g["eval_count"].as_u64().unwrap_or(0);
+    let eval_ns = g["eval_duration"].as_u64().unwrap_or(0);
+    let (_, ps) = http::get(&base, "/api/ps").map_err(|e| fail("GET /api/ps", e))?;
+    let ps: serde_json::Value = serde_json::from_str(&ps).unwrap_or_default();
+    let m = &ps["models"][0];
+    let size = m["size"].as_u64().unwrap_or(0);
+    let size_vram = m["size_vram"].as_u64().unwrap_or(0);
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let device = find_device(&text);
+    let layers = find_offload(&text);
+    progress.finish(&format!("{eval_count} tokens"));
+    if eval_count != tokens as u64 {
+        return Err(fail(
+            "token count",
+            format!("eval_count {eval_count}, asked for {tokens}"),
+        ));
+    }
+    let mut cpu_reason = None;
+    if mode == "vulkan" {
+        if size == 0 || size_vram != size {
+            return Err(fail(
+                "not fully on the GPU",
+                format!("/api/ps: size {size}, size_vram {size_vram} (must be equal and > 0)"),
+            ));
+        }
+        if device.is_none() {
+            return Err(fail("no Vulkan device in the log", "the server never reported a Vulkan device by name (ggml_vulkan / inference compute library=Vulkan)".into()));
+        }
+        if let Some(l) = &layers {
+            let (a, b) = l.split_once('/').unwrap_or(("0", "1"));
+            if a != b {
+                return Err(fail(
+                    "layers not all offloaded",
+                    format!("offloaded {l} layers"),
+                ));
+            }
+        } else {
+            return Err(fail(
+                "no offload line in the log",
+                "the runner never logged how many layers it offloaded".into(),
+            ));
+        }
+    } else {
+        if size_vram != 0 {
+            return Err(fail(
+                "Vulkan still in use",
+                format!("size_vram {size_vram} with Vulkan disabled"),
+            ));
+        }
+        if let Some(want) = &smoke.cpu_reason {
+            cpu_reason = text
+                .lines()
+                .find(|l| l.contains(want.as_str()))
+                .map(|l| l.trim().to_string());
+            if cpu_reason.is_none() {
+                return Err(fail(
+                    "no reason for CPU in the log",
+                    format!("expected a line containing {want:?}"),
+                ));
+            }
+        }
+    }
+    Ok(Run {
+        mode: mode.into(),
+        eval_count,
+        tokens_per_s: if eval_ns > 0 {
+            eval_count as f64 / (eval_ns as f64 / 1e9)
+        } else {
+            0.0
+        },
+        size,
+        size_vram,
+        device: if mode == "vulkan" { device } else { None },
+        layers_offloaded: layers,
+        cpu_reason,
+        log: log.to_path_buf(),
+    })
+}
+
+/// "llvmpipe (LLVM 19.1.7, 256 bits)" from the server's device report.
+fn find_device(log: &str) -> Option<String> {
+    for l in log.lines() {
+        if l.contains("inference compute") && l.contains("library=Vulkan") {
+            if let Some(d) = field(l, "description") {
+                return Some(d);
+            }
+        }
+        // ggml_vulkan: 0 = llvmpipe (LLVM 19.1.7, 256 bits) (llvmpipe) | uma: ...
+        if let Some(rest) = l.split("ggml_vulkan: ").nth(1) {
+            if let Some((idx, name)) = rest.split_once(" = ") {
+                if idx.trim().chars().all(|c| c.is_ascii_digit()) {
+                    return Some(name.split(" | ").next().unwrap_or(name).trim().to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// `key="value"` or `key=value` in a logfmt line.
+fn field(line: &str, key: &str) -> Option<String> {
+    let start = line.find(&format!("{key}="))? + key.len() + 1;
+    let rest = &line[start..];
+    if let Some(q) = rest.strip_prefix('"') {
+        q.split('"').next().map(String::from)
+    } else {
+        rest.split_whitespace().next().map(String::from)
+    }
+}
+
+/// "3/3" from "offloaded 3/3 layers to GPU" (llama.cpp) or Ollama's
+/// `layers.offload=3 ... layers.model=3`.
+fn find_offload(log: &str) -> Option<String> {
+    let mut found = None;
+    for l in log.lines() {
+        if let Some(rest) = l.split("offloaded ").nth(1) {
+            if let Some(frac) = rest.split_whitespace().next() {
+                if frac.contains('/') && rest.contains("layers to GPU") {
+                    found = Some(frac.to_string());
+                }
+            }
+        }
+        if let (Some(o), Some(m)) = (field(l, "layers.offload"), field(l, "layers.model")) {
+            found = Some(format!("{o}/{m}"));
+        }
+    }
+    found
+}
+
+pub fn render(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut s = format!(
+        "smoke {} (era {}): {} tokens per run\n",
+        r.tag.as_deref().unwrap_or("?"),
+        r.era.as_deref().unwrap_or("?"),
+        r.tokens
+    );
+    for run in &r.runs {
+        let _ = writeln!(
+            s,
+            "  {:<6} ok  {} tokens, {:.1} tokens/s, size {} MB, in VRAM {} MB{}{}{}",
+            run.mode,
+            run.eval_count,
+            run.tokens_per_s,
+            run.size / 1_000_000,
+            run.size_vram / 1_000_000,
+            run.device
+                .as_deref()
+                .map(|d| format!(", device {d}"))
+                .unwrap_or_default(),
+            run.layers_offloaded
+                .as_deref()
+                .map(|l| format!(", layers offloaded {l}"))
+                .unwrap_or_default(),
+            run.cpu_reason
+                .as_deref()
+                .map(|c| format!("\n         why CPU: {c}"))
+                .unwrap_or_default(),
+        );
+    }
+    s
+}

@@ -1,0 +1,147 @@
+//! `smoke` on fixture dists: the real tool drives the built binary's server over HTTP
+//! (the fixture server speaks Ollama's API shapes and log lines and runs a Vulkan compute
+//! pipeline per token on Mesa lavapipe).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::support::{Fixture, Run};
+
+fn build(fx: &Fixture, tag: &str) -> PathBuf {
+    let dest = fx.scratch.path().join(format!("b-{tag}"));
+    let j = fx
+        .run(&[
+            "build",
+            "--ollama",
+            tag,
+            "--builder",
+            "host",
+            "--dest",
+            dest.to_str().unwrap(),
+            "--json",
+        ])
+        .ok()
+        .json();
+    PathBuf::from(j["dist"].as_str().unwrap())
+}
+
+fn smoke(fx: &Fixture, dist: &Path, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "smoke",
+        dist.to_str().unwrap(),
+        "--lavapipe",
+        "--tokens",
+        "8",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    fx.run(&args)
+}
+
+fn no_smoke_temp_dirs_left() -> usize {
+    fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("ollama-vulkan-smoke-")
+        })
+        .count()
+}
+
+#[test]
+fn era_4_generates_through_vulkan_on_lavapipe_and_falls_back_to_cpu() {
+    let fx = Fixture::new();
+    let dist = build(&fx, "v0.24.0");
+    let j = smoke(&fx, &dist, &[]).ok().json();
+    let v = &j["runs"][0];
+    assert_eq!(v["mode"], "vulkan");
+    assert_eq!(v["eval_count"], 8);
+    assert!(v["size"].as_u64().unwrap() > 0);
+    assert_eq!(v["size_vram"], v["size"], "fully on the GPU");
+    assert!(v["device"].as_str().unwrap().contains("llvmpipe"), "{v}");
+    assert_eq!(v["layers_offloaded"], "2/2");
+    let c = &j["runs"][1];
+    assert_eq!(c["mode"], "cpu");
+    assert_eq!(c["eval_count"], 8);
+    assert_eq!(c["size_vram"], 0);
+    assert!(
+        c["cpu_reason"]
+            .as_str()
+            .unwrap()
+            .contains("Vulkan support disabled"),
+        "{c}"
+    );
+    // The server logs are kept next to the dist as evidence.
+    let log = PathBuf::from(v["log"].as_str().unwrap());
+    assert!(log.starts_with(dist.parent().unwrap()));
+    assert!(fs::read_to_string(log)
+        .unwrap()
+        .contains("inference compute"));
+    // The human report.
+    let run = fx.run(&[
+        "smoke",
+        dist.to_str().unwrap(),
+        "--lavapipe",
+        "--tokens",
+        "4",
+    ]);
+    run.ok();
+    assert!(run.stdout.contains("vulkan ok  4 tokens"), "{}", run.stdout);
+    assert!(run.stdout.contains("why CPU:"), "{}", run.stdout);
+}
+
+#[test]
+fn era_5_has_vulkan_on_by_default() {
+    let fx = Fixture::new();
+    let dist = build(&fx, "v0.32.15");
+    let j = smoke(&fx, &dist, &["--no-cpu-fallback"]).ok().json();
+    assert_eq!(j["runs"].as_array().unwrap().len(), 1);
+    assert_eq!(j["runs"][0]["size_vram"], j["runs"][0]["size"]);
+    assert_eq!(j["era"], "5");
+}
+
+#[test]
+fn a_dist_whose_vulkan_library_is_broken_fails_and_cleans_up() {
+    let fx = Fixture::new();
+    let dist = build(&fx, "v0.24.0");
+    fs::write(
+        dist.join("lib/ollama/vulkan/libggml-vulkan.so"),
+        "not a library",
+    )
+    .unwrap();
+    let before = no_smoke_temp_dirs_left();
+    let run = smoke(&fx, &dist, &[]);
+    run.fails(1, &["vulkan:", "server log:"]);
+    assert!(
+        run.stderr.contains("not fully on the GPU") || run.stderr.contains("no Vulkan device"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("load "),
+        "the log tail shows why: {}",
+        run.stderr
+    );
+    assert!(
+        no_smoke_temp_dirs_left() <= before,
+        "temporary files removed"
+    );
+}
+
+#[test]
+fn smoke_bad_inputs() {
+    let fx = Fixture::new();
+    let empty = fx.scratch.path().join("empty");
+    fs::create_dir_all(&empty).unwrap();
+    fx.run(&["smoke", empty.to_str().unwrap()])
+        .fails(2, &["no bin/ollama here", "dist directory"]);
+    fx.run(&["smoke", "/nonexistent/dist"])
+        .fails(2, &["/nonexistent/dist"]);
+    let fake = fx.scratch.path().join("fake");
+    fs::create_dir_all(fake.join("bin")).unwrap();
+    fs::write(fake.join("bin/ollama"), "").unwrap();
+    fx.run(&["smoke", fake.to_str().unwrap()])
+        .fails(2, &["manifest.json", "ollama-vulkan build"]);
+}
