@@ -171,8 +171,12 @@ fn read_dist(dist: &Path) -> Result<DistInfo, SmokeError> {
     })
 }
 
-/// A venv with `gguf` in the cache, made once.
+/// A venv with `gguf` in the cache, made once (`OLLAMA_VULKAN_PYTHON` names a python that
+/// already has it).
 fn python(cache: &Path) -> Result<PathBuf, SmokeError> {
+    if let Some(p) = std::env::var_os("OLLAMA_VULKAN_PYTHON") {
+        return Ok(PathBuf::from(p));
+    }
     let venv = cache.join("smoke-venv");
     let py = venv.join("bin/python");
     if py.is_file()
@@ -293,7 +297,8 @@ pub fn smoke(req: &SmokeRequest<'_>) -> Result<Report, SmokeError> {
     // Server logs live next to the dist (kept on success and failure: they are the
     // evidence); the dist's parent is the build dir.
     let keep = dist.parent().unwrap_or(&dist).join("smoke");
-    fs::create_dir_all(&keep).map_err(|e| SmokeError::Io(format!("creating {}: {e}", keep.display())))?;
+    fs::create_dir_all(&keep)
+        .map_err(|e| SmokeError::Io(format!("creating {}: {e}", keep.display())))?;
     builder.bind(&[keep.clone()]);
     let mut runs = Vec::new();
     let mut modes = vec!["vulkan"];

@@ -38,18 +38,6 @@ fn smoke(fx: &Fixture, dist: &Path, extra: &[&str]) -> Run {
     fx.run(&args)
 }
 
-fn no_smoke_temp_dirs_left() -> usize {
-    fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("ollama-vulkan-smoke-")
-        })
-        .count()
-}
-
 #[test]
 fn era_4_generates_through_vulkan_on_lavapipe_and_falls_back_to_cpu() {
     let fx = Fixture::new();
@@ -111,8 +99,23 @@ fn a_dist_whose_vulkan_library_is_broken_fails_and_cleans_up() {
         "not a library",
     )
     .unwrap();
-    let before = no_smoke_temp_dirs_left();
-    let run = smoke(&fx, &dist, &[]);
+    // A private TMPDIR: the test checks that smoke leaves nothing in it.
+    let tmp = fx.scratch.path().join("tmp");
+    fs::create_dir_all(&tmp).unwrap();
+    let out = std::process::Command::new(crate::support::BIN)
+        .args([
+            "smoke",
+            dist.to_str().unwrap(),
+            "--lavapipe",
+            "--tokens",
+            "8",
+        ])
+        .env("OLLAMA_VULKAN_PROJECT", fx.scratch.project())
+        .env("OLLAMA_VULKAN_CACHE", fx.scratch.cache())
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
+    let run: Run = out.into();
     run.fails(1, &["vulkan:", "server log:"]);
     assert!(
         run.stderr.contains("not fully on the GPU") || run.stderr.contains("no Vulkan device"),
@@ -124,10 +127,12 @@ fn a_dist_whose_vulkan_library_is_broken_fails_and_cleans_up() {
         "the log tail shows why: {}",
         run.stderr
     );
-    assert!(
-        no_smoke_temp_dirs_left() <= before,
-        "temporary files removed"
-    );
+    let left: Vec<_> = fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "temporary files removed: {left:?}");
 }
 
 #[test]

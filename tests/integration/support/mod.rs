@@ -14,6 +14,45 @@ use tempfile::TempDir;
 pub const BIN: &str = env!("CARGO_BIN_EXE_ollama-vulkan");
 pub const REPO_ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
+/// A python with the `gguf` package, made once per test run and shared by the smoke tests
+/// (through OLLAMA_VULKAN_PYTHON), so each test does not pip-install numpy again.
+pub fn smoke_python() -> PathBuf {
+    static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("smoke-venv");
+        let py = venv.join("bin/python");
+        let ok = |py: &Path| {
+            Command::new(py)
+                .args(["-c", "import gguf"])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+        };
+        if !ok(&py) {
+            let _ = fs::remove_dir_all(&venv);
+            assert!(
+                Command::new("python3")
+                    .args(["-m", "venv"])
+                    .arg(&venv)
+                    .status()
+                    .unwrap()
+                    .success(),
+                "python3 -m venv"
+            );
+            assert!(
+                Command::new(venv.join("bin/pip"))
+                    .args(["install", "-q", "gguf"])
+                    .status()
+                    .unwrap()
+                    .success(),
+                "pip install gguf"
+            );
+        }
+        py
+    })
+    .clone()
+}
+
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .args(args)
