@@ -134,6 +134,19 @@ fn era_4_builds_cpu_and_vulkan_presets_finds_lavapipe_and_caches() {
     assert_eq!(fs::read(dist.join("manifest.json")).unwrap(), before);
     assert_eq!(fs::read_to_string(&log).unwrap(), "sentinel", "no step ran");
 
+    // A cmake option is an input too: it rebuilds, and the configure step gets it.
+    let with_option = fs::read_to_string(&recipe).unwrap()
+        + "\n[build]\ncmake_options = [\"-DOLLAMA_VULKAN_TEST_OPTION=1\"]\n";
+    fs::write(&recipe, &with_option).unwrap();
+    let j = build(&fx, &recipe, &dest).ok().json();
+    assert_eq!(j["cached"], false, "a changed cmake option rebuilds");
+    let configure = fs::read_to_string(dest.join("logs/01-cpu-configure.log")).unwrap();
+    assert!(
+        configure.contains("-DOLLAMA_VULKAN_TEST_OPTION=1"),
+        "{configure}"
+    );
+    fs::write(&log, "sentinel").unwrap();
+
     // One patch line changed (and pinned): a rebuild that reuses ccache and GOCACHE.
     let series = fx.scratch.project().join("patches/vulkan-feature-tests");
     let patch = series.join("0001-ggml-vulkan-restore-the-glslc-feature-test-shaders.patch");

@@ -150,3 +150,65 @@ fn smoke_bad_inputs() {
     fx.run(&["smoke", fake.to_str().unwrap()])
         .fails(2, &["manifest.json", "ollama-vulkan build"]);
 }
+
+#[test]
+fn ctrl_c_stops_the_server_and_removes_the_temp_files() {
+    let fx = Fixture::new();
+    let dist = build(&fx, "v0.24.0");
+    let tmp = fx.scratch.path().join("tmp");
+    fs::create_dir_all(&tmp).unwrap();
+    let log = dist.parent().unwrap().join("smoke/serve-vulkan.log");
+    let mut child = std::process::Command::new(crate::support::BIN)
+        .args([
+            "smoke",
+            dist.to_str().unwrap(),
+            "--lavapipe",
+            "--tokens",
+            "100000",
+        ])
+        .env("OLLAMA_VULKAN_PROJECT", fx.scratch.project())
+        .env("OLLAMA_VULKAN_CACHE", fx.scratch.cache())
+        .env("OLLAMA_VULKAN_PYTHON", crate::support::smoke_python())
+        .env("TMPDIR", &tmp)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the server is up (it logs its device), then interrupt as a terminal would.
+    let started = std::time::Instant::now();
+    while !fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("Listening on")
+    {
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "the server never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let server_left = std::process::Command::new("pgrep")
+        .args([
+            "-f",
+            &format!("{} serve", dist.join("bin/ollama").display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        server_left.stdout.is_empty(),
+        "the server was stopped: {}",
+        String::from_utf8_lossy(&server_left.stdout)
+    );
+    let left: Vec<_> = fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "temporary files removed: {left:?}");
+}
