@@ -1,6 +1,8 @@
 # Writes a tiny llama-architecture GGUF with random weights (no download): the smoke
-# test's model. The EOS row of the output matrix is zero (logit 0 while the random others spread
-# around it), so greedy decoding practically never picks EOS and runs the full num_predict.
+# test's model. Only the 64 word tokens have non-zero rows in the output matrix; EOS,
+# the control and the byte-fallback tokens have zero rows (logit 0), so greedy decoding
+# picks a word whenever any word's logit is positive (all 64 negative: odds 2^-64). It
+# never stops early at EOS and always emits valid UTF-8 text.
 # Usage: python3 make_model.py OUT.gguf [SEED]
 import sys
 
@@ -13,7 +15,7 @@ rng = np.random.default_rng(int(sys.argv[2]) if len(sys.argv) > 2 else 7)
 n_embd, n_ff, n_layer, n_head, ctx = 256, 512, 2, 4, 512
 
 # SentencePiece-style vocabulary: control tokens, byte fallback, a few words.
-words = ["▁hello", "▁vulkan", "▁world", "▁the", "▁a", "▁is", "▁on", "▁gpu"]
+words = ["▁hello", "▁vulkan", "▁world", "▁gpu"] + [f"▁w{i:02d}" for i in range(60)]
 tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + words
 types = [2, 3, 3] + [6] * 256 + [1] * len(words)  # unknown, control, byte, normal
 scores = [0.0, 0.0, 0.0] + [0.0] * 256 + [-float(i) for i in range(len(words))]
@@ -60,7 +62,7 @@ for i in range(n_layer):
     w.add_tensor(p + "ffn_down.weight", t(n_embd, n_ff))
 w.add_tensor("output_norm.weight", np.ones(n_embd, dtype=np.float32))
 output = t(n_vocab, n_embd)
-output[eos, :] = 0.0
+output[: n_vocab - len(words), :] = 0.0  # EOS, control and byte tokens never win
 w.add_tensor("output.weight", output)
 
 w.write_header_to_file()
