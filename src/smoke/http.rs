@@ -3,7 +3,13 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Reads give up within a second of Ctrl-C (the handler sets the flag).
+fn interrupted() -> bool {
+    super::INTERRUPTED.load(Ordering::SeqCst)
+}
 
 fn request(
     addr: &str,
@@ -12,8 +18,11 @@ fn request(
     body: Option<&str>,
 ) -> Result<(u16, String), String> {
     let mut s = TcpStream::connect(addr).map_err(|e| format!("connecting to {addr}: {e}"))?;
-    // Generation on lavapipe can take a while; the server answers when done.
-    s.set_read_timeout(Some(Duration::from_secs(600))).ok();
+    // Short read timeouts so Ctrl-C is noticed while the server generates; generation on
+    // lavapipe can take minutes, so the overall limit is long.
+    s.set_read_timeout(Some(Duration::from_secs(1)))
+        .map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(900);
     let body = body.unwrap_or("");
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -21,8 +30,29 @@ fn request(
     );
     s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
-    s.read_to_end(&mut buf)
-        .map_err(|e| format!("reading the response: {e}"))?;
+    let mut chunk = [0u8; 65536];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                if interrupted() {
+                    return Err("interrupted".into());
+                }
+                if Instant::now() > deadline {
+                    return Err("no response within 15 minutes".into());
+                }
+            }
+            Err(e) => return Err(format!("reading the response: {e}")),
+        }
+    }
     let text = String::from_utf8_lossy(&buf).into_owned();
     let (head, rest) = text
         .split_once("\r\n\r\n")

@@ -299,7 +299,7 @@ pub fn smoke(req: &SmokeRequest<'_>) -> Result<Report, SmokeError> {
     let keep = dist.parent().unwrap_or(&dist).join("smoke");
     fs::create_dir_all(&keep)
         .map_err(|e| SmokeError::Io(format!("creating {}: {e}", keep.display())))?;
-    builder.bind(&[keep.clone()]);
+    builder.bind(std::slice::from_ref(&keep));
     let mut runs = Vec::new();
     let mut modes = vec!["vulkan"];
     if req.cpu_fallback {
@@ -437,9 +437,9 @@ fn run_mode(
         "stream": false,
         "options": {"temperature": 0, "seed": 42, "num_predict": tokens},
     });
-    let (status, resp) = http::post(&base, "/api/generate", &body.to_string())
-        .map_err(|e| fail("POST /api/generate", e))?;
-    check_interrupt()?;
+    let generated = http::post(&base, "/api/generate", &body.to_string());
+    check_interrupt()?; // Ctrl-C ends the request early: report that, not a failed request
+    let (status, resp) = generated.map_err(|e| fail("POST /api/generate", e))?;
     if status != 200 {
         return Err(fail("POST /api/generate", format!("HTTP {status}: {resp}")));
     }

@@ -467,3 +467,105 @@ fn doctor_lists_the_toolchain_and_what_to_install() {
         );
     }
 }
+
+/// The default builder on Debian as root: a trixie root made with mmdebstrap. The root is
+/// shared by every test run (it lives in the target dir), made once.
+#[test]
+fn the_trixie_builder_root_builds_and_smokes_the_era_4_fixture() {
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    let debian = fs::read_to_string("/etc/os-release")
+        .map(|t| t.contains("ID=debian"))
+        .unwrap_or(false);
+    if !is_root || !debian {
+        // `build` refuses the root builder here with a clear error instead.
+        let fx = Fixture::new();
+        let recipe = new_recipe(&fx, "v0.24.0");
+        fx.run(&["build", recipe.to_str().unwrap(), "--builder", "root"])
+            .fails(1, &["--builder host"]);
+        return;
+    }
+    let fx = Fixture::new();
+    let shared = Path::new(env!("CARGO_TARGET_TMPDIR")).join("builders");
+    fs::create_dir_all(&shared).unwrap();
+    fs::create_dir_all(fx.scratch.cache()).unwrap();
+    std::os::unix::fs::symlink(&shared, fx.scratch.cache().join("builders")).unwrap();
+    let recipe = new_recipe(&fx, "v0.24.0");
+    let dest = fx.scratch.path().join("broot");
+    let j = fx
+        .run(&[
+            "build",
+            recipe.to_str().unwrap(),
+            "--builder",
+            "root",
+            "--dest",
+            dest.to_str().unwrap(),
+            "--json",
+        ])
+        .ok()
+        .json();
+    let dist = PathBuf::from(j["dist"].as_str().unwrap());
+    let m = manifest(&dist);
+    assert_eq!(m["builder"]["kind"], "root");
+    assert_eq!(m["builder"]["suite"], "trixie");
+    // trixie's toolchain, not the host's (bookworm: cmake 3.25, gcc 12, Vulkan 1.3.239).
+    assert!(
+        m["toolchain"]["cmake"].as_str().unwrap().contains("3.31"),
+        "{}",
+        m["toolchain"]
+    );
+    assert!(
+        m["toolchain"]["cc"].as_str().unwrap().contains(" 14."),
+        "{}",
+        m["toolchain"]
+    );
+    assert!(
+        m["toolchain"]["vulkan_headers"]
+            .as_str()
+            .unwrap()
+            .starts_with("1.4."),
+        "{}",
+        m["toolchain"]
+    );
+    // trixie's glslc has integer dot: the restored probe lets the dot shader in.
+    assert_eq!(
+        m["vulkan_shader_features"]["GL_EXT_integer_dot_product"],
+        true
+    );
+    assert!(m["lib_checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["ok"] == true));
+    // The smoke test runs the server inside the same root (the binaries need its libc).
+    let out = Command::new(crate::support::BIN)
+        .args([
+            "smoke",
+            dist.to_str().unwrap(),
+            "--lavapipe",
+            "--tokens",
+            "4",
+            "--json",
+        ])
+        .env("OLLAMA_VULKAN_PROJECT", fx.scratch.project())
+        .env("OLLAMA_VULKAN_CACHE", fx.scratch.cache())
+        .env("OLLAMA_VULKAN_PYTHON", crate::support::smoke_python())
+        .output()
+        .unwrap();
+    let run: Run = out.into();
+    let s = run.ok().json();
+    assert_eq!(s["runs"][0]["eval_count"], 4);
+    assert!(s["runs"][0]["device"]
+        .as_str()
+        .unwrap()
+        .contains("llvmpipe"));
+    assert!(
+        fs::read_to_string(&s["runs"][0]["log"].as_str().unwrap())
+            .unwrap()
+            .contains("integer dot shader"),
+        "the dot shader is in the library built in the root"
+    );
+}

@@ -158,7 +158,7 @@ fn ctrl_c_stops_the_server_and_removes_the_temp_files() {
     let tmp = fx.scratch.path().join("tmp");
     fs::create_dir_all(&tmp).unwrap();
     let log = dist.parent().unwrap().join("smoke/serve-vulkan.log");
-    let mut child = std::process::Command::new(crate::support::BIN)
+    let child = std::process::Command::new(crate::support::BIN)
         .args([
             "smoke",
             dist.to_str().unwrap(),
@@ -193,6 +193,8 @@ fn ctrl_c_stops_the_server_and_removes_the_temp_files() {
         .success());
     let out = child.wait_with_output().unwrap();
     assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("interrupted; the server was stopped"), "{err}");
     let server_left = std::process::Command::new("pgrep")
         .args([
             "-f",
