@@ -99,6 +99,10 @@ pub enum Command {
         /// (/dev/dri/renderD*, /dev/nvidia0) exists.
         #[arg(long)]
         lavapipe: bool,
+        /// Run the dist on this machine's libraries even if it was built in the builder
+        /// root (a dist copied to a GPU machine with a new enough libc).
+        #[arg(long)]
+        on_host: bool,
     },
     /// Check the toolchain a build needs and say exactly what to install.
     Doctor {

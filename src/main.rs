@@ -300,6 +300,7 @@ manifest: {}",
             tokens,
             no_cpu_fallback,
             lavapipe,
+            on_host,
         } => {
             use ollama_vulkan::smoke::{install_interrupt_handler, render, smoke, SmokeRequest};
             install_interrupt_handler();
@@ -317,6 +318,7 @@ manifest: {}",
                 tokens,
                 cpu_fallback: !no_cpu_fallback,
                 select_cpu_device: lavapipe || !has_gpu,
+                on_host,
             })?;
             if g.json {
                 print_json(&report);

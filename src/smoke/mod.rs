@@ -68,6 +68,8 @@ pub struct SmokeRequest<'a> {
     pub cpu_fallback: bool,
     /// Select CPU-type Vulkan devices (lavapipe): needed when no GPU is present.
     pub select_cpu_device: bool,
+    /// Run on this machine even if the dist was built in the builder root.
+    pub on_host: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -104,7 +106,7 @@ struct DistInfo {
     smoke: Smoke,
 }
 
-fn read_dist(dist: &Path) -> Result<DistInfo, SmokeError> {
+fn read_dist(dist: &Path, on_host: bool) -> Result<DistInfo, SmokeError> {
     let bad = |why: String, help: &str| SmokeError::Dist {
         dist: dist.display().to_string(),
         why,
@@ -134,7 +136,7 @@ fn read_dist(dist: &Path) -> Result<DistInfo, SmokeError> {
         .and_then(|b| b.get("kind"))
         .and_then(|k| k.as_str())
     {
-        Some("root") => Builder::Root {
+        Some("root") if !on_host => Builder::Root {
             path: PathBuf::from(m["builder"]["path"].as_str().unwrap_or_default()),
             suite: m["builder"]["suite"]
                 .as_str()
@@ -152,7 +154,7 @@ fn read_dist(dist: &Path) -> Result<DistInfo, SmokeError> {
                     "it was built in the builder root {}, which is gone",
                     root.display()
                 ),
-                "rebuild (the root is remade), or smoke-test the image instead",
+                "rebuild (the root is remade), smoke-test the image, or pass --on-host where the libc is new enough",
             ));
         }
     }
@@ -266,7 +268,7 @@ pub fn smoke(req: &SmokeRequest<'_>) -> Result<Report, SmokeError> {
         why: e.to_string(),
         help: "pass the dist directory `build` printed".into(),
     })?;
-    let info = read_dist(&dist)?;
+    let info = read_dist(&dist, req.on_host)?;
     let work = tempfile::Builder::new()
         .prefix("ollama-vulkan-smoke-")
         .tempdir()

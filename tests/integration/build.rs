@@ -563,7 +563,7 @@ fn the_trixie_builder_root_builds_and_smokes_the_era_4_fixture() {
         .unwrap()
         .contains("llvmpipe"));
     assert!(
-        fs::read_to_string(&s["runs"][0]["log"].as_str().unwrap())
+        fs::read_to_string(s["runs"][0]["log"].as_str().unwrap())
             .unwrap()
             .contains("integer dot shader"),
         "the dot shader is in the library built in the root"
