@@ -9,11 +9,7 @@ use std::process::Command;
 use crate::support::{git, patch_text, Fixture, Run};
 
 fn new_recipe(fx: &Fixture, tag: &str) -> PathBuf {
-    let j = fx
-        .run(&["recipe", "new", "--ollama", tag, "--json"])
-        .ok()
-        .json();
-    PathBuf::from(j["recipe_path"].as_str().unwrap())
+    fx.new_recipe(tag)
 }
 
 fn build(fx: &Fixture, recipe: &Path, dest: &Path) -> Run {
@@ -372,7 +368,9 @@ fn a_failing_step_names_the_step_and_its_log_and_a_killed_build_leaves_no_dist()
 
     // Killed mid-compile: no complete-looking dist; the next run succeeds.
     fs::write(&recipe, &good).unwrap();
-    let mut child = Command::new(crate::support::BIN)
+    let mut child = fx
+        .scratch
+        .command(&[])
         .args([
             "build",
             recipe.to_str().unwrap(),
@@ -383,8 +381,6 @@ fn a_failing_step_names_the_step_and_its_log_and_a_killed_build_leaves_no_dist()
             "-q",
         ])
         .args(fx.mirror_args())
-        .env("OLLAMA_VULKAN_PROJECT", fx.scratch.project())
-        .env("OLLAMA_VULKAN_CACHE", fx.scratch.cache())
         .spawn()
         .unwrap();
     let started = std::time::Instant::now();
@@ -541,7 +537,9 @@ fn the_trixie_builder_root_builds_and_smokes_the_era_4_fixture() {
         .iter()
         .all(|c| c["ok"] == true));
     // The smoke test runs the server inside the same root (the binaries need its libc).
-    let out = Command::new(crate::support::BIN)
+    let out = fx
+        .scratch
+        .command(&[])
         .args([
             "smoke",
             dist.to_str().unwrap(),
@@ -550,8 +548,6 @@ fn the_trixie_builder_root_builds_and_smokes_the_era_4_fixture() {
             "4",
             "--json",
         ])
-        .env("OLLAMA_VULKAN_PROJECT", fx.scratch.project())
-        .env("OLLAMA_VULKAN_CACHE", fx.scratch.cache())
         .env("OLLAMA_VULKAN_PYTHON", crate::support::smoke_python())
         .output()
         .unwrap();

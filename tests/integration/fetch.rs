@@ -6,11 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::support::{git, Fixture};
 
 fn new_recipe(fx: &Fixture, tag: &str) -> PathBuf {
-    let j = fx
-        .run(&["recipe", "new", "--ollama", tag, "--json"])
-        .ok()
-        .json();
-    PathBuf::from(j["recipe_path"].as_str().unwrap())
+    fx.new_recipe(tag)
 }
 
 fn fetch(fx: &Fixture, recipe: &Path, dest: &Path) -> crate::support::Run {
@@ -184,7 +180,7 @@ fn fetch_without_shader_header(
     let rev = format!("{}:ggml-vulkan-shaders.hpp", fx.llama.commits[5]);
     let mirror = partial_copy(fx, &fx.llama.repo.dir, "llama-partial.git", &rev);
     let dest = fx.scratch.path().join("legacy");
-    let mut cmd = std::process::Command::new(crate::support::BIN);
+    let mut cmd = fx.scratch.command(&[]);
     cmd.args([
         "--project",
         fx.scratch.project().to_str().unwrap(),
@@ -530,7 +526,8 @@ fn fetch_bad_inputs() {
 
 /// Starts `fetch` in the background (the tests that race or kill it).
 fn spawn_fetch(fx: &Fixture, recipe: &Path, dest: &Path) -> std::process::Child {
-    std::process::Command::new(crate::support::BIN)
+    fx.scratch
+        .command(&[])
         .args([
             "fetch",
             recipe.to_str().unwrap(),
@@ -538,7 +535,6 @@ fn spawn_fetch(fx: &Fixture, recipe: &Path, dest: &Path) -> std::process::Child 
             dest.to_str().unwrap(),
         ])
         .args(fx.mirror_args())
-        .env("OLLAMA_VULKAN_PROJECT", fx.scratch.project())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -25,6 +25,13 @@ fn build(fx: &Fixture, tag: &str) -> PathBuf {
     PathBuf::from(j["dist"].as_str().unwrap())
 }
 
+/// The binary with the shared gguf python (one venv per test run, not per test).
+fn smoke_command(fx: &Fixture, args: &[&str]) -> std::process::Command {
+    let mut cmd = fx.scratch.command(args);
+    cmd.env("OLLAMA_VULKAN_PYTHON", crate::support::smoke_python());
+    cmd
+}
+
 fn smoke(fx: &Fixture, dist: &Path, extra: &[&str]) -> Run {
     let mut args = vec![
         "smoke",
@@ -35,7 +42,7 @@ fn smoke(fx: &Fixture, dist: &Path, extra: &[&str]) -> Run {
         "--json",
     ];
     args.extend_from_slice(extra);
-    fx.run(&args)
+    smoke_command(fx, &args).output().unwrap().into()
 }
 
 #[test]
@@ -68,13 +75,19 @@ fn era_4_generates_through_vulkan_on_lavapipe_and_falls_back_to_cpu() {
         .unwrap()
         .contains("inference compute"));
     // The human report.
-    let run = fx.run(&[
-        "smoke",
-        dist.to_str().unwrap(),
-        "--lavapipe",
-        "--tokens",
-        "4",
-    ]);
+    let run: Run = smoke_command(
+        &fx,
+        &[
+            "smoke",
+            dist.to_str().unwrap(),
+            "--lavapipe",
+            "--tokens",
+            "4",
+        ],
+    )
+    .output()
+    .unwrap()
+    .into();
     run.ok();
     assert!(run.stdout.contains("vulkan ok  4 tokens"), "{}", run.stdout);
     assert!(run.stdout.contains("why CPU:"), "{}", run.stdout);
@@ -102,19 +115,19 @@ fn a_dist_whose_vulkan_library_is_broken_fails_and_cleans_up() {
     // A private TMPDIR: the test checks that smoke leaves nothing in it.
     let tmp = fx.scratch.path().join("tmp");
     fs::create_dir_all(&tmp).unwrap();
-    let out = std::process::Command::new(crate::support::BIN)
-        .args([
+    let out = smoke_command(
+        &fx,
+        &[
             "smoke",
             dist.to_str().unwrap(),
             "--lavapipe",
             "--tokens",
             "8",
-        ])
-        .env("OLLAMA_VULKAN_PROJECT", fx.scratch.project())
-        .env("OLLAMA_VULKAN_CACHE", fx.scratch.cache())
-        .env("TMPDIR", &tmp)
-        .output()
-        .unwrap();
+        ],
+    )
+    .env("TMPDIR", &tmp)
+    .output()
+    .unwrap();
     let run: Run = out.into();
     run.fails(1, &["vulkan:", "server log:"]);
     assert!(
@@ -158,21 +171,20 @@ fn ctrl_c_stops_the_server_and_removes_the_temp_files() {
     let tmp = fx.scratch.path().join("tmp");
     fs::create_dir_all(&tmp).unwrap();
     let log = dist.parent().unwrap().join("smoke/serve-vulkan.log");
-    let child = std::process::Command::new(crate::support::BIN)
-        .args([
+    let child = smoke_command(
+        &fx,
+        &[
             "smoke",
             dist.to_str().unwrap(),
             "--lavapipe",
             "--tokens",
             "100000",
-        ])
-        .env("OLLAMA_VULKAN_PROJECT", fx.scratch.project())
-        .env("OLLAMA_VULKAN_CACHE", fx.scratch.cache())
-        .env("OLLAMA_VULKAN_PYTHON", crate::support::smoke_python())
-        .env("TMPDIR", &tmp)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+    )
+    .env("TMPDIR", &tmp)
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
     // Wait until the server is up (it logs its device), then interrupt as a terminal would.
     let started = std::time::Instant::now();
     while !fs::read_to_string(&log)

@@ -469,17 +469,20 @@ impl Scratch {
         fs::write(&p, content).unwrap();
         p
     }
-    /// Runs the binary in the scratch dir with this project and cache.
-    pub fn run(&self, args: &[&str]) -> Run {
-        let out = Command::new(BIN)
-            .args(args)
+    /// The binary, in the scratch dir with this project and cache (for tests that spawn,
+    /// signal or add environment).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
             .current_dir(self.path())
             .env("OLLAMA_VULKAN_PROJECT", self.project())
             .env("OLLAMA_VULKAN_CACHE", self.cache())
-            .env_remove("OLLAMA_VULKAN_LOG")
-            .output()
-            .expect("binary runs");
-        Run::from(out)
+            .env_remove("OLLAMA_VULKAN_LOG");
+        cmd
+    }
+    /// Runs the binary in the scratch dir with this project and cache.
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().expect("binary runs"))
     }
     /// Adds a patch series to patches/ and returns the pin (hash of SHA256SUMS).
     pub fn series(&self, name: &str, patches: &[(&str, &str)]) -> String {
@@ -601,6 +604,14 @@ impl Fixture {
             format!("--mirror=ollama={}", self.ollama.dir.display()),
             format!("--mirror=llama.cpp={}", self.llama.repo.dir.display()),
         ]
+    }
+    /// `recipe new --ollama TAG` against the fixture mirrors; the recipe's path.
+    pub fn new_recipe(&self, tag: &str) -> PathBuf {
+        let j = self
+            .run(&["recipe", "new", "--ollama", tag, "--json"])
+            .ok()
+            .json();
+        PathBuf::from(j["recipe_path"].as_str().unwrap())
     }
     pub fn run(&self, args: &[&str]) -> Run {
         let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
