@@ -104,6 +104,16 @@ pub enum Command {
         #[arg(long)]
         on_host: bool,
     },
+    /// Render the recipe's multi-stage Dockerfile (linux variant): the builder stage replays
+    /// the era's build steps over the prepared trees, the runtime stage gets the dist, the
+    /// Vulkan loader and Mesa ICDs. Build context: the recipe's build directory.
+    Dockerfile {
+        #[arg(value_name = "RECIPE")]
+        recipe: PathBuf,
+        /// Write here (atomically) instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Check the toolchain a build needs and say exactly what to install.
     Doctor {
         #[arg(value_name = "RECIPE")]

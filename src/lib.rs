@@ -8,6 +8,7 @@ pub mod build;
 pub mod diag;
 pub mod error;
 pub mod fsutil;
+pub mod image;
 pub mod patch;
 pub mod progress;
 pub mod project;

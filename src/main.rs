@@ -327,6 +327,29 @@ manifest: {}",
             }
             Ok(0)
         }
+        Command::Dockerfile {
+            recipe: file,
+            output,
+        } => {
+            let project = Project::discover(g.project.as_deref())?;
+            let r = per_tag_recipe(&file, &project, "dockerfile")?;
+            let text = ollama_vulkan::image::render(&r);
+            match output {
+                Some(p) => {
+                    ollama_vulkan::fsutil::write_atomic(&p, text.as_bytes()).map_err(|e| {
+                        Error::Io {
+                            what: format!("writing {}", p.display()),
+                            source: e,
+                        }
+                    })?;
+                    if !g.quiet {
+                        eprintln!("wrote {}", p.display());
+                    }
+                }
+                None => print!("{text}"),
+            }
+            Ok(0)
+        }
         Command::Doctor {
             recipe: file,
             builder,

@@ -4,6 +4,7 @@
 mod support;
 
 mod build;
+mod dockerfile;
 mod era;
 mod fetch;
 mod prepare;
