@@ -4,10 +4,35 @@
 
 use crate::support::Fixture;
 
+/// Renders the tag's Dockerfile and lints it with hadolint (errors fail; its warnings,
+/// e.g. unpinned apt packages, are reported by hadolint, not by us).
 fn render(fx: &Fixture, tag: &str) -> String {
     let recipe = fx.new_recipe(tag);
+    let out = fx.scratch.path().join(format!("Dockerfile.{tag}"));
+    fx.run(&[
+        "dockerfile",
+        recipe.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ])
+    .ok();
+    let lint = std::process::Command::new(crate::support::hadolint())
+        .args(["--no-color", "--failure-threshold", "error"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        lint.status.success(),
+        "hadolint: {}",
+        String::from_utf8_lossy(&lint.stdout)
+    );
     let run = fx.run(&["dockerfile", recipe.to_str().unwrap()]);
     run.ok();
+    assert_eq!(
+        run.stdout,
+        std::fs::read_to_string(&out).unwrap(),
+        "-o writes what stdout shows"
+    );
     run.stdout
 }
 

