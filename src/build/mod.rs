@@ -145,12 +145,41 @@ fn input_key(req: &BuildRequest<'_>, builder: &Builder) -> String {
 }
 
 /// `{dist}`, `{ollama}`, `{llama}`, `{jobs}` in one argument.
-fn expand(arg: &str, vars: &BTreeMap<&str, String>) -> String {
+pub fn expand(arg: &str, vars: &BTreeMap<&str, String>) -> String {
     let mut s = arg.to_string();
     for (k, v) in vars {
         s = s.replace(&format!("{{{k}}}"), v);
     }
     s
+}
+
+/// `{version}`: the tag without its `v`, as upstream's release builds stamp it.
+pub fn version_var(r: &Recipe) -> String {
+    r.ollama
+        .tag
+        .as_deref()
+        .unwrap_or("0.0.0")
+        .trim_start_matches('v')
+        .to_string()
+}
+
+/// A step's argv with `vars` expanded and the list placeholders `{cmake_options}` and
+/// `{go_flags}` spliced in; placeholders not in `vars` stay as they are (the Dockerfile
+/// renderer leaves `{jobs}` and `{go_module}` to the container's shell).
+pub fn step_argv(
+    step: &crate::recipe::model::Step,
+    r: &Recipe,
+    vars: &BTreeMap<&str, String>,
+) -> Vec<String> {
+    let mut argv = Vec::new();
+    for a in &step.run {
+        match a.as_str() {
+            "{cmake_options}" => argv.extend(r.build.cmake_options.iter().map(|o| expand(o, vars))),
+            "{go_flags}" => argv.extend(r.build.go_flags.iter().map(|o| expand(o, vars))),
+            _ => argv.push(expand(a, vars)),
+        }
+    }
+    argv
 }
 
 fn slug(s: &str) -> String {
@@ -271,15 +300,7 @@ pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
     );
     vars.insert("jobs", req.jobs.to_string());
     // `ollama --version` says the tag, as upstream's release builds stamp it.
-    vars.insert(
-        "version",
-        r.ollama
-            .tag
-            .as_deref()
-            .unwrap_or("0.0.0")
-            .trim_start_matches('v')
-            .to_string(),
-    );
+    vars.insert("version", version_var(r));
     vars.insert(
         "go_module",
         fs::read_to_string(ollama_tree.join("go.mod"))
@@ -314,16 +335,7 @@ pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
     let mut records = Vec::new();
     let t1 = Instant::now();
     for (i, step) in r.build.steps.iter().enumerate() {
-        let mut argv = Vec::new();
-        for a in &step.run {
-            match a.as_str() {
-                "{cmake_options}" => {
-                    argv.extend(r.build.cmake_options.iter().map(|o| expand(o, &vars)))
-                }
-                "{go_flags}" => argv.extend(r.build.go_flags.iter().map(|o| expand(o, &vars))),
-                _ => argv.push(expand(a, &vars)),
-            }
-        }
+        let argv = step_argv(step, r, &vars);
         let cwd = match &step.cwd {
             Some(c) => {
                 let c = expand(c, &vars);

@@ -22,14 +22,6 @@ pub struct StepRecord {
     pub log: PathBuf,
 }
 
-fn tail(path: &Path, n: usize) -> String {
-    let text = fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
 fn last_line(path: &Path) -> String {
     let Ok(mut f) = fs::File::open(path) else {
         return String::new();
@@ -126,7 +118,7 @@ pub fn run_step(
                     .map(|c| c.to_string())
                     .unwrap_or_else(|| "a signal".into()),
                 fmt_elapsed(start.elapsed()),
-                tail(log, 25)
+                crate::fsutil::tail_file(log, 25)
             ),
             log: log.to_path_buf(),
         });

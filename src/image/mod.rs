@@ -3,7 +3,10 @@
 //! build runs, not a second copy — with container paths; the runtime stage gets the
 //! era's dist layout, the Vulkan loader + Mesa ICDs and the era's Vulkan switch.
 
-use crate::recipe::model::Recipe;
+use std::collections::BTreeMap;
+
+use crate::build::{expand, step_argv, version_var};
+use crate::recipe::model::{LlamaSource, Recipe};
 
 const TEMPLATE: &str = include_str!("../../Dockerfiles/linux.Dockerfile.in");
 
@@ -23,30 +26,27 @@ fn sh_quote(s: &str) -> String {
     }
 }
 
-fn expand(arg: &str, r: &Recipe) -> String {
+/// The build's placeholders with container paths; `{jobs}` and `{go_module}` are left to
+/// the container's shell (see `word`).
+fn vars(r: &Recipe) -> BTreeMap<&'static str, String> {
     let llama = match r.llamacpp.source {
-        crate::recipe::model::LlamaSource::FetchContent => format!("{SRC}/llama.cpp"),
-        crate::recipe::model::LlamaSource::Submodule => format!("{SRC}/ollama/llm/llama.cpp"),
-        crate::recipe::model::LlamaSource::Vendored => String::new(),
+        LlamaSource::FetchContent => format!("{SRC}/llama.cpp"),
+        LlamaSource::Submodule => format!("{SRC}/ollama/llm/llama.cpp"),
+        LlamaSource::Vendored => String::new(),
     };
-    arg.replace("{dist}", DIST)
-        .replace("{ollama}", &format!("{SRC}/ollama"))
-        .replace("{llama}", &llama)
-        .replace(
-            "{version}",
-            r.ollama
-                .tag
-                .as_deref()
-                .unwrap_or("0.0.0")
-                .trim_start_matches('v'),
-        )
+    BTreeMap::from([
+        ("dist", DIST.to_string()),
+        ("ollama", format!("{SRC}/ollama")),
+        ("llama", llama),
+        ("version", version_var(r)),
+    ])
 }
 
 /// Renders the `linux` variant's Dockerfile for a per-tag recipe.
 pub fn render(r: &Recipe) -> String {
+    let vars = vars(r);
     // One shell word; `{jobs}` and `{go_module}` are decided in the container.
-    let word = |a: &str| -> String {
-        let e = expand(a, r);
+    let word = |e: &str| -> String {
         if e == "{jobs}" {
             return "\"$(nproc)\"".into();
         }
@@ -56,28 +56,21 @@ pub fn render(r: &Recipe) -> String {
                 sh_quote(pre),
                 sh_quote(post)
             ),
-            None => sh_quote(&e),
+            None => sh_quote(e),
         }
     };
     let mut steps = Vec::new();
     for s in &r.build.steps {
-        let mut words = Vec::new();
-        for a in &s.run {
-            match a.as_str() {
-                "{cmake_options}" => words.extend(r.build.cmake_options.iter().map(|o| word(o))),
-                "{go_flags}" => words.extend(r.build.go_flags.iter().map(|o| word(o))),
-                _ => words.push(word(a)),
-            }
-        }
+        let words: Vec<String> = step_argv(s, r, &vars).iter().map(|a| word(a)).collect();
         let env: Vec<String> = s
             .env
             .iter()
-            .map(|(k, v)| format!("{k}={}", sh_quote(&expand(v, r))))
+            .map(|(k, v)| format!("{k}={}", sh_quote(&expand(v, &vars))))
             .collect();
         let cd = s
             .cwd
             .as_ref()
-            .map(|c| format!("cd {} && ", sh_quote(&expand(c, r))))
+            .map(|c| format!("cd {} && ", sh_quote(&expand(c, &vars))))
             .unwrap_or_default();
         steps.push(format!(
             "# {}\nRUN {cd}{}{}",
@@ -95,7 +88,7 @@ pub fn render(r: &Recipe) -> String {
             r.build
                 .env
                 .iter()
-                .map(|(k, v)| format!("ENV {k}={}", sh_quote(&expand(v, r)))),
+                .map(|(k, v)| format!("ENV {k}={}", sh_quote(&expand(v, &vars)))),
         )
         .collect();
     // Eras 1a/1b embed their runners in the binary; later eras ship lib/ollama beside it.

@@ -163,32 +163,37 @@ fn reverse(p: &Patch) -> Patch {
     r
 }
 
-/// Applies one patch to `src` + `overlay`; on success the overlay gains its changes.
-/// Unsafe paths are an error; hunks that do not match are a report with status Failed
-/// (or AlreadyApplied), leaving the overlay as it was.
+/// Applies one patch to `src` + `overlay` without touching either: returns the report and
+/// the patch's own changes (empty unless it applied), which the caller adds to its overlay
+/// — `prepare` also commits them one patch at a time. Unsafe paths are an error; hunks that
+/// do not match give a report with status Failed (or AlreadyApplied).
 pub fn apply_patch(
     src: &dyn Source,
-    overlay: &mut Overlay,
+    overlay: &Overlay,
     patch: &Patch,
     fuzz: usize,
-) -> Result<PatchReport, PatchError> {
+) -> Result<(PatchReport, Overlay), PatchError> {
     for fp in &patch.files {
         for p in [&fp.old_path, &fp.new_path].into_iter().flatten() {
             check_path(src, patch, fp, p)?;
         }
     }
+    Ok(apply_checked(src, overlay, patch, fuzz))
+}
+
+/// Applies a patch whose paths were checked.
+fn apply_checked(
+    src: &dyn Source,
+    overlay: &Overlay,
+    patch: &Patch,
+    fuzz: usize,
+) -> (PatchReport, Overlay) {
     let (files, changes) = run(src, overlay, patch, fuzz);
     let mut report = summarise(patch, files);
-    match changes {
-        Some(ch) => overlay.extend(ch),
-        None => {
-            let (_, undo) = run(src, overlay, &reverse(patch), 0);
-            if undo.is_some() {
-                report.status = PatchStatus::AlreadyApplied;
-            }
-        }
+    if changes.is_none() && run(src, overlay, &reverse(patch), 0).1.is_some() {
+        report.status = PatchStatus::AlreadyApplied;
     }
-    Ok(report)
+    (report, changes.unwrap_or_default())
 }
 
 fn summarise(patch: &Patch, files: Vec<FileReport>) -> PatchReport {
@@ -472,7 +477,7 @@ fn content_id(e: &Option<FileEntry>) -> Option<[u8; 20]> {
 }
 
 impl Memo {
-    /// `apply_patch`, remembering its result under patch `index` and the input ids.
+    /// [`apply_patch`] with the overlay updated, remembering its result under patch `index` and the input ids.
     pub fn apply(
         &mut self,
         index: usize,
@@ -497,13 +502,9 @@ impl Memo {
             return Ok(rep.clone());
         }
         self.misses += 1;
-        let before = overlay.clone();
-        let rep = apply_patch(src, overlay, patch, fuzz)?;
-        let changes: Overlay = overlay
-            .iter()
-            .filter(|(k, v)| before.get(*k) != Some(v))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        // Paths were checked while making the key.
+        let (rep, changes) = apply_checked(src, overlay, patch, fuzz);
+        overlay.extend(changes.clone());
         self.map.insert((index, key), (rep.clone(), changes));
         Ok(rep)
     }

@@ -134,13 +134,8 @@ fn apply_all(
         let overlay = overlays.entry(s.repo).or_default();
         let mut reports = Vec::new();
         for p in &s.patches {
-            let before = overlay.clone();
-            let r = apply_patch(src.as_ref(), overlay, p, fuzz)?;
-            let changed: Overlay = overlay
-                .iter()
-                .filter(|(k, v)| before.get(*k) != Some(*v))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
+            let (r, changed) = apply_patch(src.as_ref(), overlay, p, fuzz)?;
+            overlay.extend(changed.clone());
             steps.entry(s.repo).or_default().push((p.clone(), changed));
             reports.push(r);
         }

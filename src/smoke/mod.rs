@@ -255,12 +255,6 @@ fn free_port() -> Result<u16, SmokeError> {
         .port())
 }
 
-fn tail(path: &Path, n: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
 /// Runs the smoke test.
 pub fn smoke(req: &SmokeRequest<'_>) -> Result<Report, SmokeError> {
     let dist = fs::canonicalize(req.dist).map_err(|e| SmokeError::Dist {
@@ -367,7 +361,7 @@ fn run_mode(
         what: format!("{mode}: {what}"),
         why,
         log: log.display().to_string(),
-        tail: tail(log, 30),
+        tail: crate::fsutil::tail_file(log, 30),
     };
     let ollama = dist.join("bin/ollama").display().to_string();
     let logf = fs::File::create(log).map_err(|e| SmokeError::Io(e.to_string()))?;

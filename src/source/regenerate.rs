@@ -97,7 +97,7 @@ pub fn regenerate(
             )
         })?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let tail = last_lines(&text, 15);
+    let tail = crate::fsutil::last_lines(&text, 15);
     if !out.status.success() {
         return Err(fail(tail, "install the tools it needs (glslc: `apt-get install glslc`), or use a mirror that has the file"));
     }
@@ -173,9 +173,4 @@ fn tool_version(prog: &str) -> String {
                 .map(|l| format!("{prog}: {}", l.trim()))
         })
         .unwrap_or_else(|| format!("{prog}: unknown"))
-}
-
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
