@@ -170,6 +170,25 @@ fn partial_copy(fx: &Fixture, upstream: &Path, name: &str, rev: &str) -> PathBuf
     mirror
 }
 
+/// `fetch RECIPE --dest DEST --json` through the given mirrors (partial copies, say).
+fn fetch_through(
+    fx: &Fixture,
+    recipe: &Path,
+    dest: &Path,
+    ollama: &Path,
+    llama: &Path,
+) -> std::process::Command {
+    fx.scratch.command(&[
+        "fetch",
+        recipe.to_str().unwrap(),
+        "--dest",
+        dest.to_str().unwrap(),
+        "--json",
+        &format!("--mirror=ollama={}", ollama.display()),
+        &format!("--mirror=llama.cpp={}", llama.display()),
+    ])
+}
+
 /// Fetches the era-1b fixture tag through a llama.cpp mirror that lacks the
 /// pre-generated shader header, with `path_env` as PATH when given.
 fn fetch_without_shader_header(
@@ -180,20 +199,7 @@ fn fetch_without_shader_header(
     let rev = format!("{}:ggml-vulkan-shaders.hpp", fx.llama.commits[5]);
     let mirror = partial_copy(fx, &fx.llama.repo.dir, "llama-partial.git", &rev);
     let dest = fx.scratch.path().join("legacy");
-    let mut cmd = fx.scratch.command(&[]);
-    cmd.args([
-        "--project",
-        fx.scratch.project().to_str().unwrap(),
-        "--cache-dir",
-        fx.scratch.cache().to_str().unwrap(),
-        "fetch",
-        recipe.to_str().unwrap(),
-        "--dest",
-        dest.to_str().unwrap(),
-        "--json",
-        &format!("--mirror=ollama={}", fx.ollama.dir.display()),
-        &format!("--mirror=llama.cpp={}", mirror.display()),
-    ]);
+    let mut cmd = fetch_through(fx, &recipe, &dest, &fx.ollama.dir, &mirror);
     if let Some(p) = path_env {
         cmd.env("PATH", p);
     }
@@ -256,15 +262,10 @@ fn fetch_without_shader_header_again(fx: &Fixture, dest: &Path) -> (PathBuf, cra
         .project()
         .join("work/recipes/ollama-v0.1.48.toml");
     let mirror = fx.scratch.path().join("llama-partial.git");
-    let run = fx.scratch.run(&[
-        "fetch",
-        recipe.to_str().unwrap(),
-        "--dest",
-        dest.to_str().unwrap(),
-        "--json",
-        &format!("--mirror=ollama={}", fx.ollama.dir.display()),
-        &format!("--mirror=llama.cpp={}", mirror.display()),
-    ]);
+    let run = fetch_through(fx, &recipe, dest, &fx.ollama.dir, &mirror)
+        .output()
+        .unwrap()
+        .into();
     (dest.to_path_buf(), run)
 }
 
@@ -314,15 +315,10 @@ fn a_missing_blob_the_build_does_not_need_is_skipped_with_a_note() {
     let text = fs::read_to_string(&recipe).unwrap() + "\n[build]\nsparse = []\n";
     fs::write(&recipe, text).unwrap();
     let dest = fx.scratch.path().join("p1");
-    let run = fx.scratch.run(&[
-        "fetch",
-        recipe.to_str().unwrap(),
-        "--dest",
-        dest.to_str().unwrap(),
-        "--json",
-        &format!("--mirror=ollama={}", mirror.display()),
-        &format!("--mirror=llama.cpp={}", fx.llama.repo.dir.display()),
-    ]);
+    let run: crate::support::Run = fetch_through(&fx, &recipe, &dest, &mirror, &fx.llama.repo.dir)
+        .output()
+        .unwrap()
+        .into();
     let j = run.ok().json();
     let notes = j["notes"].as_array().unwrap();
     assert!(
@@ -344,14 +340,10 @@ fn a_missing_blob_the_build_needs_stops_with_the_path_and_leaves_no_tree() {
     let recipe = new_recipe(&fx, "v0.32.15");
     let mirror = partial_mirror(&fx, "LLAMA_CPP_VERSION");
     let dest = fx.scratch.path().join("p2");
-    let run = fx.scratch.run(&[
-        "fetch",
-        recipe.to_str().unwrap(),
-        "--dest",
-        dest.to_str().unwrap(),
-        &format!("--mirror=ollama={}", mirror.display()),
-        &format!("--mirror=llama.cpp={}", fx.llama.repo.dir.display()),
-    ]);
+    let run: crate::support::Run = fetch_through(&fx, &recipe, &dest, &mirror, &fx.llama.repo.dir)
+        .output()
+        .unwrap()
+        .into();
     run.fails(
         1,
         &[
