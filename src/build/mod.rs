@@ -492,6 +492,89 @@ fn shader_features_from_logs(steps: &[StepRecord]) -> BTreeMap<String, bool> {
 /// Every library the template lists must exist and resolve every symbol (`ldd -r` in the
 /// builder). A shader that failed to compile leaves undefined `*_len`/`*_data` symbols:
 /// the library would not load.
+/// Files matching `full`, whose components may hold `*` globs.
+fn glob_files(full: &Path) -> Vec<PathBuf> {
+    let mut found = vec![PathBuf::from("/")];
+    let comps: Vec<String> = full
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::RootDir))
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    for (i, comp) in comps.iter().enumerate() {
+        let last = i + 1 == comps.len();
+        let mut next = Vec::new();
+        for dir in &found {
+            if !comp.contains('*') {
+                let p = dir.join(comp);
+                if (last && p.is_file()) || (!last && p.is_dir()) {
+                    next.push(p);
+                }
+                continue;
+            }
+            let Ok(rd) = fs::read_dir(dir) else { continue };
+            for e in rd.flatten() {
+                let p = e.path();
+                let name = e.file_name().to_string_lossy().into_owned();
+                if crate::source::tree::matches_path(comp, &name)
+                    && ((last && p.is_file()) || (!last && p.is_dir()))
+                {
+                    next.push(p);
+                }
+            }
+        }
+        found = next;
+    }
+    found.sort();
+    found
+}
+
+/// A `.gz` payload unpacked, with its gzipped neighbours (the libraries it links), into a
+/// temporary directory beside it, so `ldd` runs where the builder root sees it too.
+/// None for other files.
+fn gunzip_for_check(lib: &Path) -> Result<Option<(tempfile::TempDir, PathBuf)>, BuildError> {
+    if lib.extension().is_none_or(|e| e != "gz") {
+        return Ok(None);
+    }
+    let dir = lib.parent().unwrap_or(Path::new("."));
+    let io = |e: std::io::Error| {
+        BuildError::Io(format!(
+            "unpacking {} for the library check: {e}",
+            lib.display()
+        ))
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".ldd-check-")
+        .tempdir_in(dir)
+        .map_err(io)?;
+    for e in fs::read_dir(dir).map_err(io)?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".gz") else {
+            continue;
+        };
+        let out = tmp.path().join(stem);
+        let f = fs::File::create(&out).map_err(io)?;
+        let ok = std::process::Command::new("gzip")
+            .arg("-dc")
+            .arg(e.path())
+            .stdout(f)
+            .status()
+            .map_err(io)?
+            .success();
+        if !ok {
+            return Err(BuildError::Io(format!(
+                "gzip -dc {} failed",
+                e.path().display()
+            )));
+        }
+        let mut perm = fs::metadata(&out).map_err(io)?.permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+        fs::set_permissions(&out, perm).map_err(io)?;
+    }
+    let name = lib.file_name().unwrap_or_default().to_string_lossy();
+    let target = tmp.path().join(name.trim_end_matches(".gz"));
+    Ok(Some((tmp, target)))
+}
+
 fn check_libs(
     builder: &Builder,
     r: &Recipe,
@@ -499,32 +582,23 @@ fn check_libs(
     dist: &Path,
 ) -> Result<Vec<LibCheck>, BuildError> {
     let mut out = Vec::new();
-    for pattern in &r.build.check_libs {
-        let p = expand(pattern, vars);
-        let full = if Path::new(&p).is_absolute() {
-            PathBuf::from(&p)
-        } else {
-            dist.join(&p)
-        };
-        let dir = full.parent().unwrap_or(dist).to_path_buf();
-        let name = full
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let mut libs: Vec<PathBuf> = fs::read_dir(&dir)
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.path())
-                    .filter(|f| {
-                        crate::source::tree::matches_path(
-                            &name,
-                            &f.file_name().unwrap_or_default().to_string_lossy(),
-                        )
-                    })
-                    .collect()
+    for entry in &r.build.check_libs {
+        // `A | B`: the first alternative that matches anything is checked (tags of one
+        // template may put the same library in different places).
+        let alternatives: Vec<String> =
+            entry.split(" | ").map(|a| expand(a.trim(), vars)).collect();
+        let (p, libs) = alternatives
+            .iter()
+            .map(|p| {
+                let full = if Path::new(p).is_absolute() {
+                    PathBuf::from(p)
+                } else {
+                    dist.join(p)
+                };
+                (p.clone(), glob_files(&full))
             })
-            .unwrap_or_default();
-        libs.sort();
+            .find(|(_, libs)| !libs.is_empty())
+            .unwrap_or_else(|| (alternatives.join(" | "), Vec::new()));
         if libs.is_empty() {
             return Err(BuildError::LibCheck {
                 lib: p.clone(),
@@ -533,14 +607,24 @@ fn check_libs(
             });
         }
         for lib in libs {
+            let dir = lib.parent().unwrap_or(dist).to_path_buf();
+            // Gzipped runner payloads (gen_linux.sh's `compress`) are checked unpacked.
+            let unpacked = gunzip_for_check(&lib)?;
+            let target = unpacked
+                .as_ref()
+                .map(|(_, t)| t.clone())
+                .unwrap_or_else(|| lib.clone());
             let mut env = BTreeMap::new();
             let mut ld = vec![dir.display().to_string()];
+            if let Some((t, _)) = &unpacked {
+                ld.insert(0, t.path().display().to_string());
+            }
             ld.push(dist.join("lib/ollama").display().to_string());
             env.insert("LD_LIBRARY_PATH".to_string(), ld.join(":"));
             let argv = vec![
                 "ldd".to_string(),
                 "-r".to_string(),
-                lib.display().to_string(),
+                target.display().to_string(),
             ];
             let text = builder
                 .command(&argv, &dir, &env)

@@ -86,6 +86,9 @@ pub struct Run {
     pub layers_offloaded: Option<String>,
     /// The log line that says why it runs on CPU (CPU mode).
     pub cpu_reason: Option<String>,
+    /// Our memory rule at work, from the log: the legacy probe's `Vulkan GPU` line
+    /// (free and usable memory, fraction) or ggml-vulkan's Venus/fraction line.
+    pub memory_rule: Option<String>,
     pub log: PathBuf,
 }
 
@@ -451,6 +454,7 @@ fn run_mode(
     let text = fs::read_to_string(log).unwrap_or_default();
     let device = find_device(&text);
     let layers = find_offload(&text);
+    let memory_rule = find_memory_rule(&text);
     progress.finish(&format!("{eval_count} tokens"));
     if eval_count != tokens as u64 {
         return Err(fail(
@@ -516,6 +520,7 @@ fn run_mode(
         device: if mode == "vulkan" { device } else { None },
         layers_offloaded: layers,
         cpu_reason,
+        memory_rule: if mode == "vulkan" { memory_rule } else { None },
         log: log.to_path_buf(),
     })
 }
@@ -528,6 +533,17 @@ fn find_device(log: &str) -> Option<String> {
                 return Some(d);
             }
         }
+        // llama.cpp b3171–b3862: "Vulkan0: llvmpipe (LLVM 15.0.6, 256 bits) (llvmpipe) | uma: 0 | ..."
+        if let Some(rest) = l.trim_start().strip_prefix("Vulkan") {
+            if let Some((idx, name)) = rest.split_once(": ") {
+                if !idx.is_empty()
+                    && idx.chars().all(|c| c.is_ascii_digit())
+                    && name.contains(" | uma: ")
+                {
+                    return Some(name.split(" | ").next().unwrap_or(name).trim().to_string());
+                }
+            }
+        }
         // ggml_vulkan: 0 = llvmpipe (LLVM 19.1.7, 256 bits) (llvmpipe) | uma: ...
         if let Some(rest) = l.split("ggml_vulkan: ").nth(1) {
             if let Some((idx, name)) = rest.split_once(" = ") {
@@ -538,6 +554,32 @@ fn find_device(log: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// The last report of our memory rule: the legacy probe's `msg="Vulkan GPU"` line
+/// (eras 1a/1b) or ggml-vulkan's "reporting F of N free bytes" line (venus series).
+fn find_memory_rule(log: &str) -> Option<String> {
+    let mut found = None;
+    for l in log.lines() {
+        if l.contains("msg=\"Vulkan GPU\"") {
+            if let (Some(name), Some(free), Some(usable), Some(f)) = (
+                field(l, "name"),
+                field(l, "free"),
+                field(l, "usable"),
+                field(l, "memory_fraction"),
+            ) {
+                found = Some(format!(
+                    "{name}: free {free}, usable {usable} (fraction {f})"
+                ));
+            }
+        }
+        if let Some(rest) = l.split("ggml_vulkan: ").nth(1) {
+            if rest.contains(": reporting ") && rest.contains(" free bytes as free: ") {
+                found = Some(rest.trim().to_string());
+            }
+        }
+    }
+    found
 }
 
 /// `key="value"` or `key=value` in a logfmt line.
@@ -581,7 +623,7 @@ pub fn render(r: &Report) -> String {
     for run in &r.runs {
         let _ = writeln!(
             s,
-            "  {:<6} ok  {} tokens, {:.1} tokens/s, size {} MB, in VRAM {} MB{}{}{}",
+            "  {:<6} ok  {} tokens, {:.1} tokens/s, size {} MB, in VRAM {} MB{}{}{}{}",
             run.mode,
             run.eval_count,
             run.tokens_per_s,
@@ -599,7 +641,52 @@ pub fn render(r: &Report) -> String {
                 .as_deref()
                 .map(|c| format!("\n         why CPU: {c}"))
                 .unwrap_or_default(),
+            run.memory_rule
+                .as_deref()
+                .map(|m| format!("\n         memory rule: {m}"))
+                .unwrap_or_default(),
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Lines from real server logs (v0.1.48 with our legacy series on lavapipe).
+    const LEGACY: &str = r#"time=2026-11-25T23:14:44.913Z level=INFO source=gpu_vulkan.go:123 msg="Vulkan GPU" id=0 name="llvmpipe (LLVM 19.1.7, 256 bits)" type=cpu vendor=0x10005 device=0x0000 total="23.5 GiB" free="21.7 GiB" usable="16.3 GiB" memory_fraction=0.75 budget=true
+ggml_vulkan: Found 1 Vulkan devices:
+Vulkan0: llvmpipe (LLVM 19.1.7, 256 bits) (llvmpipe) | uma: 0 | fp16: 1 | warp size: 8
+llm_load_tensors: offloaded 3/3 layers to GPU
+"#;
+
+    #[test]
+    fn legacy_logs_give_device_offload_and_memory_rule() {
+        assert_eq!(
+            find_device(LEGACY).as_deref(),
+            Some("llvmpipe (LLVM 19.1.7, 256 bits) (llvmpipe)")
+        );
+        assert_eq!(find_offload(LEGACY).as_deref(), Some("3/3"));
+        assert_eq!(
+            find_memory_rule(LEGACY).as_deref(),
+            Some(
+                "llvmpipe (LLVM 19.1.7, 256 bits): free 21.7 GiB, usable 16.3 GiB (fraction 0.75)"
+            )
+        );
+    }
+
+    #[test]
+    fn venus_line_is_the_memory_rule() {
+        let log = "ggml_vulkan: llvmpipe (LLVM 19.1.7, 256 bits): reporting 0.50 of 1000 free bytes as free: 500\n";
+        assert_eq!(
+            find_memory_rule(log).as_deref(),
+            Some(
+                "llvmpipe (LLVM 19.1.7, 256 bits): reporting 0.50 of 1000 free bytes as free: 500"
+            )
+        );
+        assert_eq!(find_device(log), None, "not a device report");
+        // "Vulkan0:" alone, without the device report's fields, is no device either.
+        assert_eq!(find_device("Vulkan0: buffer size = 5 MiB\n"), None);
+    }
 }

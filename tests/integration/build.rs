@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{git, patch_text, Fixture, Run};
+use crate::support::{git, Fixture, Run};
 
 fn new_recipe(fx: &Fixture, tag: &str) -> PathBuf {
     fx.new_recipe(tag)
@@ -42,6 +42,54 @@ fn devices(dist: &Path, select_cpu_device: bool) -> (i32, String) {
     )
 }
 
+/// The memory lavapipe reports through the (patched) ggml-vulkan, with
+/// OLLAMA_VULKAN_MEMORY_FRACTION set or not: (free, total, output).
+fn device_memory(dist: &Path, fraction: Option<&str>) -> (u64, u64, String) {
+    let mut cmd = Command::new(dist.join("bin/ollama"));
+    cmd.arg("devices")
+        .env("GGML_VK_VISIBLE_DEVICES", "0")
+        .env_remove("OLLAMA_VULKAN_MEMORY_FRACTION");
+    if let Some(f) = fraction {
+        cmd.env("OLLAMA_VULKAN_MEMORY_FRACTION", f);
+    }
+    let out = cmd.output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let num = |key: &str| -> u64 {
+        let rest = text
+            .split(key)
+            .nth(1)
+            .unwrap_or_else(|| panic!("no {key:?} in {text}"));
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    (num("memory free "), num(" total "), text)
+}
+
+/// The shipped `venus` series at work: a Venus device reports 0.75 of its free memory;
+/// lavapipe is no Venus device, so only an explicit OLLAMA_VULKAN_MEMORY_FRACTION scales it.
+fn assert_venus_memory_rule(dist: &Path) {
+    let (free, total, out) = device_memory(dist, None);
+    assert!(free > 0 && free <= total, "{out}");
+    assert!(
+        !out.contains("reporting"),
+        "not a Venus device: unscaled\n{out}"
+    );
+    let (half, _, out) = device_memory(dist, Some("0.5"));
+    assert_eq!(half, (free as f64 * 0.5) as u64, "{out}");
+    assert!(
+        out.contains(&format!(
+            "reporting 0.50 of {free} free bytes as free: {half}"
+        )),
+        "{out}"
+    );
+    let (same, _, out) = device_memory(dist, Some("2"));
+    assert_eq!(same, free, "{out}");
+    assert!(
+        out.contains("ignoring OLLAMA_VULKAN_MEMORY_FRACTION=2"),
+        "{out}"
+    );
+}
+
 fn assert_lavapipe(dist: &Path) {
     let (code, out) = devices(dist, true);
     assert_eq!(code, 0, "{out}");
@@ -73,6 +121,7 @@ fn era_4_builds_cpu_and_vulkan_presets_finds_lavapipe_and_caches() {
         assert!(dist.join(f).is_file(), "{f} in the dist");
     }
     assert_lavapipe(&dist);
+    assert_venus_memory_rule(&dist);
     let m = manifest(&dist);
     let steps: Vec<&str> = m["steps"]
         .as_array()
@@ -110,7 +159,7 @@ fn era_4_builds_cpu_and_vulkan_presets_finds_lavapipe_and_caches() {
         m["vulkan_shader_features"]["GL_EXT_integer_dot_product"],
         m["glslc_extensions"]["GL_EXT_integer_dot_product"]
     );
-    assert_eq!(m["series"][0]["name"], "vulkan-feature-tests");
+    assert_eq!(m["series"][0]["name"], "ggml-feature-tests");
     assert_eq!(m["series"][0]["patches"][0]["status"], "clean");
     let checks = m["lib_checks"].as_array().unwrap();
     assert_eq!(checks.len(), 2);
@@ -144,7 +193,7 @@ fn era_4_builds_cpu_and_vulkan_presets_finds_lavapipe_and_caches() {
     fs::write(&log, "sentinel").unwrap();
 
     // One patch line changed (and pinned): a rebuild that reuses ccache and GOCACHE.
-    let series = fx.scratch.project().join("patches/vulkan-feature-tests");
+    let series = fx.scratch.project().join("patches/ggml-feature-tests");
     let patch = series.join("0001-ggml-vulkan-restore-the-glslc-feature-test-shaders.patch");
     let text = fs::read_to_string(&patch)
         .unwrap()
@@ -152,11 +201,14 @@ fn era_4_builds_cpu_and_vulkan_presets_finds_lavapipe_and_caches() {
     fs::write(&patch, text).unwrap();
     let sums = ollama_vulkan::patch::series::Series::refresh_sums(&series).unwrap();
     let old_pin = ollama_vulkan::patch::series::Series::load(
-        &Path::new(crate::support::REPO_ROOT).join("patches/vulkan-feature-tests"),
+        &Path::new(crate::support::REPO_ROOT).join("patches/ggml-feature-tests"),
     )
     .unwrap()
     .hash;
-    let r = fs::read_to_string(&recipe).unwrap() + &format!("\n[[series]]\nname = \"vulkan-feature-tests\"\nrepo = \"ollama\"\nsha256 = \"{sums}\"\n");
+    let r = fs::read_to_string(&recipe).unwrap()
+        + &format!(
+            "\n[[series]]\nname = \"ggml-feature-tests\"\nrepo = \"ollama\"\nsha256 = \"{sums}\"\n"
+        );
     assert_ne!(sums, old_pin);
     fs::write(&recipe, r).unwrap();
     let cache = fx.scratch.cache();
@@ -264,6 +316,7 @@ fn era_5_builds_llama_server_presets_from_the_pinned_tree() {
     assert!(dist.join("lib/ollama/libggml-base.so").is_file());
     assert!(dist.join("lib/ollama/vulkan/libggml-vulkan.so").is_file());
     assert_lavapipe(&dist);
+    assert_venus_memory_rule(&dist);
     let m = manifest(&dist);
     assert_eq!(m["llamacpp_commit"], fx.llama.commits[10].as_str());
     let configure = fs::read_to_string(dest.join("logs/04-vulkan-configure.log")).unwrap();
@@ -279,21 +332,13 @@ fn era_5_builds_llama_server_presets_from_the_pinned_tree() {
     );
 }
 
+/// The shipped `legacy-llama-vulkan` series (pinned by the era-1b template for v0.1.48)
+/// on the fixture shaped like upstream: gen_linux.sh builds a Vulkan runner, and the gpu
+/// package's probe finds lavapipe through the real loader and scales its memory.
 #[test]
 fn era_1b_builds_the_vulkan_runner_our_series_adds_and_embeds_it() {
     let fx = Fixture::new();
-    let p = patch_text(
-        "gen_linux.sh: build the Vulkan runner",
-        "Inappropriate [ollama-vulkan: upstream never shipped Vulkan in this era]",
-        "diff --git a/llm/generate/gen_linux.sh b/llm/generate/gen_linux.sh\n--- a/llm/generate/gen_linux.sh\n+++ b/llm/generate/gen_linux.sh\n@@ -13,3 +13,8 @@ if [ -z \"${OLLAMA_CPU_TARGET}\" -o \"${OLLAMA_CPU_TARGET}\" = \"cpu\" ]; then\n     CMAKE_DEFS=\"\"\n     build\n fi\n+if [ -z \"${OLLAMA_SKIP_VULKAN_GENERATE}\" ]; then\n+    BUILD_DIR=../build/linux/x86_64/vulkan\n+    CMAKE_DEFS=\"-DLLAMA_VULKAN=on\"\n+    build\n+fi\n",
-    );
-    let pin = fx
-        .scratch
-        .series("vulkan-1b", &[("0001-gen-linux-vulkan.patch", &p)]);
     let recipe = new_recipe(&fx, "v0.1.48");
-    let text = fs::read_to_string(&recipe).unwrap()
-        + &format!("\n[[series]]\nname = \"vulkan-1b\"\nrepo = \"ollama\"\nsha256 = \"{pin}\"\n");
-    fs::write(&recipe, text).unwrap();
     let dest = fx.scratch.path().join("b1");
     let j = build(&fx, &recipe, &dest).ok().json();
     let dist = PathBuf::from(j["dist"].as_str().unwrap());
@@ -302,11 +347,96 @@ fn era_1b_builds_the_vulkan_runner_our_series_adds_and_embeds_it() {
     assert!(!dist.join("lib").exists());
     assert_lavapipe_embedded(&dist);
     let m = manifest(&dist);
-    assert_eq!(m["lib_checks"][0]["ok"], true);
+    assert_eq!(m["series"][0]["name"], "legacy-llama-vulkan");
+    assert!(m["series"][0]["patches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["status"] == "clean" || p["status"] == "offset"));
+    // The payload is gzipped (gen_linux.sh's compress): checked unpacked, with its library.
+    assert_eq!(m["lib_checks"][0]["ok"], true, "{}", m["lib_checks"]);
     assert!(m["lib_checks"][0]["lib"]
         .as_str()
         .unwrap()
-        .ends_with("vulkan/bin/ollama_llama_server"));
+        .ends_with("vulkan/bin/ollama_llama_server.gz"));
+    let bin = dest.join("src/ollama/llm/build/linux/x86_64/vulkan/bin");
+    assert!(bin.join("ollama_llama_server.gz").is_file());
+    assert!(
+        fs::read_dir(&bin)
+            .unwrap()
+            .flatten()
+            .all(|e| !e.file_name().to_string_lossy().starts_with(".ldd-check")),
+        "the library check leaves nothing behind"
+    );
+
+    // The probe, through the Vulkan loader, in the patched tree.
+    let src = dest.join("src/ollama");
+    let gpus = |env: &[(&str, &str)]| -> (serde_json::Value, String) {
+        let mut c = Command::new("go");
+        c.args(["run", "./cmd/gpus"]).current_dir(&src);
+        for k in [
+            "GGML_VK_VISIBLE_DEVICES",
+            "OLLAMA_VULKAN_MEMORY_FRACTION",
+            "OLLAMA_SKIP_VULKAN",
+        ] {
+            c.env_remove(k);
+        }
+        c.envs(env.iter().copied());
+        let out = c.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stdout}{stderr}");
+        (serde_json::from_str(stdout.trim()).unwrap(), stderr)
+    };
+    // lavapipe is a CPU-type device: left out unless GGML_VK_VISIBLE_DEVICES names it.
+    let (none, _) = gpus(&[]);
+    assert_eq!(none["gpus"][0]["library"], "cpu", "{none}");
+    let (full, log) = gpus(&[
+        ("GGML_VK_VISIBLE_DEVICES", "0"),
+        ("OLLAMA_VULKAN_MEMORY_FRACTION", "1"),
+    ]);
+    let g = &full["gpus"][0];
+    assert_eq!(g["library"], "vulkan", "{full}");
+    assert_eq!(g["gpu_id"], "0");
+    assert!(g["name"].as_str().unwrap().contains("llvmpipe"), "{full}");
+    assert_eq!(full["env"], "GGML_VK_VISIBLE_DEVICES=0");
+    assert!(
+        log.contains("msg=\"Vulkan GPU\"") && log.contains("type=cpu"),
+        "{log}"
+    );
+    let free = g["free_memory"].as_u64().unwrap();
+    assert!(free > 0 && free <= g["total_memory"].as_u64().unwrap());
+    // The memory rule: the default fraction is 0.75, and OLLAMA_VULKAN_MEMORY_FRACTION sets it.
+    let (dflt, log) = gpus(&[("GGML_VK_VISIBLE_DEVICES", "0")]);
+    assert_eq!(
+        dflt["gpus"][0]["free_memory"].as_u64().unwrap(),
+        (free as f64 * 0.75) as u64
+    );
+    assert!(log.contains("memory_fraction=0.75"), "{log}");
+    let (half, _) = gpus(&[
+        ("GGML_VK_VISIBLE_DEVICES", "0"),
+        ("OLLAMA_VULKAN_MEMORY_FRACTION", "0.5"),
+    ]);
+    assert_eq!(half["gpus"][0]["free_memory"].as_u64().unwrap(), free / 2);
+    let (bad, log) = gpus(&[
+        ("GGML_VK_VISIBLE_DEVICES", "0"),
+        ("OLLAMA_VULKAN_MEMORY_FRACTION", "1.5"),
+    ]);
+    assert_eq!(
+        bad["gpus"][0]["free_memory"],
+        dflt["gpus"][0]["free_memory"]
+    );
+    assert!(
+        log.contains("invalid OLLAMA_VULKAN_MEMORY_FRACTION") && log.contains("value=1.5"),
+        "{log}"
+    );
+    // OLLAMA_SKIP_VULKAN switches the probe off and says so.
+    let (skip, log) = gpus(&[
+        ("GGML_VK_VISIBLE_DEVICES", "0"),
+        ("OLLAMA_SKIP_VULKAN", "1"),
+    ]);
+    assert_eq!(skip["gpus"][0]["library"], "cpu");
+    assert!(log.contains("Vulkan GPU discovery skipped"), "{log}");
 }
 
 fn assert_lavapipe_embedded(dist: &Path) {

@@ -31,10 +31,10 @@ file(WRITE ${OUT} "const unsigned char ${NAME}_data[] __attribute__((aligned(4))
 /// The "ggml" library. `opt` is the Vulkan option's name (LLAMA_VULKAN in era 1,
 /// GGML_VULKAN later); `tests` where the feature-test shader lives (ggml-vulkan's
 /// vulkan-shaders/feature-tests, which Ollama's vendoring leaves out).
-fn lib_cmake(opt: &str, tests: &str) -> String {
+fn lib_cmake(opt: &str, tests: &str, vk_cpp: &str) -> String {
     format!(
         r#"cmake_minimum_required(VERSION 3.14)
-project(ggml C)
+project(ggml C CXX)
 option({opt} "Vulkan backend" OFF)
 set(CMAKE_RUNTIME_OUTPUT_DIRECTORY ${{CMAKE_BINARY_DIR}}/bin)
 set(CMAKE_LIBRARY_OUTPUT_DIRECTORY ${{CMAKE_BINARY_DIR}}/bin)
@@ -58,7 +58,7 @@ if ({opt})
   add_custom_command(OUTPUT ${{B}}/probe_spv.c
     COMMAND ${{CMAKE_COMMAND}} -DGLSLC=${{GLSLC}} -DIN=${{S}}/probe.comp -DOUT=${{B}}/probe_spv.c -DNAME=probe -P ${{S}}/embed.cmake
     DEPENDS ${{S}}/probe.comp ${{S}}/embed.cmake)
-  set(SRCS probe.c ${{B}}/probe_spv.c)
+  set(SRCS probe.c {vk_cpp} ${{B}}/probe_spv.c)
   if (INTDOT)
     add_custom_command(OUTPUT ${{B}}/dot_spv.c
       COMMAND ${{CMAKE_COMMAND}} -DGLSLC=${{GLSLC}} -DIN=${{S}}/dot.comp -DOUT=${{B}}/dot_spv.c -DNAME=dot -P ${{S}}/embed.cmake
@@ -87,6 +87,7 @@ const PROBE_C: &str = r#"#include <vulkan/vulkan.h>
 #include <stdlib.h>
 #include <string.h>
 
+int ggml_vk_memory(int device, size_t *free, size_t *total);
 extern const unsigned char probe_data[];
 extern const unsigned int probe_len;
 #ifdef GGML_VULKAN_INTEGER_DOT_GLSLC_SUPPORT
@@ -152,13 +153,84 @@ int ggml_vk_probe(char *out, int n) {
       vkDestroyShaderModule(dev, sm, NULL);
     }
     vkDestroyDevice(dev, NULL);
-    used += snprintf(out + used, n - used, "ggml_vulkan: %u = %s (type %d) | compute pipeline %s\n",
-                     i, p.deviceName, (int)p.deviceType, ok ? "ok" : "FAILED");
+    size_t mem_free = 0, mem_total = 0;
+    ggml_vk_memory((int)i, &mem_free, &mem_total);
+    used += snprintf(out + used, n - used, "ggml_vulkan: %u = %s (type %d) | compute pipeline %s | memory free %zu total %zu\n",
+                     i, p.deviceName, (int)p.deviceType, ok ? "ok" : "FAILED", mem_free, mem_total);
     found += ok;
   }
   if (!found) snprintf(out + used, n - used, "ggml_vulkan: No devices found.\n");
   vkDestroyInstance(inst, NULL);
   return found;
+}
+"#;
+
+/// Where ggml-vulkan.cpp lives in the mini llama.cpp and in era 4's vendored ggml.
+const LLAMA_VK_CPP: &str = "ggml/src/ggml-vulkan/ggml-vulkan.cpp";
+const VENDORED_VK_CPP: &str = "src/ggml-vulkan/ggml-vulkan.cpp";
+
+/// ggml-vulkan's device memory report, with upstream's shape and lines where our `venus`
+/// series patches it (the end of ggml_backend_vk_get_device_memory, the next function's
+/// signature); era 4's takes a device context, as Ollama's vendored copy does. The probe
+/// prints what it reports.
+const GGML_VULKAN_CPP: &str = r#"#include <vulkan/vulkan.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#define GGML_LOG_INFO(...) fprintf(stderr, __VA_ARGS__)
+#define GGML_LOG_WARN(...) fprintf(stderr, __VA_ARGS__)
+
+struct ggml_backend_vk_device_context {
+    int device;
+};
+
+static struct {
+    vk::Instance instance;
+    std::vector<size_t> device_indices;
+} vk_instance;
+
+static void ggml_vk_instance_init() {
+    if (vk_instance.instance) {
+        return;
+    }
+    vk::ApplicationInfo app("fixture", 1, nullptr, 0, VK_API_VERSION_1_2);
+    vk_instance.instance = vk::createInstance(vk::InstanceCreateInfo({}, &app));
+    for (size_t i = 0; i < vk_instance.instance.enumeratePhysicalDevices().size(); i++) {
+        vk_instance.device_indices.push_back(i);
+    }
+}
+
+void ggml_backend_vk_get_device_memory(int device, size_t * free, size_t * total) {
+    vk::PhysicalDevice vkdev = vk_instance.instance.enumeratePhysicalDevices()[vk_instance.device_indices[device]];
+    vk::PhysicalDeviceMemoryProperties2 memprops = {};
+    vkdev.getMemoryProperties2(&memprops);
+
+    *total = 0;
+    *free = 0;
+
+    for (uint32_t i = 0; i < memprops.memoryProperties.memoryHeapCount; ++i) {
+        const vk::MemoryHeap & heap = memprops.memoryProperties.memoryHeaps[i];
+
+        if (heap.flags & vk::MemoryHeapFlagBits::eDeviceLocal) {
+            *total += heap.size;
+
+            if (false) {
+            } else {
+                *free += heap.size;
+            }
+        }
+    }
+}
+
+static vk::PhysicalDeviceType ggml_backend_vk_get_device_type(int device_idx) {
+    return vk_instance.instance.enumeratePhysicalDevices()[vk_instance.device_indices[device_idx]].getProperties().deviceType;
+}
+
+extern "C" int ggml_vk_memory(int device, size_t * free, size_t * total) {
+    ggml_vk_instance_init();
+    ggml_backend_vk_get_device_memory(device, free, total);
+    return (int) ggml_backend_vk_get_device_type(device);
 }
 "#;
 
@@ -168,10 +240,11 @@ const SERVER_C: &str = "#include <stdio.h>\nint ggml_vk_probe(char *out, int n);
 /// The mini llama.cpp's library files at a Vulkan-capable commit.
 pub fn llama_files() -> Vec<(&'static str, String)> {
     vec![
-        ("CMakeLists.txt", lib_cmake("GGML_VULKAN", "feature-tests") .replace("option(GGML_VULKAN", "option(LLAMA_VULKAN \"legacy switch\" OFF)\nif (LLAMA_VULKAN)\n  set(GGML_VULKAN ON)\nendif()\noption(GGML_VULKAN")),
+        ("CMakeLists.txt", lib_cmake("GGML_VULKAN", "feature-tests", LLAMA_VK_CPP) .replace("option(GGML_VULKAN", "option(LLAMA_VULKAN \"legacy switch\" OFF)\nif (LLAMA_VULKAN)\n  set(GGML_VULKAN ON)\nendif()\noption(GGML_VULKAN")),
         ("base.c", BASE_C.into()),
         ("probe.c", PROBE_C.into()),
         ("server.c", SERVER_C.into()),
+        (LLAMA_VK_CPP, GGML_VULKAN_CPP.into()),
         ("probe.comp", PROBE_COMP.into()),
         ("dot.comp", DOT_COMP.into()),
         ("embed.cmake", EMBED_CMAKE.into()),
@@ -189,8 +262,10 @@ pub fn vendored_ggml_files() -> Vec<(String, String)> {
             lib_cmake(
                 "GGML_VULKAN",
                 "src/ggml-vulkan/vulkan-shaders/feature-tests",
+                VENDORED_VK_CPP,
             ),
         ),
+        (format!("{dir}/{VENDORED_VK_CPP}"), GGML_VULKAN_CPP.replace("void ggml_backend_vk_get_device_memory(int device,", "void ggml_backend_vk_get_device_memory(ggml_backend_vk_device_context *ctx,").replace("device_indices[device]", "device_indices[ctx->device]").replace("ggml_backend_vk_get_device_memory(device,", "ggml_backend_vk_device_context ctx{device};\n    ggml_backend_vk_get_device_memory(&ctx,")),
         (format!("{dir}/base.c"), BASE_C.into()),
         (format!("{dir}/probe.c"), PROBE_C.into()),
         (format!("{dir}/server.c"), SERVER_C.into()),
@@ -257,20 +332,139 @@ pub const ERA5_PRESETS: &str = r#"{
 }
 "#;
 
-/// Era 1b's gen_linux.sh: the CPU runner only; our series adds the Vulkan one.
+/// Era 1b's gen_linux.sh, shaped like upstream's v0.1.48 (init_vars/build/compress/
+/// cleanup, gzipped payloads under ../build/linux/$ARCH/<variant>/bin): the CPU runner only.
+/// Our shipped `legacy-llama-vulkan` series adds the Vulkan one; its context lines are
+/// upstream's, so they are here too.
 pub const GEN_LINUX_SH: &str = r#"#!/bin/bash
-# mini gen_linux.sh: one runner per variant under ../build/linux/$ARCH/$RUNNER
+# mini gen_linux.sh
 set -ex
-LLAMACPP_DIR=../llama.cpp
+set -o pipefail
+COMMON_CMAKE_DEFS="-DCMAKE_POSITION_INDEPENDENT_CODE=on"
+init_vars() {
+    ARCH=x86_64
+    LLAMACPP_DIR=../llama.cpp
+    CMAKE_DEFS=""
+}
 build() {
     cmake -S ${LLAMACPP_DIR} -B ${BUILD_DIR} ${CMAKE_DEFS}
     cmake --build ${BUILD_DIR} -j2
 }
+compress() {
+    rm -rf ${BUILD_DIR}/bin/*.gz
+    for f in ${BUILD_DIR}/bin/* ; do
+        gzip -n --best -f ${f}
+    done
+}
+cleanup() {
+    echo "nothing to clean"
+}
+
+init_vars
 if [ -z "${OLLAMA_CPU_TARGET}" -o "${OLLAMA_CPU_TARGET}" = "cpu" ]; then
-    BUILD_DIR=../build/linux/x86_64/cpu
-    CMAKE_DEFS=""
+    init_vars
+    CMAKE_DEFS="${COMMON_CMAKE_DEFS} ${CMAKE_DEFS}"
+    BUILD_DIR="../build/linux/${ARCH}/cpu"
     build
+    compress
 fi
+
+cleanup
+echo "go generate completed.  LLM runners: $(cd ${BUILD_DIR}/..; echo *)"
+"#;
+
+/// Era 1b's gpu package, shaped like upstream's v0.1.45–v0.1.48 where our series hooks in
+/// (GPU lists assembled in GetGPUInfo, GetVisibleDevicesEnv per library); no CUDA/ROCm.
+pub const GPU_TYPES_GO: &str = r#"package gpu
+
+type memInfo struct {
+	TotalMemory uint64 `json:"total_memory,omitempty"`
+	FreeMemory  uint64 `json:"free_memory,omitempty"`
+}
+
+type GpuInfo struct {
+	memInfo
+	Library       string `json:"library,omitempty"`
+	MinimumMemory uint64 `json:"-"`
+	ID            string `json:"gpu_id"`
+	Name          string `json:"name"`
+}
+
+type GpuInfoList []GpuInfo
+
+type CPUInfo struct{ GpuInfo }
+
+type OneapiGPUInfo struct{ GpuInfo }
+"#;
+
+pub const GPU_GO: &str = r#"package gpu
+
+import "log/slog"
+
+var (
+	cpus       = []CPUInfo{{GpuInfo: GpuInfo{Library: "cpu", ID: "0"}}}
+	oneapiGPUs []OneapiGPUInfo
+)
+
+func GetGPUInfo() GpuInfoList {
+	resp := []GpuInfo{}
+	for _, gpu := range oneapiGPUs {
+		resp = append(resp, gpu.GpuInfo)
+	}
+	if len(resp) == 0 {
+		resp = append(resp, cpus[0].GpuInfo)
+	}
+	return resp
+}
+
+func (l GpuInfoList) GetVisibleDevicesEnv() (string, string) {
+	if len(l) == 0 {
+		return "", ""
+	}
+	switch l[0].Library {
+	case "rocm":
+		return rocmGetVisibleDevicesEnv(l)
+	case "oneapi":
+		return oneapiGetVisibleDevicesEnv(l)
+	default:
+		slog.Debug("no filter required for library " + l[0].Library)
+		return "", ""
+	}
+}
+
+func rocmGetVisibleDevicesEnv(l []GpuInfo) (string, string)   { return "HIP_VISIBLE_DEVICES", "" }
+func oneapiGetVisibleDevicesEnv(l []GpuInfo) (string, string) { return "ONEAPI_DEVICE_SELECTOR", "" }
+"#;
+
+pub const FORMAT_GO: &str = r#"package format
+
+import "fmt"
+
+const MebiByte = 1024 * 1024
+
+func HumanBytes2(b uint64) string { return fmt.Sprintf("%d B", b) }
+"#;
+
+/// `go run ./cmd/gpus`: what GetGPUInfo finds, and the visible-devices variable, as JSON.
+pub const GPUS_MAIN_GO: &str = r#"package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/ollama/ollama/gpu"
+)
+
+func main() {
+	// As `ollama serve` logs: logfmt on stderr.
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	l := gpu.GetGPUInfo()
+	k, v := l.GetVisibleDevicesEnv()
+	b, _ := json.Marshal(map[string]any{"gpus": l, "env": k + "=" + v})
+	fmt.Println(string(b))
+}
 "#;
 
 /// Era 5: Vulkan on by default.
@@ -486,10 +680,13 @@ func create() {
 pub const EMBED_GO: &str = r#"package main
 
 import (
+	"compress/gzip"
 	"embed"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 )
 
 //go:embed llm/build/linux/x86_64/vulkan/bin
@@ -501,8 +698,15 @@ func init() {
 		defer os.RemoveAll(dir)
 		entries, _ := runners.ReadDir("llm/build/linux/x86_64/vulkan/bin")
 		for _, e := range entries {
-			b, _ := runners.ReadFile("llm/build/linux/x86_64/vulkan/bin/" + e.Name())
-			os.WriteFile(filepath.Join(dir, e.Name()), b, 0o755)
+			f, _ := runners.Open("llm/build/linux/x86_64/vulkan/bin/" + e.Name())
+			var r io.Reader = f
+			name := e.Name()
+			if strings.HasSuffix(name, ".gz") { // gen_linux.sh's compress
+				r, _ = gzip.NewReader(f)
+				name = strings.TrimSuffix(name, ".gz")
+			}
+			b, _ := io.ReadAll(r)
+			os.WriteFile(filepath.Join(dir, name), b, 0o755)
 		}
 		cmd := exec.Command(filepath.Join(dir, "ollama_llama_server"))
 		cmd.Env = append(os.Environ(), "LD_LIBRARY_PATH="+dir)

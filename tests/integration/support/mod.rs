@@ -367,6 +367,10 @@ impl Upstream {
                     ));
                     files.push(("main.go", build_fixture::MAIN_GO.into()));
                     files.push(("embed.go", build_fixture::EMBED_GO.into()));
+                    files.push(("gpu/types.go", build_fixture::GPU_TYPES_GO.into()));
+                    files.push(("gpu/gpu.go", build_fixture::GPU_GO.into()));
+                    files.push(("format/bytes.go", build_fixture::FORMAT_GO.into()));
+                    files.push(("cmd/gpus/main.go", build_fixture::GPUS_MAIN_GO.into()));
                 } else {
                     files.push((
                         "llm/generate/gen_linux.sh",
