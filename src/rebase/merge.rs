@@ -273,12 +273,11 @@ pub fn old_side(
                     f.hunks
                         .iter()
                         .find(|h| {
-                            matches!(
-                                h.outcome,
-                                crate::patch::apply::HunkOutcome::Failed { .. }
-                            )
+                            matches!(h.outcome, crate::patch::apply::HunkOutcome::Failed { .. })
                         })
-                        .map(|h| format!("{} hunk {} ({}) does not match", f.path, h.hunk, h.header))
+                        .map(|h| {
+                            format!("{} hunk {} ({}) does not match", f.path, h.hunk, h.header)
+                        })
                 })
             })
             .collect::<Vec<_>>()
@@ -289,7 +288,9 @@ pub fn old_side(
             why
         }));
     }
-    Ok(Ok(s.tree_with(o_tree, &changes).map_err(|e| git_err(patch, e))?))
+    Ok(Ok(s
+        .tree_with(o_tree, &changes)
+        .map_err(|e| git_err(patch, e))?))
 }
 
 fn git_err(patch: &Patch, e: git2::Error) -> PatchError {
@@ -313,7 +314,12 @@ fn old_paths(patch: &Patch) -> Vec<String> {
 
 /// Renames upstream of files the patch changes: paths present at `o` and gone at `n`,
 /// found again by git's similarity detection.
-fn upstream_renames(s: &Scratch, o: Oid, n: Oid, patch: &Patch) -> Result<Vec<Rename>, git2::Error> {
+fn upstream_renames(
+    s: &Scratch,
+    o: Oid,
+    n: Oid,
+    patch: &Patch,
+) -> Result<Vec<Rename>, git2::Error> {
     let (ot, nt) = (s.tree(o)?, s.tree(n)?);
     let missing: Vec<String> = old_paths(patch)
         .into_iter()
@@ -389,7 +395,11 @@ pub fn merge_patch(
     if rep.status == PatchStatus::AlreadyApplied {
         return Ok(Outcome::Upstreamed { files });
     }
-    let (ot, nt, pt) = (s.tree(o).map_err(ge)?, s.tree(n).map_err(ge)?, s.tree(p).map_err(ge)?);
+    let (ot, nt, pt) = (
+        s.tree(o).map_err(ge)?,
+        s.tree(n).map_err(ge)?,
+        s.tree(p).map_err(ge)?,
+    );
     let mut mo = MergeOptions::new();
     mo.find_renames(true);
     let mut index = s.repo.merge_trees(&ot, &nt, &pt, Some(&mo)).map_err(ge)?;
@@ -563,7 +573,9 @@ pub fn split_patch(bytes: &[u8]) -> Parts<'_> {
     let start = if bytes.starts_with(b"diff --git ") {
         0
     } else {
-        find(bytes, b"\ndiff --git ").map(|i| i + 1).unwrap_or(bytes.len())
+        find(bytes, b"\ndiff --git ")
+            .map(|i| i + 1)
+            .unwrap_or(bytes.len())
     };
     // `-- \n<version>\n` after the last diff, as git format-patch writes.
     let rest = &bytes[start..];

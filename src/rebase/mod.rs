@@ -276,10 +276,12 @@ fn state_dir(project: &Project, recipe: &Path) -> PathBuf {
 fn load_state(dir: &Path) -> Result<State, RebaseError> {
     let p = dir.join("state.json");
     let bytes = fs::read(&p).map_err(ioerr(format!("reading {}", p.display())))?;
-    serde_json::from_slice(&bytes).map_err(|e| RebaseError::Usage(format!(
-        "{}: not a rebase state file ({e})\n  help: --abort removes it",
-        p.display()
-    )))
+    serde_json::from_slice(&bytes).map_err(|e| {
+        RebaseError::Usage(format!(
+            "{}: not a rebase state file ({e})\n  help: --abort removes it",
+            p.display()
+        ))
+    })
 }
 
 fn save_state(dir: &Path, st: &State) -> Result<(), RebaseError> {
@@ -343,7 +345,11 @@ struct Repos {
 }
 
 fn open_repos(mirrors: &Mirrors, jobs: &[Job]) -> Result<Repos, RebaseError> {
-    let ollama = mirrors.open(RepoName::Ollama, Some(crate::recipe::new::DEFAULT_OLLAMA_URL), &[])?;
+    let ollama = mirrors.open(
+        RepoName::Ollama,
+        Some(crate::recipe::new::DEFAULT_OLLAMA_URL),
+        &[],
+    )?;
     let llama = if jobs.iter().any(|j| j.repo == RepoName::LlamaCpp) {
         mirrors.open(
             RepoName::LlamaCpp,
@@ -515,7 +521,7 @@ fn start(
             series: Vec::new(),
             outcome: Finish::EraChange,
             notes: vec![format!(
-                "nothing was written; to carry the series anyway (and port it by hand), pass --allow-era-change; for a new era, start from `ollama-vulkan recipe new --ollama {onto}`"
+                "to carry the series anyway (and port it by hand), pass --allow-era-change; for a new era, start from `ollama-vulkan recipe new --ollama {onto}`"
             )],
         });
     }
@@ -525,11 +531,20 @@ fn start(
     let llama = if needs_llama || mirrors.has_explicit(RepoName::LlamaCpp) {
         let wants: Vec<Want> = match &to_pin {
             LlamaPin::Version { tag } => vec![Want::Tag(tag.clone())],
-            p => p.rev().map(|r| vec![Want::Commit(r.to_string())]).unwrap_or_default(),
+            p => p
+                .rev()
+                .map(|r| vec![Want::Commit(r.to_string())])
+                .unwrap_or_default(),
         };
         match mirrors.open(
             RepoName::LlamaCpp,
-            Some(recipe.llamacpp.url.as_deref().unwrap_or(crate::recipe::new::DEFAULT_LLAMACPP_URL)),
+            Some(
+                recipe
+                    .llamacpp
+                    .url
+                    .as_deref()
+                    .unwrap_or(crate::recipe::new::DEFAULT_LLAMACPP_URL),
+            ),
             &wants,
         ) {
             Ok(r) => r,
@@ -561,9 +576,8 @@ fn start(
     let pins_in_recipe = raw_recipe.as_ref().is_some_and(|r| r.series.is_some());
     let mut jobs = Vec::new();
     for s in &recipe.series {
-        let series = Series::load(&s.dir).map_err(|e| {
-            RebaseError::Usage(format!("series `{}`: {e}", s.name))
-        })?;
+        let series = Series::load(&s.dir)
+            .map_err(|e| RebaseError::Usage(format!("series `{}`: {e}", s.name)))?;
         let (old_base, new_base) = match s.repo {
             RepoName::Ollama => (from_oid.to_string(), onto_oid.to_string()),
             RepoName::LlamaCpp => {
@@ -586,7 +600,8 @@ fn start(
                         name: RepoName::LlamaCpp,
                         commit: old,
                         path: llama.first().map(|r| r.path.clone()).unwrap_or_default(),
-                        hint: "pass --mirror llama.cpp=PATH with a mirror holding the recipe's pin".into(),
+                        hint: "pass --mirror llama.cpp=PATH with a mirror holding the recipe's pin"
+                            .into(),
                     }
                     .into());
                 }
@@ -631,7 +646,8 @@ fn start(
         let copy = dir.join("orig").join(format!("{i:04}"));
         let bytes = fs::read(f).ok();
         if let Some(b) = &bytes {
-            crate::fsutil::write_atomic(&copy, b).map_err(ioerr(format!("writing {}", copy.display())))?;
+            crate::fsutil::write_atomic(&copy, b)
+                .map_err(ioerr(format!("writing {}", copy.display())))?;
         }
         originals.push(Original {
             path: fs::canonicalize(f).unwrap_or_else(|_| f.clone()),
@@ -656,10 +672,7 @@ fn start(
         new_llama_commit: new_llama.map(|o| o.to_string()),
         new_llama_version,
     };
-    let repos = Repos {
-        ollama,
-        llama,
-    };
+    let repos = Repos { ollama, llama };
     let s = scratch(dir, &repos)?;
     save_state(dir, &st)?;
     let res = drive(&s, dir, st);
@@ -709,8 +722,14 @@ fn untouched(s: &Scratch, o: Oid, n: Oid, patch: &Patch) -> bool {
     };
     patch.files.iter().all(|f| {
         [&f.old_path, &f.new_path].into_iter().flatten().all(|p| {
-            let a = ot.get_path(Path::new(p)).ok().map(|e| (e.id(), e.filemode()));
-            let b = nt.get_path(Path::new(p)).ok().map(|e| (e.id(), e.filemode()));
+            let a = ot
+                .get_path(Path::new(p))
+                .ok()
+                .map(|e| (e.id(), e.filemode()));
+            let b = nt
+                .get_path(Path::new(p))
+                .ok()
+                .map(|e| (e.id(), e.filemode()));
             a == b
         })
     })
@@ -857,13 +876,16 @@ fn stopped(dir: &Path, st: &State, job: &Job, patch: &Patch) -> RebaseReport {
             "Or give up, restoring the series, recipe and work tree: ollama-vulkan rebase-patches {recipe} --abort"
         ),
     ];
-    let mut rep = report_of(st, Finish::Conflict {
-        series: job.name.clone(),
-        patch: patch.name.clone(),
-        state_dir: dir.to_path_buf(),
-        work_tree: tree,
-        next_steps,
-    });
+    let mut rep = report_of(
+        st,
+        Finish::Conflict {
+            series: job.name.clone(),
+            patch: patch.name.clone(),
+            state_dir: dir.to_path_buf(),
+            work_tree: tree,
+            next_steps,
+        },
+    );
     let idx = st.cur.0;
     rep.series[idx].patches.push(PatchResult {
         patch: patch.name.clone(),
@@ -911,7 +933,10 @@ fn write_worktree(
     use std::os::unix::fs::PermissionsExt;
     let ge = |what: &str| gerr(format!("writing the work tree {}: {what}", s.dir.display()));
     // Clear files from an earlier conflict.
-    for e in fs::read_dir(&s.dir).map_err(ioerr(format!("reading {}", s.dir.display())))?.flatten() {
+    for e in fs::read_dir(&s.dir)
+        .map_err(ioerr(format!("reading {}", s.dir.display())))?
+        .flatten()
+    {
         if e.file_name() == ".git" {
             continue;
         }
@@ -946,7 +971,8 @@ fn write_worktree(
         let p = s.dir.join(path);
         if let Some((bytes, mode)) = content {
             if let Some(parent) = p.parent() {
-                fs::create_dir_all(parent).map_err(ioerr(format!("creating {}", parent.display())))?;
+                fs::create_dir_all(parent)
+                    .map_err(ioerr(format!("creating {}", parent.display())))?;
             }
             fs::write(&p, bytes).map_err(ioerr(format!("writing {}", p.display())))?;
             let m = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
@@ -977,7 +1003,10 @@ fn write_worktree(
 fn resolve_current(s: &Scratch, dir: &Path, st: &mut State) -> Result<(), RebaseError> {
     use std::os::unix::fs::PermissionsExt;
     let pending = st.pending.clone().ok_or_else(|| {
-        RebaseError::Usage("the rebase state has no conflict to continue from\n  help: --abort and start again".into())
+        RebaseError::Usage(
+            "the rebase state has no conflict to continue from\n  help: --abort and start again"
+                .into(),
+        )
     })?;
     let job = st.jobs[st.cur.0].clone();
     let patches = job_patches(&job)?;
@@ -1011,7 +1040,9 @@ fn resolve_current(s: &Scratch, dir: &Path, st: &mut State) -> Result<(), Rebase
             }
         }
     }
-    let r = s.tree_with(n, &changes).map_err(gerr("building the resolved tree"))?;
+    let r = s
+        .tree_with(n, &changes)
+        .map_err(gerr("building the resolved tree"))?;
     if r == n {
         st.results[st.cur.0].push(PatchResult {
             patch: patch.name.clone(),
@@ -1027,7 +1058,8 @@ fn resolve_current(s: &Scratch, dir: &Path, st: &mut State) -> Result<(), Rebase
         let text = merge::export(s, bytes, patch, n, r)
             .map_err(gerr(format!("exporting {}", patch.name)))?;
         let op = out_path(dir, &job, &patch.name);
-        crate::fsutil::write_atomic(&op, &text).map_err(ioerr(format!("writing {}", op.display())))?;
+        crate::fsutil::write_atomic(&op, &text)
+            .map_err(ioerr(format!("writing {}", op.display())))?;
         let c = s
             .commit(r, Some(n_commit), &patch_message(patch))
             .map_err(gerr("committing the resolved patch"))?;
@@ -1052,7 +1084,9 @@ fn resolve_current(s: &Scratch, dir: &Path, st: &mut State) -> Result<(), Rebase
 /// `--skip`: drop the current patch.
 fn skip_current(st: &mut State) -> Result<(), RebaseError> {
     let pending = st.pending.take().ok_or_else(|| {
-        RebaseError::Usage("the rebase state has no conflict to skip\n  help: --abort and start again".into())
+        RebaseError::Usage(
+            "the rebase state has no conflict to skip\n  help: --abort and start again".into(),
+        )
     })?;
     let job = &st.jobs[st.cur.0];
     let name = job.patches[st.cur.1].clone();
@@ -1100,7 +1134,8 @@ fn abort(dir: &Path, st: State) -> Result<RebaseReport, RebaseError> {
         }
         match &o.sha256 {
             Some(_) => {
-                let b = fs::read(&o.copy).map_err(ioerr(format!("reading {}", o.copy.display())))?;
+                let b =
+                    fs::read(&o.copy).map_err(ioerr(format!("reading {}", o.copy.display())))?;
                 crate::fsutil::write_atomic(&o.path, &b)
                     .map_err(ioerr(format!("restoring {}", o.path.display())))?;
             }
@@ -1116,11 +1151,20 @@ fn abort(dir: &Path, st: State) -> Result<RebaseReport, RebaseError> {
 }
 
 /// Replaces the TOML value at `span` (a quoted string) with `value`.
-fn set_string(text: &mut String, span: std::ops::Range<usize>, value: &str, edits: &mut Vec<(std::ops::Range<usize>, String)>) {
+fn set_string(
+    text: &mut String,
+    span: std::ops::Range<usize>,
+    value: &str,
+    edits: &mut Vec<(std::ops::Range<usize>, String)>,
+) {
     let quoted = text
         .get(span.clone())
         .is_some_and(|s| s.starts_with('"') || s.starts_with('\''));
-    let v = if quoted { format!("\"{value}\"") } else { value.to_string() };
+    let v = if quoted {
+        format!("\"{value}\"")
+    } else {
+        value.to_string()
+    };
     edits.push((span, v));
 }
 
@@ -1202,16 +1246,19 @@ fn finish(dir: &Path, st: State) -> Result<RebaseReport, RebaseError> {
             continue;
         }
         seen.push(file.clone());
-        let text = fs::read_to_string(&file).map_err(ioerr(format!("reading {}", file.display())))?;
-        let raw: RawRecipe = toml::from_str(&text).map_err(|e| {
-            RebaseError::Usage(format!("{}: {e}", file.display()))
-        })?;
+        let text =
+            fs::read_to_string(&file).map_err(ioerr(format!("reading {}", file.display())))?;
+        let raw: RawRecipe = toml::from_str(&text)
+            .map_err(|e| RebaseError::Usage(format!("{}: {e}", file.display())))?;
         let mut edits = Vec::new();
         let mut tt = text.clone();
         if let Some(list) = &raw.series {
             for s in list.get_ref() {
                 if let Some(h) = new_pins.get(s.name.get_ref()) {
-                    if st.jobs.iter().any(|j| &j.name == s.name.get_ref() && j.pin_file == file)
+                    if st
+                        .jobs
+                        .iter()
+                        .any(|j| &j.name == s.name.get_ref() && j.pin_file == file)
                         && s.sha256.get_ref() != h
                     {
                         set_string(&mut tt, s.sha256.span(), h, &mut edits);
@@ -1220,9 +1267,18 @@ fn finish(dir: &Path, st: State) -> Result<RebaseReport, RebaseError> {
                 if let (Some(r), Ok(v)) = (&s.tags, st.onto.parse::<crate::version::Version>()) {
                     let r = r.get_ref();
                     if let Some(to) = &r.to {
-                        if to.get_ref().parse::<crate::version::Version>().is_ok_and(|t| v > t) {
+                        if to
+                            .get_ref()
+                            .parse::<crate::version::Version>()
+                            .is_ok_and(|t| v > t)
+                        {
                             set_string(&mut tt, to.span(), &st.onto, &mut edits);
-                            notes.push(format!("{}: series `{}` now covers tags up to {}", file.display(), s.name.get_ref(), st.onto));
+                            notes.push(format!(
+                                "{}: series `{}` now covers tags up to {}",
+                                file.display(),
+                                s.name.get_ref(),
+                                st.onto
+                            ));
                         }
                     }
                 }
@@ -1286,7 +1342,8 @@ fn finish(dir: &Path, st: State) -> Result<RebaseReport, RebaseError> {
     }
 
     for (path, bytes) in &writes {
-        crate::fsutil::write_atomic(path, bytes).map_err(ioerr(format!("writing {}", path.display())))?;
+        crate::fsutil::write_atomic(path, bytes)
+            .map_err(ioerr(format!("writing {}", path.display())))?;
     }
     for p in &removes {
         fs::remove_file(p).map_err(ioerr(format!("removing {}", p.display())))?;
