@@ -273,6 +273,17 @@ fn state_dir(project: &Project, recipe: &Path) -> PathBuf {
     project.work_dir().join("rebase").join(stem)
 }
 
+/// Writes a file of the rebase's own state (under work/): temp file + rename, no fsync —
+/// the state dir is scratch; patches/ and recipes/ get [`crate::fsutil::write_atomic`].
+fn write_scratch(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp~");
+    fs::write(&tmp, bytes)?;
+    fs::rename(&tmp, path)
+}
+
 fn load_state(dir: &Path) -> Result<State, RebaseError> {
     let p = dir.join("state.json");
     let bytes = fs::read(&p).map_err(ioerr(format!("reading {}", p.display())))?;
@@ -287,7 +298,7 @@ fn load_state(dir: &Path) -> Result<State, RebaseError> {
 fn save_state(dir: &Path, st: &State) -> Result<(), RebaseError> {
     let p = dir.join("state.json");
     let text = serde_json::to_vec_pretty(st).expect("state serialises");
-    crate::fsutil::write_atomic(&p, &text).map_err(ioerr(format!("writing {}", p.display())))
+    write_scratch(&p, &text).map_err(ioerr(format!("writing {}", p.display())))
 }
 
 /// Runs `rebase-patches` for `recipe_path`.
@@ -646,8 +657,7 @@ fn start(
         let copy = dir.join("orig").join(format!("{i:04}"));
         let bytes = fs::read(f).ok();
         if let Some(b) = &bytes {
-            crate::fsutil::write_atomic(&copy, b)
-                .map_err(ioerr(format!("writing {}", copy.display())))?;
+            write_scratch(&copy, b).map_err(ioerr(format!("writing {}", copy.display())))?;
         }
         originals.push(Original {
             path: fs::canonicalize(f).unwrap_or_else(|_| f.clone()),
@@ -790,7 +800,7 @@ fn drive(s: &Scratch, dir: &Path, mut st: State) -> Result<RebaseReport, RebaseE
                             .map_err(gerr(format!("exporting {}", patch.name)))?
                     };
                     let op = out_path(dir, &job, &patch.name);
-                    crate::fsutil::write_atomic(&op, &text)
+                    write_scratch(&op, &text)
                         .map_err(ioerr(format!("writing {}", op.display())))?;
                     let c = s
                         .commit(result, Some(n_commit), &patch_message(patch))
@@ -1058,8 +1068,7 @@ fn resolve_current(s: &Scratch, dir: &Path, st: &mut State) -> Result<(), Rebase
         let text = merge::export(s, bytes, patch, n, r)
             .map_err(gerr(format!("exporting {}", patch.name)))?;
         let op = out_path(dir, &job, &patch.name);
-        crate::fsutil::write_atomic(&op, &text)
-            .map_err(ioerr(format!("writing {}", op.display())))?;
+        write_scratch(&op, &text).map_err(ioerr(format!("writing {}", op.display())))?;
         let c = s
             .commit(r, Some(n_commit), &patch_message(patch))
             .map_err(gerr("committing the resolved patch"))?;
