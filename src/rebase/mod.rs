@@ -567,7 +567,16 @@ fn start(
     };
     let new_llama: Option<Oid> = match &to_pin {
         LlamaPin::Version { tag } => commit_for_build(&llama, tag).ok().flatten(),
-        p => p.rev().and_then(|r| find_commit(&llama, r)).map(|(_, o)| o),
+        p => p
+            .rev()
+            .and_then(|r| find_commit(&llama, r))
+            .map(|(_, o)| o)
+            // A full commit id recorded in the tree is the pin even without a mirror.
+            .or_else(|| {
+                p.rev()
+                    .filter(|r| r.len() == 40)
+                    .and_then(|r| Oid::from_str(r).ok())
+            }),
     };
     let new_llama_version = match &to_pin {
         LlamaPin::Version { tag } => Some(tag.clone()),
@@ -1307,10 +1316,17 @@ fn finish(dir: &Path, st: State) -> Result<RebaseReport, RebaseError> {
                 }
             }
             if let Some(l) = &raw.llamacpp {
-                if let (Some(c), Some(new)) = (&l.commit, &st.new_llama_commit) {
-                    if c.get_ref() != new {
-                        set_string(&mut tt, c.span(), new, &mut edits);
+                match (&l.commit, &st.new_llama_commit) {
+                    (Some(c), Some(new)) if c.get_ref() != new => {
+                        set_string(&mut tt, c.span(), new, &mut edits)
                     }
+                    (Some(_), None) if st.onto_commit != st.era.from.commit => notes.push(format!(
+                        "{}: [llamacpp] commit still names the old pin: no llama.cpp mirror given has the pin of {} (pass --mirror llama.cpp=PATH, or rerun `recipe new --ollama {}`)",
+                        file.display(),
+                        st.onto,
+                        st.onto
+                    )),
+                    _ => {}
                 }
                 if let Some(v) = &l.version {
                     match &st.new_llama_version {

@@ -151,7 +151,7 @@ pub fn render(r: &RebaseReport) -> String {
         Finish::EraChange => {
             let _ = writeln!(
                 s,
-                "stopped: {} is another era than the recipe's pin; nothing was written",
+                "stopped: the era verdict for {} differs from the recipe's pin; nothing was written",
                 r.onto
             );
         }

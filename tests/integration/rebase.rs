@@ -100,7 +100,12 @@ fn upstream(fx: &Fixture) {
     });
     // Surroundings changed inside the hunk's context (not the changed line).
     derive("v0.20.5", &|d| {
-        replace(d, "app.go", "}\n\nfunc f6() int {\n", "}\n// f6 follows\nfunc f6() int {\n");
+        replace(
+            d,
+            "app.go",
+            "}\n\nfunc f6() int {\n",
+            "}\n// f6 follows\nfunc f6() int {\n",
+        );
     });
     git(&up.dir, &["checkout", "-q", "master"]);
 }
@@ -479,4 +484,122 @@ fn an_era_change_is_reported_with_the_verdict_and_nothing_is_written() {
     // Bad input: an unknown tag names the tag and the close ones.
     s.rebase(&["--onto", "v0.20.99"])
         .fails(2, &["v0.20.99", "v0.20."]);
+}
+
+/// Era 1b tags whose gen_linux.sh switches from LLAMA_* to GGML_* options (as v0.2.0 did),
+/// and one that moves the llama.cpp submodule.
+fn era1b(fx: &Fixture) {
+    let up = &fx.ollama;
+    let c = |k: usize| fx.llama.commits[k - 1].clone();
+    up.release("v0.1.45", Layout::OneB { llama: &c(6) });
+    let gen = |flag: &str| {
+        format!(
+            "{}\nCOMMON_CMAKE_DEFS=\"-D{flag}_AVX=on -D{flag}_NATIVE=off\"\n",
+            super::support::build_fixture::GEN_LINUX_SH
+        )
+    };
+    up.write("llm/generate/gen_linux.sh", &gen("LLAMA"));
+    // Only this file: `add -A` would drop the gitlink (no submodule work tree).
+    git(&up.dir, &["add", "llm/generate/gen_linux.sh"]);
+    git(&up.dir, &["commit", "-q", "-m", "LLAMA flags"]);
+    up.tag("v0.1.46");
+    up.write("llm/generate/gen_linux.sh", &gen("GGML"));
+    git(&up.dir, &["add", "llm/generate/gen_linux.sh"]);
+    git(&up.dir, &["commit", "-q", "-m", "GGML flags"]);
+    up.tag("v0.2.0");
+    up.release("v0.2.5", Layout::OneB { llama: &c(7) });
+}
+
+fn recipe_for(fx: &Fixture, tag: &str, series: &[(&str, &str)], repo: &str) -> PathBuf {
+    let j = fx
+        .run(&["recipe", "new", "--ollama", tag, "--json"])
+        .ok()
+        .json();
+    let recipe = PathBuf::from(j["recipe_path"].as_str().unwrap());
+    let pin = fx.scratch.series("vk", series);
+    let mut text = fs::read_to_string(&recipe).unwrap();
+    text.push_str(&format!(
+        "\n[[series]]\nname = \"vk\"\nrepo = \"{repo}\"\nsha256 = \"{pin}\"\n"
+    ));
+    fs::write(&recipe, text).unwrap();
+    recipe
+}
+
+#[test]
+fn a_renamed_vulkan_switch_is_an_era_change_and_allow_era_change_goes_on() {
+    let fx = Fixture::new();
+    era1b(&fx);
+    let p = fx.ollama.format_patch(
+        "v0.1.46",
+        "Say vulkan",
+        &nothing,
+        &edit(
+            "hello.go",
+            "func hello() {}",
+            "func hello() { println(\"vulkan\") }",
+        ),
+    );
+    let recipe = recipe_for(&fx, "v0.1.46", &[("0001-hello.patch", &p)], "ollama");
+    let r = recipe.to_str().unwrap();
+    let j = fx
+        .run(&["rebase-patches", r, "--onto", "v0.2.0", "--json"])
+        .json();
+    assert_eq!(j["outcome"]["state"], "era-change");
+    assert_eq!(j["era"]["from"]["vulkan_switch"], "LLAMA_VULKAN");
+    assert_eq!(j["era"]["to"]["vulkan_switch"], "GGML_VULKAN");
+    assert!(
+        j["era"]["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("builds without Vulkan"),
+        "{j}"
+    );
+    let run = fx.run(&[
+        "rebase-patches",
+        r,
+        "--onto",
+        "v0.2.0",
+        "--allow-era-change",
+    ]);
+    run.ok();
+    assert!(run.stdout.contains("CHANGED"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("recipe new --ollama v0.2.0"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn a_llama_cpp_series_moves_to_the_pin_of_the_new_tag() {
+    let fx = Fixture::new();
+    era1b(&fx);
+    let p = crate::support::patch_text(
+        "ggml-vulkan: mark Venus",
+        "Pending",
+        "diff --git a/ggml-vulkan.cpp b/ggml-vulkan.cpp\n--- a/ggml-vulkan.cpp\n+++ b/ggml-vulkan.cpp\n@@ -1 +1,2 @@\n // mini vulkan backend\n+// venus\n",
+    );
+    let recipe = recipe_for(&fx, "v0.1.45", &[("0001-venus.patch", &p)], "llama.cpp");
+    let j = fx
+        .run(&[
+            "rebase-patches",
+            recipe.to_str().unwrap(),
+            "--onto",
+            "v0.2.5",
+            "--json",
+        ])
+        .ok()
+        .json();
+    let s = &j["series"][0];
+    assert_eq!(s["repo"], "llama.cpp");
+    assert_eq!(s["old_base"], fx.llama.commits[5].as_str());
+    assert_eq!(s["new_base"], fx.llama.commits[6].as_str());
+    assert_eq!(s["patches"][0]["status"], "clean");
+    let text = fs::read_to_string(&recipe).unwrap();
+    assert!(
+        text.contains(&format!("commit = \"{}\"", fx.llama.commits[6])),
+        "{text}"
+    );
+    assert!(text.contains("tag = \"v0.2.5\""), "{text}");
+    fx.run(&["recipe", "check", recipe.to_str().unwrap()]).ok();
 }
