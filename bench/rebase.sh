@@ -4,7 +4,9 @@
 # maintainer following upstream would. The series (5 patches, one per file, made with
 # `git format-patch` from BASE's own files) is built here, so the script needs only the
 # mirror. A conflict is skipped (--skip) and counted, so the chain always finishes.
-# Prints one row per step (seconds, statuses) and the total.
+# Prints one row per step (seconds, statuses) and the total. With REBASE_LLAMA=0 the
+# rebases get no llama.cpp mirror (the recipe's [llamacpp] pins then stay, with a note):
+# that isolates the rebase from resolving each tag's llama.cpp bNNNN to a commit.
 # Usage: bench/rebase.sh OLLAMA_MIRROR LLAMA_MIRROR [BASE] [STEPS]   (defaults v0.30.0, 20)
 # (LLAMA_MIRROR: era 5 recipes pin llama.cpp by release tag; any mirror holding them.)
 set -euo pipefail
@@ -48,6 +50,7 @@ recipe=$proj/work/recipes/bench.toml
 printf '\n[[series]]\nname = "bench"\nrepo = "ollama"\nsha256 = "%s"\n' "$pin" >>"$recipe"
 
 tags=$(g tag --sort=v:refname | grep -v -- -rc | awk -v b="$base" '$0==b{f=1;next} f' | head -n "$steps")
+rl=(--mirror "llama.cpp=$llama"); [ "${REBASE_LLAMA:-1}" = 0 ] && rl=()
 now() { date +%s.%N; }
 echo "| step | onto | seconds | statuses |"
 echo "|---|---|---|---|"
@@ -55,10 +58,10 @@ total=0; i=0; conflicts=0
 for t in $tags; do
   i=$((i + 1))
   s=$(now)
-  rc=0; "$bin" --project "$proj" --mirror "ollama=$mirror" --mirror "llama.cpp=$llama" rebase-patches "$recipe" --onto "$t" --json >"$tmp/out.json" || rc=$?
+  rc=0; "$bin" --project "$proj" --mirror "ollama=$mirror" "${rl[@]}" rebase-patches "$recipe" --onto "$t" --json >"$tmp/out.json" || rc=$?
   while [ "$rc" = 1 ]; do
     conflicts=$((conflicts + 1))
-    rc=0; "$bin" --project "$proj" --mirror "ollama=$mirror" --mirror "llama.cpp=$llama" rebase-patches "$recipe" --skip --json >"$tmp/out.json" || rc=$?
+    rc=0; "$bin" --project "$proj" --mirror "ollama=$mirror" "${rl[@]}" rebase-patches "$recipe" --skip --json >"$tmp/out.json" || rc=$?
   done
   e=$(now); d=$(echo "$e - $s" | bc); total=$(echo "$total + $d" | bc)
   [ "$rc" = 0 ] || { echo "step $i onto $t failed (exit $rc)"; cat "$tmp/out.json"; exit 1; }
