@@ -1282,19 +1282,35 @@ fn finish(dir: &Path, st: State) -> Result<RebaseReport, RebaseError> {
                         set_string(&mut tt, s.sha256.span(), h, &mut edits);
                     }
                 }
-                if let (Some(r), Ok(v)) = (&s.tags, st.onto.parse::<crate::version::Version>()) {
-                    let r = r.get_ref();
-                    if let Some(to) = &r.to {
-                        if to
+                let rebased = st
+                    .jobs
+                    .iter()
+                    .any(|j| &j.name == s.name.get_ref() && j.pin_file == file);
+                if let (true, Some(r), Ok(v)) = (
+                    rebased,
+                    &s.tags,
+                    st.onto.parse::<crate::version::Version>(),
+                ) {
+                    if let Some(to) = &r.get_ref().to {
+                        let before = to
                             .get_ref()
                             .parse::<crate::version::Version>()
-                            .is_ok_and(|t| v > t)
-                        {
+                            .is_ok_and(|t| v > t);
+                        if before && file == st.recipe {
                             set_string(&mut tt, to.span(), &st.onto, &mut edits);
                             notes.push(format!(
                                 "{}: series `{}` now covers tags up to {}",
                                 file.display(),
                                 s.name.get_ref(),
+                                st.onto
+                            ));
+                        } else if before {
+                            notes.push(format!(
+                                "{}: series `{}` is still pinned for tags {}–{}, which leaves out {}: set its `tags` by hand (the template may give the neighbouring tags another series)",
+                                file.display(),
+                                s.name.get_ref(),
+                                r.get_ref().from.as_ref().map(|f| f.get_ref().as_str()).unwrap_or("any"),
+                                to.get_ref(),
                                 st.onto
                             ));
                         }
