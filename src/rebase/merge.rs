@@ -241,6 +241,8 @@ pub enum Outcome {
         result: Oid,
         renames: Vec<Rename>,
         files: Vec<FileNote>,
+        /// What a merge cannot fix (a Go file moved into a package of another name).
+        warnings: Vec<String>,
     },
     Upstreamed {
         files: Vec<FileNote>,
@@ -317,6 +319,15 @@ fn old_paths(patch: &Patch) -> Vec<String> {
 
 /// Renames upstream of files the patch changes: paths present at `o` and gone at `n`,
 /// found again by git's similarity detection.
+fn parent(p: &str) -> &str {
+    p.rsplit_once('/').map(|(d, _)| d).unwrap_or("")
+}
+
+/// Renames upstream that the patch must follow:
+/// - files it changes that are gone at `n`, found again by git's similarity detection;
+/// - files it creates in a directory that upstream renamed as a whole (gone at `n`, its
+///   files found elsewhere): they go to the new directory, as git's directory rename
+///   detection (merge-ort) does. The returned renames name the created files.
 fn upstream_renames(
     s: &Scratch,
     o: Oid,
@@ -328,7 +339,17 @@ fn upstream_renames(
         .into_iter()
         .filter(|p| ot.get_path(Path::new(p)).is_ok() && nt.get_path(Path::new(p)).is_err())
         .collect();
-    if missing.is_empty() {
+    let created: Vec<String> = patch
+        .files
+        .iter()
+        .filter(|f| f.action == Action::Create)
+        .filter_map(|f| f.new_path.clone())
+        .filter(|p| {
+            let d = parent(p);
+            !d.is_empty() && ot.get_path(Path::new(d)).is_ok() && nt.get_path(Path::new(d)).is_err()
+        })
+        .collect();
+    if missing.is_empty() && created.is_empty() {
         return Ok(Vec::new());
     }
     let mut diff = s.repo.diff_tree_to_tree(Some(&ot), Some(&nt), None)?;
@@ -336,6 +357,8 @@ fn upstream_renames(
     fo.renames(true).rename_limit(10_000);
     diff.find_similar(Some(&mut fo))?;
     let mut out = Vec::new();
+    // Old directory → (new directory → files moved there).
+    let mut dirs: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
     for d in diff.deltas() {
         if d.status() != git2::Delta::Renamed {
             continue;
@@ -344,14 +367,131 @@ fn upstream_renames(
             continue;
         };
         let from = from.to_string_lossy().into_owned();
+        let to = to.to_string_lossy().into_owned();
+        *dirs
+            .entry(parent(&from).to_string())
+            .or_default()
+            .entry(parent(&to).to_string())
+            .or_default() += 1;
         if missing.contains(&from) {
-            out.push(Rename {
-                from,
-                to: to.to_string_lossy().into_owned(),
-            });
+            out.push(Rename { from, to });
+        }
+    }
+    for p in created {
+        let d = parent(&p);
+        let target = dirs.get(d).and_then(|m| {
+            m.iter()
+                .max_by_key(|(_, n)| **n)
+                .map(|(dir, _)| dir.clone())
+        });
+        if let Some(nd) = target {
+            let file = &p[d.len() + 1..];
+            let to = if nd.is_empty() {
+                file.to_string()
+            } else {
+                format!("{nd}/{file}")
+            };
+            if nt.get_path(Path::new(&to)).is_err() {
+                out.push(Rename {
+                    from: p.clone(),
+                    to,
+                });
+            }
         }
     }
     Ok(out)
+}
+
+/// The `package` clause of a Go file.
+fn go_package(bytes: &[u8]) -> Option<String> {
+    String::from_utf8_lossy(bytes).lines().find_map(|l| {
+        l.strip_prefix("package ")
+            .map(|p| p.trim().trim_end_matches(';').to_string())
+    })
+}
+
+/// A Go file that followed a directory rename keeps its old `package` clause while the
+/// files around it say another: the series applies but does not build.
+fn package_warnings(
+    s: &Scratch,
+    result: Oid,
+    renames: &[Rename],
+) -> Result<Vec<String>, git2::Error> {
+    let tree = s.tree(result)?;
+    let mut out = Vec::new();
+    for r in renames.iter().filter(|r| r.to.ends_with(".go")) {
+        let Ok(e) = tree.get_path(Path::new(&r.to)) else {
+            continue;
+        };
+        let Some(mine) = go_package(s.repo.find_blob(e.id())?.content()) else {
+            continue;
+        };
+        let dir = parent(&r.to);
+        let sub = if dir.is_empty() {
+            tree.clone()
+        } else {
+            match tree
+                .get_path(Path::new(dir))
+                .and_then(|e| s.repo.find_tree(e.id()))
+            {
+                Ok(t) => t,
+                Err(_) => continue,
+            }
+        };
+        let theirs = sub.iter().find_map(|e| {
+            let name = e.name()?;
+            if !name.ends_with(".go")
+                || name.ends_with("_test.go")
+                || r.to.ends_with(&format!("/{name}"))
+                || r.to == name
+            {
+                return None;
+            }
+            if renames.iter().any(|x| x.to.ends_with(&format!("/{name}"))) {
+                return None;
+            }
+            go_package(s.repo.find_blob(e.id()).ok()?.content())
+        });
+        if let Some(theirs) = theirs.filter(|t| *t != mine) {
+            out.push(format!(
+                "{} says `package {mine}` but the other Go files of {dir}/ say `package {theirs}`: fix the package clause in the patch by hand",
+                r.to
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Moves the files the patch created in a renamed directory to the new one.
+fn move_created(
+    s: &Scratch,
+    result: Oid,
+    patch: &Patch,
+    renames: &[Rename],
+) -> Result<Oid, git2::Error> {
+    let tree = s.tree(result)?;
+    let mut changes = Overlay::new();
+    for f in patch.files.iter().filter(|f| f.action == Action::Create) {
+        let Some(p) = &f.new_path else { continue };
+        let Some(r) = renames.iter().find(|r| &r.from == p) else {
+            continue;
+        };
+        if let Ok(e) = tree.get_path(Path::new(p)) {
+            let blob = s.repo.find_blob(e.id())?;
+            changes.insert(p.clone(), None);
+            changes.insert(
+                r.to.clone(),
+                Some(crate::patch::engine::FileEntry {
+                    bytes: std::rc::Rc::new(blob.content().to_vec()),
+                    mode: e.filemode() as u32,
+                }),
+            );
+        }
+    }
+    if changes.is_empty() {
+        return Ok(result);
+    }
+    s.tree_with(result, &changes)
 }
 
 /// The patch with its paths moved along `renames`.
@@ -510,6 +650,7 @@ pub fn merge_patch(
         });
     }
     let result = index.write_tree_to(&s.repo).map_err(ge)?;
+    let result = move_created(s, result, patch, &renames).map_err(ge)?;
     if result == n {
         return Ok(Outcome::Upstreamed { files });
     }
@@ -527,11 +668,23 @@ pub fn merge_patch(
     } else {
         Status::Merged
     };
+    let created: Vec<Rename> = renames
+        .iter()
+        .filter(|r| {
+            patch
+                .files
+                .iter()
+                .any(|f| f.action == Action::Create && f.new_path.as_deref() == Some(&r.from))
+        })
+        .cloned()
+        .collect();
+    let warnings = package_warnings(s, result, &created).map_err(ge)?;
     Ok(Outcome::Merged {
         status,
         result,
         renames,
         files,
+        warnings,
     })
 }
 

@@ -801,6 +801,7 @@ fn drive(s: &Scratch, dir: &Path, mut st: State) -> Result<RebaseReport, RebaseE
                     result,
                     renames,
                     files,
+                    warnings,
                 } => {
                     let text = if status == Status::Clean && untouched(s, o, n, patch) {
                         bytes.clone()
@@ -820,13 +821,14 @@ fn drive(s: &Scratch, dir: &Path, mut st: State) -> Result<RebaseReport, RebaseE
                         subject,
                         status,
                         changed: text != *bytes,
-                        note: (!renames.is_empty()).then(|| {
-                            renames
+                        note: {
+                            let mut n: Vec<String> = renames
                                 .iter()
                                 .map(|r| format!("followed {} → {}", r.from, r.to))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        }),
+                                .collect();
+                            n.extend(warnings.iter().map(|w| format!("warning: {w}")));
+                            (!n.is_empty()).then(|| n.join("; "))
+                        },
                         renames,
                         files,
                         conflicts: Vec::new(),
@@ -1286,11 +1288,9 @@ fn finish(dir: &Path, st: State) -> Result<RebaseReport, RebaseError> {
                     .jobs
                     .iter()
                     .any(|j| &j.name == s.name.get_ref() && j.pin_file == file);
-                if let (true, Some(r), Ok(v)) = (
-                    rebased,
-                    &s.tags,
-                    st.onto.parse::<crate::version::Version>(),
-                ) {
+                if let (true, Some(r), Ok(v)) =
+                    (rebased, &s.tags, st.onto.parse::<crate::version::Version>())
+                {
                     if let Some(to) = &r.get_ref().to {
                         let before = to
                             .get_ref()

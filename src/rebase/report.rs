@@ -113,6 +113,11 @@ pub fn render(r: &RebaseReport) -> String {
             if let (Some(n), Status::Skipped | Status::Resolved) = (&p.note, p.status) {
                 let _ = writeln!(s, "      {n}");
             }
+            if let Some(n) = &p.note {
+                for w in n.split("; ").filter(|w| w.starts_with("warning: ")) {
+                    let _ = writeln!(s, "      {w}");
+                }
+            }
             if p.status != Status::Clean {
                 hunk_lines(p, &mut s);
             }

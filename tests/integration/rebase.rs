@@ -603,3 +603,64 @@ fn a_llama_cpp_series_moves_to_the_pin_of_the_new_tag() {
     assert!(text.contains("tag = \"v0.2.5\""), "{text}");
     fx.run(&["recipe", "check", recipe.to_str().unwrap()]).ok();
 }
+
+#[test]
+fn files_created_in_a_renamed_directory_follow_it_and_a_stale_go_package_is_flagged() {
+    let s = setup(&|fx| {
+        let create = |w: &Path| {
+            fs::write(
+                w.join("gpu/gpu_vulkan.go"),
+                "package gpu\n\n// Vulkan devices.\nfunc vulkanCount() int {\n\treturn 0\n}\n",
+            )
+            .unwrap();
+            edit(
+                "gpu/gpu.go",
+                "\tout = append(out, \"cuda\")\n",
+                "\tout = append(out, \"cuda\")\n\tout = append(out, \"vulkan\")\n",
+            )(w);
+        };
+        let p1 = fx
+            .ollama
+            .format_patch("v0.20.0", "Detect Vulkan GPUs", &nothing, &create);
+        let p2 = fx.ollama.format_patch(
+            "v0.20.0",
+            "Count one Vulkan device",
+            &create,
+            &edit("gpu/gpu_vulkan.go", "\treturn 0\n", "\treturn 1\n"),
+        );
+        vec![("0001-detect.patch", p1), ("0002-count.patch", p2)]
+    });
+    let j = s.rebase(&["--onto", "v0.20.4", "--json"]).ok().json();
+    assert_eq!(statuses(&j), ["renamed", "renamed"]);
+    let p = &j["series"][0]["patches"];
+    let renames: Vec<(String, String)> = p[0]["renames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["from"].as_str().unwrap().into(),
+                r["to"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        renames.contains(&("gpu/gpu_vulkan.go".into(), "discover/gpu_vulkan.go".into())),
+        "{renames:?}"
+    );
+    assert!(
+        p[0]["note"]
+            .as_str()
+            .unwrap()
+            .contains("says `package gpu`"),
+        "{j}"
+    );
+    let new1 = s.patch("0001-detect.patch");
+    assert!(new1.contains("+++ b/discover/gpu_vulkan.go"), "{new1}");
+    assert!(!new1.contains("b/gpu/"), "{new1}");
+    let (_t, w) = apply_on(&s, "v0.20.4", &["0001-detect.patch", "0002-count.patch"]);
+    assert!(fs::read_to_string(w.join("discover/gpu_vulkan.go"))
+        .unwrap()
+        .contains("return 1"));
+    assert!(!w.join("gpu").exists(), "no stale gpu/ directory");
+}
