@@ -83,16 +83,15 @@ impl RebaseError {
             | RebaseError::InProgress { .. }
             | RebaseError::NotInProgress { .. }
             | RebaseError::OldBase { .. } => BAD_INPUT,
-            RebaseError::Source(s) => match s {
+            RebaseError::Source(
                 SourceError::BadMirrorArg { .. }
                 | SourceError::Unreadable { .. }
                 | SourceError::TagNotFound { .. }
                 | SourceError::NoSource { .. }
                 | SourceError::OfflineMissing { .. }
                 | SourceError::MovedTag { .. }
-                | SourceError::CommitNotFound { .. } => BAD_INPUT,
-                _ => FAILURE,
-            },
+                | SourceError::CommitNotFound { .. },
+            ) => BAD_INPUT,
             _ => FAILURE,
         }
     }
@@ -1172,7 +1171,7 @@ fn abort(dir: &Path, st: State) -> Result<RebaseReport, RebaseError> {
 
 /// Replaces the TOML value at `span` (a quoted string) with `value`.
 fn set_string(
-    text: &mut String,
+    text: &str,
     span: std::ops::Range<usize>,
     value: &str,
     edits: &mut Vec<(std::ops::Range<usize>, String)>,
@@ -1271,7 +1270,6 @@ fn finish(dir: &Path, st: State) -> Result<RebaseReport, RebaseError> {
         let raw: RawRecipe = toml::from_str(&text)
             .map_err(|e| RebaseError::Usage(format!("{}: {e}", file.display())))?;
         let mut edits = Vec::new();
-        let mut tt = text.clone();
         if let Some(list) = &raw.series {
             for s in list.get_ref() {
                 if let Some(h) = new_pins.get(s.name.get_ref()) {
@@ -1281,7 +1279,7 @@ fn finish(dir: &Path, st: State) -> Result<RebaseReport, RebaseError> {
                         .any(|j| &j.name == s.name.get_ref() && j.pin_file == file)
                         && s.sha256.get_ref() != h
                     {
-                        set_string(&mut tt, s.sha256.span(), h, &mut edits);
+                        set_string(&text, s.sha256.span(), h, &mut edits);
                     }
                 }
                 let rebased = st
@@ -1297,7 +1295,7 @@ fn finish(dir: &Path, st: State) -> Result<RebaseReport, RebaseError> {
                             .parse::<crate::version::Version>()
                             .is_ok_and(|t| v > t);
                         if before && file == st.recipe {
-                            set_string(&mut tt, to.span(), &st.onto, &mut edits);
+                            set_string(&text, to.span(), &st.onto, &mut edits);
                             notes.push(format!(
                                 "{}: series `{}` now covers tags up to {}",
                                 file.display(),
@@ -1322,19 +1320,19 @@ fn finish(dir: &Path, st: State) -> Result<RebaseReport, RebaseError> {
             if let Some(o) = &raw.ollama {
                 if let Some(t) = &o.tag {
                     if t.get_ref() != &st.onto {
-                        set_string(&mut tt, t.span(), &st.onto, &mut edits);
+                        set_string(&text, t.span(), &st.onto, &mut edits);
                     }
                 }
                 if let Some(c) = &o.commit {
                     if c.get_ref() != &st.onto_commit {
-                        set_string(&mut tt, c.span(), &st.onto_commit, &mut edits);
+                        set_string(&text, c.span(), &st.onto_commit, &mut edits);
                     }
                 }
             }
             if let Some(l) = &raw.llamacpp {
                 match (&l.commit, &st.new_llama_commit) {
                     (Some(c), Some(new)) if c.get_ref() != new => {
-                        set_string(&mut tt, c.span(), new, &mut edits)
+                        set_string(&text, c.span(), new, &mut edits)
                     }
                     (Some(_), None) if st.onto_commit != st.era.from.commit => notes.push(format!(
                         "{}: [llamacpp] commit still names the old pin: no llama.cpp mirror given has the pin of {} (pass --mirror llama.cpp=PATH, or rerun `recipe new --ollama {}`)",
@@ -1346,7 +1344,7 @@ fn finish(dir: &Path, st: State) -> Result<RebaseReport, RebaseError> {
                 }
                 if let Some(v) = &l.version {
                     match &st.new_llama_version {
-                        Some(new) if v.get_ref() != new => set_string(&mut tt, v.span(), new, &mut edits),
+                        Some(new) if v.get_ref() != new => set_string(&text, v.span(), new, &mut edits),
                         None => notes.push(format!(
                             "{}: [llamacpp] version could not be worked out for {} (no llama.cpp mirror has its pin): check it by hand",
                             file.display(),

@@ -234,25 +234,24 @@ fn statuses(j: &serde_json::Value) -> Vec<String> {
 
 fn redact(s: &Setup, text: &str) -> String {
     let root = s.fx.scratch.path().display().to_string();
-    let mut t = text.replace(&root, "[SCRATCH]");
-    // Commit ids and hashes.
-    let re = |t: &str| {
-        let mut out = String::new();
-        let mut run = String::new();
-        for ch in t.chars() {
-            if ch.is_ascii_hexdigit() && !ch.is_ascii_uppercase() {
-                run.push(ch);
-            } else {
-                out.push_str(if run.len() >= 12 { "[ID]" } else { &run });
-                run.clear();
-                out.push(ch);
-            }
+    redact_ids(&text.replace(&root, "[SCRATCH]"))
+}
+
+/// Commit ids and hashes (12 or more lower-case hex digits) become `[ID]`.
+fn redact_ids(t: &str) -> String {
+    let mut out = String::new();
+    let mut run = String::new();
+    for ch in t.chars() {
+        if ch.is_ascii_hexdigit() && !ch.is_ascii_uppercase() {
+            run.push(ch);
+        } else {
+            out.push_str(if run.len() >= 12 { "[ID]" } else { &run });
+            run.clear();
+            out.push(ch);
         }
-        out.push_str(if run.len() >= 12 { "[ID]" } else { &run });
-        out
-    };
-    t = re(&t);
-    t
+    }
+    out.push_str(if run.len() >= 12 { "[ID]" } else { &run });
+    out
 }
 
 #[test]
