@@ -663,3 +663,65 @@ fn files_created_in_a_renamed_directory_follow_it_and_a_stale_go_package_is_flag
         .contains("return 1"));
     assert!(!w.join("gpu").exists(), "no stale gpu/ directory");
 }
+
+#[test]
+fn bad_inputs_name_the_problem_and_the_fix_and_leave_nothing_behind() {
+    let s = setup(&|fx| vec![("0001-vk.patch", vulkan_patch(fx))]);
+    let before = project_files(&s);
+    // A template is not a pin.
+    let tpl = s.fx.scratch.project().join("recipes/era-4.toml");
+    s.run(&["rebase-patches", tpl.to_str().unwrap(), "--onto", "v0.20.1"])
+        .fails(2, &["era template", "recipe new --ollama TAG"]);
+    // --onto is required to start; --continue/--onto do not mix.
+    assert_eq!(s.rebase(&[]).code, 2);
+    assert_eq!(s.rebase(&["--onto", "v0.20.1", "--continue"]).code, 2);
+    // A series that does not fit its own pin: named, with the check to run.
+    let bad = crate::support::patch_text(
+        "Broken",
+        "Pending",
+        "diff --git a/app.go b/app.go\n--- a/app.go\n+++ b/app.go\n@@ -1,3 +1,3 @@\n package nothere\n \n-func f1() int {\n+func g1() int {\n",
+    );
+    let pin = s.fx.scratch.series("vk", &[("0001-vk.patch", &bad)]);
+    let text = fs::read_to_string(&s.recipe).unwrap();
+    let old_pin = text.split("sha256 = \"").nth(1).unwrap()[..64].to_string();
+    fs::write(&s.recipe, text.replace(&old_pin, &pin)).unwrap();
+    let before_bad = project_files(&s);
+    s.rebase(&["--onto", "v0.20.1"]).fails(
+        2,
+        &[
+            "0001-vk.patch does not apply to its own pinned base",
+            "prepare RECIPE --check",
+        ],
+    );
+    assert_eq!(project_files(&s), before_bad, "no state left behind");
+    assert_ne!(before, before_bad);
+}
+
+#[test]
+fn a_series_pinned_by_the_template_gets_its_pin_there() {
+    let s = setup(&|fx| vec![("0001-vk.patch", vulkan_patch(fx))]);
+    // Move the [[series]] from the per-tag recipe into the era-4 template.
+    let text = fs::read_to_string(&s.recipe).unwrap();
+    let at = text.find("\n[[series]]").unwrap();
+    fs::write(&s.recipe, &text[..at + 1]).unwrap();
+    let tpl = s.fx.scratch.project().join("recipes/era-4.toml");
+    let t = fs::read_to_string(&tpl).unwrap();
+    let start = t.find("[[series]]").unwrap();
+    let end = start + t[start..].find("\n\n").unwrap() + 1;
+    fs::write(
+        &tpl,
+        format!("{}{}{}", &t[..start], &text[at + 1..], &t[end..]),
+    )
+    .unwrap();
+    s.run(&["recipe", "check", s.recipe.to_str().unwrap()]).ok();
+    let run = s.rebase(&["--onto", "v0.20.1"]);
+    run.ok();
+    assert!(run.stdout.contains("is the era template"), "{}", run.stdout);
+    let new_pin = fs::read_to_string(s.series_dir().join("SHA256SUMS")).unwrap();
+    let new_pin = ollama_vulkan::patch::series::sha256_hex(new_pin.as_bytes());
+    assert!(fs::read_to_string(&tpl).unwrap().contains(&new_pin));
+    assert!(fs::read_to_string(&s.recipe)
+        .unwrap()
+        .contains("tag = \"v0.20.1\""));
+    s.run(&["recipe", "check", s.recipe.to_str().unwrap()]).ok();
+}
