@@ -379,7 +379,9 @@ fn abort_restores_everything_byte_for_byte() {
 fn skip_drops_the_conflicting_patch_and_updates_the_pins() {
     let s = setup(&both);
     let p2 = s.orig[1].clone();
-    assert_eq!(s.rebase(&["--onto", "v0.20.2"]).code, 1);
+    let run = s.rebase(&["--onto", "v0.20.2", "--json"]);
+    assert_eq!(run.code, 1);
+    insta::assert_snapshot!("rebase_conflict_json", redact(&s, &run.stdout));
     let j = s.rebase(&["--skip", "--json"]).ok().json();
     assert_eq!(statuses(&j), ["skipped", "clean"]);
     assert!(!s.series_dir().join("0001-vk.patch").exists());
