@@ -309,6 +309,28 @@ pub fn rebase(
 ) -> Result<RebaseReport, RebaseError> {
     let dir = state_dir(project, recipe_path);
     let shown = recipe_path.display().to_string();
+    // One rebase-patches per recipe at a time (the state is read, then rewritten).
+    let lock_path = dir.with_extension("lock");
+    if let Some(parent) = lock_path.parent() {
+        fs::create_dir_all(parent).map_err(ioerr(format!("creating {}", parent.display())))?;
+    }
+    let lock =
+        fs::File::create(&lock_path).map_err(ioerr(format!("creating {}", lock_path.display())))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            return Err(RebaseError::Usage(format!(
+                "another rebase-patches of {shown} is running (it holds {})\n  help: wait for it to finish",
+                lock_path.display()
+            )))
+        }
+        Err(fs::TryLockError::Error(e)) => {
+            return Err(RebaseError::Io {
+                what: format!("locking {}", lock_path.display()),
+                source: e,
+            })
+        }
+    }
     match action {
         Action::Start {
             onto,

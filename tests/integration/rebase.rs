@@ -183,6 +183,8 @@ fn project_files(s: &Setup) -> Vec<(String, Vec<u8>)> {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "lock") {
+                // work/rebase/<recipe>.lock: the per-recipe lock, kept like fetch's.
             } else {
                 out.push((
                     p.strip_prefix(&root).unwrap().display().to_string(),
@@ -726,4 +728,17 @@ fn a_series_pinned_by_the_template_gets_its_pin_there() {
         .unwrap()
         .contains("tag = \"v0.20.1\""));
     s.run(&["recipe", "check", s.recipe.to_str().unwrap()]).ok();
+}
+
+#[test]
+fn a_second_concurrent_rebase_of_the_same_recipe_is_refused() {
+    let s = setup(&|fx| vec![("0001-vk.patch", vulkan_patch(fx))]);
+    let lock_path = s.state_dir().with_extension("lock");
+    fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
+    let lock = fs::File::create(&lock_path).unwrap();
+    lock.lock().unwrap();
+    s.rebase(&["--onto", "v0.20.1"])
+        .fails(2, &["another rebase-patches", "is running"]);
+    lock.unlock().unwrap();
+    s.rebase(&["--onto", "v0.20.1"]).ok();
 }
