@@ -264,6 +264,12 @@ struct State {
     new_llama_version: Option<String>,
 }
 
+fn absolute(p: &Path) -> PathBuf {
+    fs::canonicalize(p)
+        .or_else(|_| std::path::absolute(p))
+        .unwrap_or_else(|_| p.to_path_buf())
+}
+
 fn state_dir(project: &Project, recipe: &Path) -> PathBuf {
     let stem = recipe
         .file_stem()
@@ -658,10 +664,12 @@ fn start(
                 .map(|t| t.path.clone())
                 .unwrap_or_else(|| recipe_path.to_path_buf())
         };
+        // Absolute: --continue may run from another directory.
+        let pin_file = absolute(&pin_file);
         jobs.push(Job {
             name: s.name.clone(),
             repo: s.repo,
-            dir: s.dir.clone(),
+            dir: absolute(&s.dir),
             patches: series.patches.clone(),
             fuzz: s.fuzz,
             old_base,
@@ -673,7 +681,7 @@ fn start(
 
     // Copies of every file the rebase may write, for --abort and the change check.
     fs::create_dir_all(dir).map_err(ioerr(format!("creating {}", dir.display())))?;
-    let mut files: Vec<PathBuf> = vec![recipe_path.to_path_buf()];
+    let mut files: Vec<PathBuf> = vec![absolute(recipe_path)];
     for j in &jobs {
         if !files.contains(&j.pin_file) {
             files.push(j.pin_file.clone());
@@ -696,7 +704,7 @@ fn start(
         });
     }
     let st = State {
-        recipe: recipe_path.to_path_buf(),
+        recipe: absolute(recipe_path),
         onto: onto.to_string(),
         onto_commit: onto_oid.to_string(),
         era,
