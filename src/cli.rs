@@ -154,6 +154,9 @@ pub enum Command {
         #[arg(long, value_name = "N", default_value_t = 0)]
         fuzz: usize,
     },
+    /// Carry the recipe's series onto another Ollama tag: a 3-way merge per patch (as
+    /// `git am -3`), refreshed patches, SHA256SUMS and pins; stops at a conflict.
+    RebasePatches(RebaseArgs),
     /// Classify Ollama tags into build eras (UPSTREAM.md §1), from git objects only.
     Era(EraArgs),
     /// Print a shell completion script.
@@ -194,4 +197,26 @@ pub struct EraArgs {
     /// Every tag of the ollama mirror.
     #[arg(long, conflicts_with = "tags")]
     pub all_tags: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RebaseArgs {
+    /// A per-tag recipe: its pins are the old base.
+    #[arg(value_name = "RECIPE")]
+    pub recipe: std::path::PathBuf,
+    /// The Ollama tag to rebase onto.
+    #[arg(long, value_name = "TAG", required_unless_present_any = ["cont", "skip", "abort"])]
+    pub onto: Option<String>,
+    /// Carry on after resolving a conflict in the rebase work tree.
+    #[arg(long = "continue", conflicts_with_all = ["onto", "skip", "abort"])]
+    pub cont: bool,
+    /// Drop the conflicting patch and carry on.
+    #[arg(long, conflicts_with_all = ["onto", "abort"])]
+    pub skip: bool,
+    /// Give up: restore the series, recipe and work tree as they were.
+    #[arg(long, conflicts_with = "onto")]
+    pub abort: bool,
+    /// Rebase even when TAG is another era (or switches Vulkan on differently).
+    #[arg(long, requires = "onto")]
+    pub allow_era_change: bool,
 }

@@ -33,6 +33,8 @@ pub enum Error {
     Build(#[from] crate::build::BuildError),
     #[error(transparent)]
     Smoke(#[from] crate::smoke::SmokeError),
+    #[error(transparent)]
+    Rebase(#[from] crate::rebase::RebaseError),
     #[error("{0}")]
     Usage(String),
     #[error("{what}: {source}")]
@@ -64,6 +66,7 @@ impl Error {
             }
             Error::Smoke(crate::smoke::SmokeError::Dist { .. }) => BAD_INPUT,
             Error::Smoke(_) => FAILURE,
+            Error::Rebase(r) => r.exit_code(),
             Error::Check(c) => {
                 use crate::patch::check::CheckError as C;
                 match c {

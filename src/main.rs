@@ -84,6 +84,26 @@ fn print_json(v: &impl serde::Serialize) {
 fn run(cli: Cli) -> Result<u8, Error> {
     let g = &cli.global;
     match cli.command {
+        Command::RebasePatches(a) => {
+            use ollama_vulkan::rebase::{rebase, report::render, Action};
+            let project = Project::discover(g.project.as_deref())?;
+            let action = match (&a.onto, a.cont, a.skip, a.abort) {
+                (Some(onto), ..) => Action::Start {
+                    onto,
+                    allow_era_change: a.allow_era_change,
+                },
+                (None, true, _, _) => Action::Continue,
+                (None, _, true, _) => Action::Skip,
+                _ => Action::Abort,
+            };
+            let rep = rebase(&project, &mirrors(g)?, &a.recipe, action)?;
+            if g.json {
+                print_json(&rep);
+            } else {
+                print!("{}", render(&rep));
+            }
+            Ok(rep.exit_code())
+        }
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

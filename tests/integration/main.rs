@@ -8,6 +8,7 @@ mod dockerfile;
 mod era;
 mod fetch;
 mod prepare;
+mod rebase;
 mod recipe_check;
 mod recipe_new;
 mod smoke;
