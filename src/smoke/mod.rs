@@ -457,9 +457,16 @@ fn run_mode(
     let memory_rule = find_memory_rule(&text);
     progress.finish(&format!("{eval_count} tokens"));
     if eval_count != tokens as u64 {
+        // Ollama up to v0.3.x stops a generation that repeats one token 30 times; the
+        // smoke model's greedy output does on a fast GPU.
+        let why = if text.contains("token repeat limit reached") {
+            " (the server stopped it: \"token repeat limit reached\"; this Ollama aborts after 30 repeats of one token, so ask for --tokens 24)"
+        } else {
+            ""
+        };
         return Err(fail(
             "token count",
-            format!("eval_count {eval_count}, asked for {tokens}"),
+            format!("eval_count {eval_count}, asked for {tokens}{why}"),
         ));
     }
     let mut cpu_reason = None;
