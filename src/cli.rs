@@ -103,6 +103,10 @@ pub enum Command {
         /// root (a dist copied to a GPU machine with a new enough libc).
         #[arg(long)]
         on_host: bool,
+        /// Extra environment for the server in every run (repeatable), e.g.
+        /// `--env OLLAMA_VULKAN_MEMORY_FRACTION=0.5`.
+        #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env_var)]
+        env: Vec<(String, String)>,
     },
     /// Render the recipe's multi-stage Dockerfile (linux variant): the builder stage replays
     /// the era's build steps over the prepared trees, the runtime stage gets the dist, the
@@ -219,4 +223,21 @@ pub struct RebaseArgs {
     /// Rebase even when TAG is another era (or switches Vulkan on differently).
     #[arg(long, requires = "onto")]
     pub allow_era_change: bool,
+}
+
+/// `KEY=VALUE` for `smoke --env`: the key an environment variable name that smoke does not
+/// set itself (it owns the server's address, model store and home).
+fn parse_env_var(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| {
+        format!("`{s}` is not KEY=VALUE (e.g. OLLAMA_VULKAN_MEMORY_FRACTION=0.5)")
+    })?;
+    if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!("`{k}` is not an environment variable name"));
+    }
+    if matches!(k, "OLLAMA_HOST" | "OLLAMA_MODELS" | "HOME") {
+        return Err(format!(
+            "smoke sets {k} itself (a private server); leave it out"
+        ));
+    }
+    Ok((k.to_string(), v.to_string()))
 }

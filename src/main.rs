@@ -321,6 +321,7 @@ manifest: {}",
             no_cpu_fallback,
             lavapipe,
             on_host,
+            env,
         } => {
             use ollama_vulkan::smoke::{install_interrupt_handler, render, smoke, SmokeRequest};
             install_interrupt_handler();
@@ -339,6 +340,7 @@ manifest: {}",
                 cpu_fallback: !no_cpu_fallback,
                 select_cpu_device: lavapipe || !has_gpu,
                 on_host,
+                extra_env: &env,
             })?;
             if g.json {
                 print_json(&report);

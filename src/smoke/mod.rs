@@ -70,6 +70,8 @@ pub struct SmokeRequest<'a> {
     pub select_cpu_device: bool,
     /// Run on this machine even if the dist was built in the builder root.
     pub on_host: bool,
+    /// Extra environment for the server in every run (`--env`), after the era's own.
+    pub extra_env: &'a [(String, String)],
 }
 
 #[derive(Debug, Serialize)]
@@ -325,6 +327,7 @@ pub fn smoke(req: &SmokeRequest<'_>) -> Result<Report, SmokeError> {
         } else {
             env.extend(info.smoke.cpu_env.clone());
         }
+        env.extend(req.extra_env.iter().cloned());
         let _ = fs::create_dir_all(wdir.join("home"));
         let log = keep.join(format!("serve-{mode}.log"));
         runs.push(run_mode(

@@ -97,10 +97,23 @@ fn era_4_generates_through_vulkan_on_lavapipe_and_falls_back_to_cpu() {
 fn era_5_has_vulkan_on_by_default() {
     let fx = Fixture::new();
     let dist = build(&fx, "v0.32.15");
-    let j = smoke(&fx, &dist, &["--no-cpu-fallback"]).ok().json();
+    // --env reaches the server: the venus series' fraction, set explicitly, scales lavapipe.
+    let j = smoke(
+        &fx,
+        &dist,
+        &[
+            "--no-cpu-fallback",
+            "--env",
+            "OLLAMA_VULKAN_MEMORY_FRACTION=0.5",
+        ],
+    )
+    .ok()
+    .json();
     assert_eq!(j["runs"].as_array().unwrap().len(), 1);
     assert_eq!(j["runs"][0]["size_vram"], j["runs"][0]["size"]);
     assert_eq!(j["era"], "5");
+    let rule = j["runs"][0]["memory_rule"].as_str().unwrap_or_default();
+    assert!(rule.contains("reporting 0.50 of"), "{j}");
 }
 
 #[test]
@@ -162,6 +175,15 @@ fn smoke_bad_inputs() {
     fs::write(fake.join("bin/ollama"), "").unwrap();
     fx.run(&["smoke", fake.to_str().unwrap()])
         .fails(2, &["manifest.json", "ollama-vulkan build"]);
+    fx.run(&["smoke", fake.to_str().unwrap(), "--env", "NOVALUE"])
+        .fails(2, &["`NOVALUE` is not KEY=VALUE"]);
+    fx.run(&[
+        "smoke",
+        fake.to_str().unwrap(),
+        "--env",
+        "OLLAMA_HOST=0.0.0.0",
+    ])
+    .fails(2, &["smoke sets OLLAMA_HOST itself"]);
 }
 
 #[test]
