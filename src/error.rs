@@ -33,6 +33,8 @@ pub enum Error {
     Build(#[from] crate::build::BuildError),
     #[error(transparent)]
     Smoke(#[from] crate::smoke::SmokeError),
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
     #[error("{0}")]
     Usage(String),
     #[error("{what}: {source}")]
@@ -64,6 +66,8 @@ impl Error {
             }
             Error::Smoke(crate::smoke::SmokeError::Dist { .. }) => BAD_INPUT,
             Error::Smoke(_) => FAILURE,
+            Error::Image(crate::image::ImageError::Usage(_)) => BAD_INPUT,
+            Error::Image(_) => FAILURE,
             Error::Check(c) => {
                 use crate::patch::check::CheckError as C;
                 match c {
