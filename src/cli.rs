@@ -164,6 +164,12 @@ pub enum Command {
         /// Write here (atomically) instead of stdout.
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// The runtime stage alone, over dist/ in the build directory (`image --from-dist`).
+        #[arg(long)]
+        from_dist: bool,
+        /// vulkan-tools (vulkaninfo) in the runtime stage.
+        #[arg(long)]
+        with_tools: bool,
     },
     /// Check the toolchain a build needs and say exactly what to install.
     Doctor {

@@ -507,10 +507,18 @@ manifest: {}",
         Command::Dockerfile {
             recipe: file,
             output,
+            from_dist,
+            with_tools,
         } => {
             let project = Project::discover(g.project.as_deref())?;
             let r = per_tag_recipe(&file, &project, "dockerfile")?;
-            let text = ollama_vulkan::image::render(&r);
+            let text = ollama_vulkan::image::render_with(
+                &r,
+                ollama_vulkan::image::RenderOptions {
+                    from_dist,
+                    with_tools,
+                },
+            );
             match output {
                 Some(p) => {
                     ollama_vulkan::fsutil::write_atomic(&p, text.as_bytes()).map_err(|e| {

@@ -7,6 +7,7 @@ mod build;
 mod dockerfile;
 mod era;
 mod fetch;
+mod image;
 mod prepare;
 mod recipe_check;
 mod recipe_new;
