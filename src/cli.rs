@@ -131,7 +131,11 @@ pub enum Command {
     /// Vulkan off).
     Smoke {
         /// The dist directory `build` made (work/builds/<recipe>/dist).
-        #[arg(value_name = "DIST", required_unless_present = "image", conflicts_with = "image")]
+        #[arg(
+            value_name = "DIST",
+            required_unless_present = "image",
+            conflicts_with = "image"
+        )]
         dist: Option<PathBuf>,
         /// Run the smoke test in a container of this image (podman): the server answers
         /// on a published port; /dev/dri is passed through when present.
@@ -241,6 +245,10 @@ pub struct ImageArgs {
     /// Also export: oci-archive:PATH (one tar file) or oci:DIR (an OCI layout).
     #[arg(long, value_name = "KIND:PATH")]
     pub output: Option<ollama_vulkan::image::engine::Output>,
+    /// Ignore the engine's layer cache (every step runs; ccache and Go's cache still
+    /// apply in the builder stage).
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 #[derive(Debug, Subcommand)]

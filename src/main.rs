@@ -111,13 +111,17 @@ fn build_image(
         tag: a.tag.clone(),
         uid: a.uid,
         output: a.output.clone(),
+        no_cache: a.no_cache,
         cache: &cache,
         quiet: g.quiet,
     })?)
 }
 
 fn render_image(i: &ollama_vulkan::image::ImageReport) -> String {
-    let mb = |b: Option<u64>| b.map(|b| format!("{:.1} MB", b as f64 / 1e6)).unwrap_or_else(|| "?".into());
+    let mb = |b: Option<u64>| {
+        b.map(|b| format!("{:.1} MB", b as f64 / 1e6))
+            .unwrap_or_else(|| "?".into())
+    };
     let mut s = format!(
         "{} ({}, {}) built in {:.1} s: {} uncompressed\ndockerfile: {}\n",
         i.image,
@@ -132,7 +136,11 @@ fn render_image(i: &ollama_vulkan::image::ImageReport) -> String {
             ollama_vulkan::image::engine::Output::OciArchive(p)
             | ollama_vulkan::image::engine::Output::Oci(p) => p,
         };
-        s.push_str(&format!("exported: {} ({})\n", p.display(), mb(i.output_bytes)));
+        s.push_str(&format!(
+            "exported: {} ({})\n",
+            p.display(),
+            mb(i.output_bytes)
+        ));
     }
     s.push_str(&format!(
         "run: podman run -d --device /dev/dri -p 11434:11434 {}   (docs/RUNNING.md)\n",
@@ -424,8 +432,28 @@ manifest: {}",
             };
             if packages.is_empty() {
                 packages = match role {
-                    Role::Builder => ["ca-certificates", "git", "cmake", "make", "ninja-build", "g++", "pkg-config", "libvulkan-dev", "glslc", "glslang-tools", "spirv-headers", "ccache", "python3"].iter().map(|s| s.to_string()).collect(),
-                    Role::Runtime => ["ca-certificates", "libvulkan1", "mesa-vulkan-drivers"].iter().map(|s| s.to_string()).collect(),
+                    Role::Builder => [
+                        "ca-certificates",
+                        "git",
+                        "cmake",
+                        "make",
+                        "ninja-build",
+                        "g++",
+                        "pkg-config",
+                        "libvulkan-dev",
+                        "glslc",
+                        "glslang-tools",
+                        "spirv-headers",
+                        "ccache",
+                        "python3",
+                    ]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                    Role::Runtime => ["ca-certificates", "libvulkan1", "mesa-vulkan-drivers"]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect(),
                 };
             }
             if with_tools {
@@ -450,10 +478,22 @@ manifest: {}",
                     "{} ({} packages{}) {}\nroot: {}{} ({:.1} MB), {:.1} s",
                     report.image,
                     report.packages.len(),
-                    report.go.as_deref().map(|g| format!(", {g}")).unwrap_or_default(),
-                    report.id.as_deref().map(|i| &i[..i.len().min(19)]).unwrap_or(""),
+                    report
+                        .go
+                        .as_deref()
+                        .map(|g| format!(", {g}"))
+                        .unwrap_or_default(),
+                    report
+                        .id
+                        .as_deref()
+                        .map(|i| &i[..i.len().min(19)])
+                        .unwrap_or(""),
                     report.rootfs.display(),
-                    if report.cached_rootfs { " (cached)" } else { "" },
+                    if report.cached_rootfs {
+                        " (cached)"
+                    } else {
+                        ""
+                    },
                     report.rootfs_bytes as f64 / 1e6,
                     report.seconds
                 );

@@ -158,7 +158,13 @@ pub fn base(req: &BaseRequest<'_>) -> Result<BaseReport, ImageError> {
                 rootfs.display()
             )));
         }
-        if which_in(None, &std::env::var("PATH").unwrap_or_default(), "mmdebstrap").is_none() {
+        if which_in(
+            None,
+            &std::env::var("PATH").unwrap_or_default(),
+            "mmdebstrap",
+        )
+        .is_none()
+        {
             return Err(ImageError::Engine(
                 "mmdebstrap is not installed; base images are made with it from Debian packages\n  help: apt-get install -y mmdebstrap".into(),
             ));
@@ -213,7 +219,8 @@ pub fn base(req: &BaseRequest<'_>) -> Result<BaseReport, ImageError> {
                 }
             )));
         }
-        fs::rename(&tmp, &rootfs).map_err(io(format!("moving the root to {}", rootfs.display())))?;
+        fs::rename(&tmp, &rootfs)
+            .map_err(io(format!("moving the root to {}", rootfs.display())))?;
         progress.finish(&rootfs.display().to_string());
     }
     let rootfs_bytes = fs::metadata(&rootfs).map(|m| m.len()).unwrap_or(0);
@@ -222,7 +229,15 @@ pub fn base(req: &BaseRequest<'_>) -> Result<BaseReport, ImageError> {
         .clone()
         .unwrap_or_else(|| default_tag(req.role, req.suite, req.arch));
     let progress = crate::progress::Progress::start(format!("importing {tag}"));
-    import(req.engine, &rootfs, &tag, req.arch, req.role, &pkgs, go.as_deref())?;
+    import(
+        req.engine,
+        &rootfs,
+        &tag,
+        req.arch,
+        req.role,
+        &pkgs,
+        go.as_deref(),
+    )?;
     progress.finish("done");
     Ok(BaseReport {
         id: req.engine.image_id(&tag),

@@ -91,9 +91,7 @@ fn docker_answers(p: &Path) -> bool {
 
 impl Engine {
     pub fn detect(choice: EngineChoice) -> Result<Engine, ImageError> {
-        let pick = |kind: EngineKind| {
-            find(kind.name()).map(|program| Engine { kind, program })
-        };
+        let pick = |kind: EngineKind| find(kind.name()).map(|program| Engine { kind, program });
         let missing = |name: &str| {
             ImageError::Engine(format!(
                 "{name} is not installed\n  help: apt-get install -y buildah podman runc (registry-free builds need no daemon), or pass --engine with one you have"
@@ -377,8 +375,13 @@ impl Engine {
                 image.into(),
             ],
         };
-        Some(self.quiet("inspecting the image", args).ok()?.trim().to_string())
-            .filter(|s| !s.is_empty())
+        Some(
+            self.quiet("inspecting the image", args)
+                .ok()?
+                .trim()
+                .to_string(),
+        )
+        .filter(|s| !s.is_empty())
     }
 
     pub fn has_image(&self, image: &str) -> bool {

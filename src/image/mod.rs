@@ -243,10 +243,7 @@ WORKDIR {SRC}/ollama\n\
             },
         )
         .replace("{{builder_stage}}", &builder_stage)
-        .replace(
-            "{{runtime_packages}}",
-            &apt_if_missing(&runtime_packages),
-        )
+        .replace("{{runtime_packages}}", &apt_if_missing(&runtime_packages))
         .replace("{{dist_copies}}", &copies.join("\n"))
         .replace("{{runtime_env}}", &runtime_env)
 }
@@ -263,6 +260,8 @@ pub struct ImageRequest<'a> {
     pub tag: Option<String>,
     pub uid: Option<u32>,
     pub output: Option<Output>,
+    /// Run every step (the engine's layer cache is not used).
+    pub no_cache: bool,
     /// The host's caches (ccache, Go), mounted into the builder stage.
     pub cache: &'a Path,
     pub quiet: bool,
@@ -466,7 +465,10 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
         "source"
     };
     let mut labels: Vec<(String, String)> = vec![
-        ("org.opencontainers.image.source".into(), r.ollama.url.clone()),
+        (
+            "org.opencontainers.image.source".into(),
+            r.ollama.url.clone(),
+        ),
         (
             "io.ollama-vulkan.recipe".into(),
             r.path
@@ -510,7 +512,7 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
             volumes.push((host, inside));
         }
     }
-    let args = req.engine.build_args(
+    let mut args = req.engine.build_args(
         &dockerfile,
         &ignore,
         &dest,
@@ -520,6 +522,9 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
         &volumes,
         epoch,
     );
+    if req.no_cache {
+        args.insert(1, "--no-cache".into());
+    }
     let log = dest.join("logs").join("image-linux.log");
     let mut env: Vec<(String, String)> = Vec::new();
     if let Some(t) = epoch {
@@ -532,13 +537,8 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
             log.display()
         );
     }
-    req.engine.streamed(
-        &format!("building {tag}"),
-        args,
-        &env,
-        &log,
-        req.quiet,
-    )?;
+    req.engine
+        .streamed(&format!("building {tag}"), args, &env, &log, req.quiet)?;
     let mut output_bytes = None;
     if let Some(out) = &req.output {
         let progress = crate::progress::Progress::start(format!("exporting {tag}"));

@@ -294,11 +294,15 @@ enum Runner<'a> {
 }
 
 /// The image's labels (the era's `[smoke]` table, its tag and era).
-fn read_image(engine: &Engine, image: &str) -> Result<(Option<String>, Option<String>, Smoke), SmokeError> {
+fn read_image(
+    engine: &Engine,
+    image: &str,
+) -> Result<(Option<String>, Option<String>, Smoke), SmokeError> {
     let bad = |why: String| SmokeError::Dist {
         dist: image.into(),
         why,
-        help: "build it with `ollama-vulkan image RECIPE` (check the name with `podman images`)".into(),
+        help: "build it with `ollama-vulkan image RECIPE` (check the name with `podman images`)"
+            .into(),
     };
     let out = engine
         .quiet(
@@ -322,7 +326,9 @@ fn read_image(engine: &Engine, image: &str) -> Result<(Option<String>, Option<St
         }
     };
     Ok((
-        labels["org.opencontainers.image.version"].as_str().map(String::from),
+        labels["org.opencontainers.image.version"]
+            .as_str()
+            .map(String::from),
         labels["io.ollama-vulkan.era"].as_str().map(String::from),
         smoke,
     ))
@@ -374,7 +380,11 @@ pub fn smoke(req: &SmokeRequest<'_>) -> Result<Report, SmokeError> {
     }
     // In a container the work dir is /smoke, writable by an image's non-root user.
     let in_image = matches!(req.target, SmokeTarget::Image { .. });
-    let seen = if in_image { PathBuf::from("/smoke") } else { wdir.clone() };
+    let seen = if in_image {
+        PathBuf::from("/smoke")
+    } else {
+        wdir.clone()
+    };
     if in_image {
         use std::os::unix::fs::PermissionsExt;
         for d in [wdir.clone(), wdir.join("models"), wdir.join("home")] {
@@ -398,7 +408,13 @@ pub fn smoke(req: &SmokeRequest<'_>) -> Result<Report, SmokeError> {
         (None, SmokeTarget::Image { image, .. }) => req.cache.join("smoke").join(
             image
                 .chars()
-                .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' })
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '.' {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
                 .collect::<String>(),
         ),
         (None, SmokeTarget::Dist(_)) => unreachable!(),
@@ -502,9 +518,16 @@ fn run_mode(
         }
     });
     let (mut cmd, container) = match runner {
-        Runner::Dist { builder, dist, wdir } => (
+        Runner::Dist {
+            builder,
+            dist,
+            wdir,
+        } => (
             builder.std_command(
-                &[dist.join("bin/ollama").display().to_string(), "serve".into()],
+                &[
+                    dist.join("bin/ollama").display().to_string(),
+                    "serve".into(),
+                ],
                 wdir,
                 env,
             ),
@@ -581,7 +604,11 @@ fn run_mode(
     }
     // ollama create, through the CLI as users do (in the container for an image).
     let create = match runner {
-        Runner::Dist { builder, dist, wdir } => builder.command(
+        Runner::Dist {
+            builder,
+            dist,
+            wdir,
+        } => builder.command(
             &[
                 dist.join("bin/ollama").display().to_string(),
                 "create".into(),

@@ -91,7 +91,10 @@ fn from_dist_dockerfile_is_the_runtime_stage_over_dist() {
     let fx = Fixture::new();
     let d = render_with(&fx, "v0.32.15", &["--from-dist", "--with-tools"]);
     insta::assert_snapshot!("dockerfile_era5_from_dist_with_tools", d);
-    assert!(!d.contains("AS builder") && !d.contains("--from=builder"), "{d}");
+    assert!(
+        !d.contains("AS builder") && !d.contains("--from=builder"),
+        "{d}"
+    );
     assert!(d.contains("COPY dist/bin/ollama /usr/bin/ollama"));
     assert!(d.contains("COPY dist/lib/ollama /usr/lib/ollama"));
     assert!(

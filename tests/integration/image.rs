@@ -109,7 +109,10 @@ fn fixture_image_builds_with_buildah_runs_with_podman_and_sees_lavapipe() {
     )
     .fails(
         2,
-        &["localhost/no-such-base:1", "ollama-vulkan base --suite trixie --role runtime"],
+        &[
+            "localhost/no-such-base:1",
+            "ollama-vulkan base --suite trixie --role runtime",
+        ],
     );
     image(&fx, &recipe, &dest, &["--from-dist", "--base", "nonsense"])
         .fails(2, &["expected ROLE=IMAGE"]);
@@ -148,7 +151,11 @@ fn fixture_image_builds_with_buildah_runs_with_podman_and_sees_lavapipe() {
     // The exported archive: what a user loads elsewhere.
     let cfg: serde_json::Value = serde_json::from_str(&engine(
         "skopeo",
-        &["inspect", "--config", &format!("oci-archive:{}", archive.display())],
+        &[
+            "inspect",
+            "--config",
+            &format!("oci-archive:{}", archive.display()),
+        ],
     ))
     .unwrap();
     let env: Vec<&str> = cfg["config"]["Env"]
@@ -164,7 +171,10 @@ fn fixture_image_builds_with_buildah_runs_with_podman_and_sees_lavapipe() {
             .any(|e| e.starts_with("GGML_VK_VISIBLE_DEVICES") || e.starts_with("VK_LOADER_DEBUG")),
         "no test-only or debug settings in the image: {env:?}"
     );
-    assert!(cfg["config"]["ExposedPorts"]["11434/tcp"].is_object(), "{cfg}");
+    assert!(
+        cfg["config"]["ExposedPorts"]["11434/tcp"].is_object(),
+        "{cfg}"
+    );
     assert_eq!(cfg["config"]["Entrypoint"][0], "/usr/bin/ollama");
     assert_eq!(cfg["config"]["Cmd"][0], "serve");
     assert_eq!(cfg["config"]["Labels"]["io.ollama-vulkan.era"], "4");
@@ -226,11 +236,106 @@ fn image_without_a_dist_or_tree_says_what_to_run() {
     std::fs::create_dir_all(&dest).unwrap();
     image(&fx, &recipe, &dest, &["--from-dist"])
         .fails(2, &["dist/bin/ollama is missing", "ollama-vulkan build"]);
-    tool(&fx, &["smoke", "--image", "localhost/ollama-vulkan-test:absent", "--engine", "podman"])
-        .fails(2, &["localhost/ollama-vulkan-test:absent"]);
+    tool(
+        &fx,
+        &[
+            "smoke",
+            "--image",
+            "localhost/ollama-vulkan-test:absent",
+            "--engine",
+            "podman",
+        ],
+    )
+    .fails(2, &["localhost/ollama-vulkan-test:absent"]);
     tool(
         &fx,
         &["image", recipe.to_str().unwrap(), "--output", "tar:/tmp/x"],
     )
     .fails(2, &["oci-archive:PATH"]);
+}
+
+const BUILDER_BASE: &str = "localhost/ollama-vulkan-test-builder:trixie";
+
+/// The default mode: the builder stage compiles the prepared fixture tree with the era's
+/// build steps (the same recipe data as the native build) on the mmdebstrap builder base
+/// (build deps + the host's Go), and the image it makes generates through lavapipe.
+#[test]
+fn fixture_image_compiles_in_the_builder_stage() {
+    let fx = Fixture::new();
+    let cache = shared_cache();
+    let b = tool(
+        &fx,
+        &[
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "base",
+            "--role",
+            "builder",
+            "--engine",
+            "buildah",
+            "--tag",
+            BUILDER_BASE,
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert!(b["go"].as_str().unwrap_or("").starts_with("go"), "{b}");
+    runtime_base(&fx);
+    let recipe = fx.new_recipe("v0.24.0");
+    let dest = fx.scratch.path().join("src-build");
+    fx.run(&[
+        "prepare",
+        recipe.to_str().unwrap(),
+        "--dest",
+        dest.to_str().unwrap(),
+    ])
+    .ok();
+    let builder = format!("builder={BUILDER_BASE}");
+    let runtime = format!("runtime={RUNTIME_BASE}");
+    let j = image(
+        &fx,
+        &recipe,
+        &dest,
+        &[
+            "--base",
+            &builder,
+            "--base",
+            &runtime,
+            "--tag",
+            "localhost/ollama-vulkan-test:era4-src",
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(j["mode"], "source");
+    assert!(j["source_date_epoch"].as_i64().is_some(), "{j}");
+    let log = std::fs::read_to_string(dest.join("logs/image-linux.log")).unwrap();
+    assert!(
+        log.contains("RUN cmake --preset Vulkan"),
+        "the era's steps ran"
+    );
+    let s = tool(
+        &fx,
+        &[
+            "smoke",
+            "--image",
+            "localhost/ollama-vulkan-test:era4-src",
+            "--lavapipe",
+            "--no-cpu-fallback",
+            "--tokens",
+            "2",
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert!(
+        s["runs"][0]["device"]
+            .as_str()
+            .unwrap()
+            .contains("llvmpipe"),
+        "{s}"
+    );
 }
