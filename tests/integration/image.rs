@@ -226,6 +226,32 @@ fn fixture_image_builds_with_buildah_runs_with_podman_and_sees_lavapipe() {
     .ok()
     .json();
     assert_eq!(again["id"], j["id"], "same inputs, same image");
+
+    // `build --image`: the (cached) build, then the image from its dist.
+    let b = tool(
+        &fx,
+        &[
+            "build",
+            recipe.to_str().unwrap(),
+            "--builder",
+            "host",
+            "--dest",
+            dest.to_str().unwrap(),
+            "--image",
+            "--engine",
+            "buildah",
+            "--base",
+            &runtime,
+            "--tag",
+            "localhost/ollama-vulkan-test:era4",
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(b["build"]["cached"], true, "{b}");
+    assert_eq!(b["image"]["mode"], "from-dist");
+    assert_eq!(b["image"]["id"], j["id"]);
 }
 
 #[test]
