@@ -90,8 +90,15 @@ pub fn default_tag(role: Role, suite: &str, arch: Arch) -> String {
     }
 }
 
-const PATH_ENV: &str =
-    "PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// PATH of a base: the builder's has the Go copied to /usr/local/go.
+fn path_env(role: Role) -> &'static str {
+    match role {
+        Role::Builder => {
+            "PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        }
+        Role::Runtime => "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    }
+}
 
 fn go_version(goroot: &Path) -> Option<String> {
     fs::read_to_string(goroot.join("VERSION"))
@@ -300,7 +307,7 @@ fn import(
                     "--os".into(),
                     "linux".into(),
                     "--env".into(),
-                    PATH_ENV.into(),
+                    path_env(role).into(),
                     "--cmd".into(),
                     "[\"/bin/bash\"]".into(),
                 ];
@@ -329,7 +336,7 @@ fn import(
             }
             a.extend([
                 "--change".into(),
-                format!("ENV {PATH_ENV}"),
+                format!("ENV {}", path_env(role)),
                 "--change".into(),
                 "CMD [\"/bin/bash\"]".into(),
             ]);

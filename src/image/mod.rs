@@ -199,7 +199,12 @@ WORKDIR {SRC}/ollama\n\
 # The era's compile steps, from the same recipe data as the native build.\n\
 {}\n",
             apt_if_missing(&r.build.builder_packages),
-            GO_ARGS.join(" "),
+            // Empty defaults: unset for Go, and no engine warning when the host has none.
+            GO_ARGS
+                .iter()
+                .map(|a| format!("{a}="))
+                .collect::<Vec<_>>()
+                .join(" "),
             builder_env.join("\n"),
             steps.join("\n")
         )
