@@ -72,6 +72,8 @@ pub struct BaseReport {
     pub rootfs: PathBuf,
     /// The root tarball came from the cache (mmdebstrap did not run).
     pub cached_rootfs: bool,
+    /// The image already held this root (nothing imported).
+    pub already_imported: bool,
     pub rootfs_bytes: u64,
     pub image_bytes: Option<u64>,
     pub seconds: f64,
@@ -235,17 +237,28 @@ pub fn base(req: &BaseRequest<'_>) -> Result<BaseReport, ImageError> {
         .tag
         .clone()
         .unwrap_or_else(|| default_tag(req.role, req.suite, req.arch));
-    let progress = crate::progress::Progress::start(format!("importing {tag}"));
-    import(
-        req.engine,
-        &rootfs,
-        &tag,
-        req.arch,
-        req.role,
-        &pkgs,
-        go.as_deref(),
-    )?;
-    progress.finish("done");
+    // Importing the same root again would only make a new image id (and miss every
+    // layer cached on the old one): an image with this root's key is kept.
+    let imported = req
+        .engine
+        .labels(&tag)
+        .and_then(|l| l.get(KEY_LABEL).and_then(|v| v.as_str()).map(String::from))
+        .as_deref()
+        == Some(&key[..]);
+    if !imported {
+        let progress = crate::progress::Progress::start(format!("importing {tag}"));
+        import(
+            req.engine,
+            &rootfs,
+            &tag,
+            req.arch,
+            req.role,
+            &pkgs,
+            go.as_deref(),
+            &key,
+        )?;
+        progress.finish("done");
+    }
     Ok(BaseReport {
         id: req.engine.image_id(&tag),
         image_bytes: req.engine.image_size(&tag),
@@ -257,12 +270,17 @@ pub fn base(req: &BaseRequest<'_>) -> Result<BaseReport, ImageError> {
         go,
         rootfs,
         cached_rootfs,
+        already_imported: imported,
         rootfs_bytes,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
 
+/// Label naming what a base was made from (suite, arch, variant, packages, Go).
+const KEY_LABEL: &str = "io.ollama-vulkan.base.key";
+
 /// A tarball into local storage with PATH, CMD and labels set.
+#[allow(clippy::too_many_arguments)]
 fn import(
     engine: &Engine,
     rootfs: &Path,
@@ -271,6 +289,7 @@ fn import(
     role: Role,
     pkgs: &[String],
     go: Option<&str>,
+    key: &str,
 ) -> Result<(), ImageError> {
     let title = match role {
         Role::Builder => "ollama-vulkan-builder",
@@ -280,6 +299,7 @@ fn import(
         format!("org.opencontainers.image.title={title}"),
         format!("io.ollama-vulkan.base.packages={}", pkgs.join(",")),
         format!("io.ollama-vulkan.base.go={}", go.unwrap_or("")),
+        format!("{KEY_LABEL}={key}"),
     ];
     match engine.kind {
         EngineKind::Buildah => {

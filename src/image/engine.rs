@@ -384,6 +384,25 @@ impl Engine {
         .filter(|s| !s.is_empty())
     }
 
+    /// The image's labels (empty when it has none; None when there is no such image).
+    pub fn labels(&self, image: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+        let format = match self.kind {
+            EngineKind::Podman => "{{json .Labels}}",
+            EngineKind::Docker => "{{json .Config.Labels}}",
+            EngineKind::Buildah => "{{json .OCIv1.Config.Labels}}",
+        };
+        let mut args: Vec<String> = match self.kind {
+            EngineKind::Buildah => vec!["inspect".into(), "--type".into(), "image".into()],
+            _ => vec!["image".into(), "inspect".into()],
+        };
+        args.extend(["--format".into(), format.into(), image.into()]);
+        let out = self.quiet("inspecting the image", args).ok()?;
+        match serde_json::from_str::<serde_json::Value>(out.trim()) {
+            Ok(serde_json::Value::Object(m)) => Some(m),
+            _ => Some(serde_json::Map::new()),
+        }
+    }
+
     pub fn has_image(&self, image: &str) -> bool {
         self.image_id(image).is_some()
     }

@@ -304,19 +304,12 @@ fn read_image(
         help: "build it with `ollama-vulkan image RECIPE` (check the name with `podman images`)"
             .into(),
     };
-    let out = engine
-        .quiet(
-            "inspecting the image",
-            vec![
-                "image".into(),
-                "inspect".into(),
-                "--format".into(),
-                "{{json .Labels}}".into(),
-                image.into(),
-            ],
-        )
-        .map_err(|e| bad(e.to_string()))?;
-    let labels: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_default();
+    let labels = serde_json::Value::Object(engine.labels(image).ok_or_else(|| {
+        bad(format!(
+            "no image {image} in {}'s local storage",
+            engine.kind.name()
+        ))
+    })?);
     let smoke = match labels.get(SMOKE_LABEL).and_then(|v| v.as_str()) {
         Some(j) => serde_json::from_str(j).map_err(|e| bad(format!("label {SMOKE_LABEL}: {e}")))?,
         None => {

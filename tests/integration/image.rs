@@ -32,10 +32,16 @@ fn engine(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The runtime base; its root tarball is cached between test runs (mmdebstrap once).
+/// The runtime base; its root tarball is cached between test runs (mmdebstrap once), and
+/// it is made once per run (the tests share it).
 fn runtime_base(fx: &Fixture) -> serde_json::Value {
+    static ONCE: std::sync::Mutex<Option<serde_json::Value>> = std::sync::Mutex::new(None);
+    let mut once = ONCE.lock().unwrap();
+    if let Some(v) = once.as_ref() {
+        return v.clone();
+    }
     let cache = shared_cache();
-    tool(
+    let v = tool(
         fx,
         &[
             "--cache-dir",
@@ -51,7 +57,9 @@ fn runtime_base(fx: &Fixture) -> serde_json::Value {
         ],
     )
     .ok()
-    .json()
+    .json();
+    *once = Some(v.clone());
+    v
 }
 
 fn fixture_dist(fx: &Fixture, tag: &str) -> (PathBuf, PathBuf) {
@@ -96,6 +104,28 @@ fn fixture_image_builds_with_buildah_runs_with_podman_and_sees_lavapipe() {
         .map(|p| p.as_str().unwrap())
         .collect();
     assert!(pkgs.contains(&"libvulkan1") && pkgs.contains(&"mesa-vulkan-drivers"));
+    // Again: the root is cached and the image already holds it (same id, nothing imported).
+    let cache = shared_cache();
+    let again = tool(
+        &fx,
+        &[
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "base",
+            "--role",
+            "runtime",
+            "--engine",
+            "podman",
+            "--tag",
+            RUNTIME_BASE,
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(again["cached_rootfs"], true);
+    assert_eq!(again["already_imported"], true);
+    assert_eq!(again["id"], base["id"]);
 
     let (recipe, dest) = fixture_dist(&fx, "v0.24.0");
     let runtime = format!("runtime={RUNTIME_BASE}");
