@@ -442,3 +442,24 @@ fn hard_limits() -> (u64, u64) {
         get(RLIMIT_NPROC).unwrap_or(4096).min(32768),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Output;
+
+    #[test]
+    fn outputs_parse() {
+        assert_eq!(
+            "oci-archive:/tmp/a.tar".parse::<Output>(),
+            Ok(Output::OciArchive("/tmp/a.tar".into()))
+        );
+        assert_eq!(
+            "oci:layout".parse::<Output>(),
+            Ok(Output::Oci("layout".into()))
+        );
+        for bad in ["oci-archive:", "docker-archive:x.tar", "x.tar"] {
+            let e = bad.parse::<Output>().unwrap_err();
+            assert!(e.contains("oci-archive:PATH"), "{e}");
+        }
+    }
+}

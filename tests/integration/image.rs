@@ -314,7 +314,8 @@ const BUILDER_BASE: &str = "localhost/ollama-vulkan-test-builder:trixie";
 
 /// The default mode: the builder stage compiles the prepared fixture tree with the era's
 /// build steps (the same recipe data as the native build) on the mmdebstrap builder base
-/// (build deps + the host's Go), and the image it makes generates through lavapipe.
+/// (build deps + the host's Go), and the image it makes (non-root, `--uid 1000`) generates
+/// through lavapipe.
 #[test]
 fn fixture_image_compiles_in_the_builder_stage() {
     let fx = Fixture::new();
@@ -360,12 +361,26 @@ fn fixture_image_compiles_in_the_builder_stage() {
             &runtime,
             "--tag",
             "localhost/ollama-vulkan-test:era4-src",
+            "--uid",
+            "1000",
             "--json",
         ],
     )
     .ok()
     .json();
     assert_eq!(j["mode"], "source");
+    // `--uid`: the server runs as a user made in the image.
+    let user = engine(
+        "podman",
+        &[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Config.User}}",
+            "localhost/ollama-vulkan-test:era4-src",
+        ],
+    );
+    assert_eq!(user.trim(), "1000");
     assert!(j["source_date_epoch"].as_i64().is_some(), "{j}");
     let log = std::fs::read_to_string(dest.join("logs/image-linux.log")).unwrap();
     assert!(
