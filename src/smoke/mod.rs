@@ -98,6 +98,10 @@ pub struct Run {
     pub layers_offloaded: Option<String>,
     /// The log line that says why it runs on CPU (CPU mode).
     pub cpu_reason: Option<String>,
+    /// The image's HEALTHCHECK run once by the engine (`podman healthcheck run`):
+    /// "healthy", or None for a dist or an image without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<String>,
     pub log: PathBuf,
 }
 
@@ -595,6 +599,24 @@ fn run_mode(
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The image's HEALTHCHECK, run once now that the server answers.
+    let mut healthcheck = None;
+    if let (Runner::Image { engine, .. }, Some((_, name))) = (runner, &server.container) {
+        if engine.kind == crate::image::engine::EngineKind::Podman {
+            let out = duct::cmd(&engine.program, ["healthcheck", "run", name.as_str()])
+                .stderr_to_stdout()
+                .stdout_capture()
+                .unchecked()
+                .run()
+                .map_err(|e| SmokeError::Io(format!("podman healthcheck run: {e}")))?;
+            let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if out.status.success() {
+                healthcheck = Some("healthy".to_string());
+            } else if !text.contains("no defined healthcheck") {
+                return Err(fail("HEALTHCHECK failed", text));
+            }
+        }
+    }
     // ollama create, through the CLI as users do (in the container for an image).
     let create = match runner {
         Runner::Dist {
@@ -729,6 +751,7 @@ fn run_mode(
         device: if mode == "vulkan" { device } else { None },
         layers_offloaded: layers,
         cpu_reason,
+        healthcheck,
         log: log.to_path_buf(),
     })
 }
@@ -798,7 +821,7 @@ pub fn render(r: &Report) -> String {
     for run in &r.runs {
         let _ = writeln!(
             s,
-            "  {:<6} ok  {} tokens, {:.1} tokens/s, size {} MB, in VRAM {} MB{}{}{}",
+            "  {:<6} ok  {} tokens, {:.1} tokens/s, size {} MB, in VRAM {} MB{}{}{}{}",
             run.mode,
             run.eval_count,
             run.tokens_per_s,
@@ -811,6 +834,10 @@ pub fn render(r: &Report) -> String {
             run.layers_offloaded
                 .as_deref()
                 .map(|l| format!(", layers offloaded {l}"))
+                .unwrap_or_default(),
+            run.healthcheck
+                .as_deref()
+                .map(|h| format!(", HEALTHCHECK {h}"))
                 .unwrap_or_default(),
             run.cpu_reason
                 .as_deref()

@@ -233,6 +233,10 @@ fn fixture_image_builds_with_buildah_runs_with_podman_and_sees_lavapipe() {
         "{s}"
     );
     assert_eq!(runs[0]["eval_count"], 4);
+    assert_eq!(
+        runs[0]["healthcheck"], "healthy",
+        "the image's HEALTHCHECK passes"
+    );
     assert_eq!(runs[1]["mode"], "cpu");
     assert_eq!(runs[1]["size_vram"], 0);
     // Nothing is left running.
