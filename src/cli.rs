@@ -83,12 +83,67 @@ pub enum Command {
         /// Allow N lines of patch fuzz (a warning).
         #[arg(long, value_name = "N")]
         fuzz: Option<usize>,
+        /// Then build the container image from the new dist (`image --from-dist`).
+        #[arg(long)]
+        image: bool,
+        #[command(flatten)]
+        image_args: ImageArgs,
     },
-    /// Prove a dist works: tokens generated through Vulkan (and on CPU with Vulkan off).
+    /// Build the recipe's container image (linux variant, amd64): renders
+    /// Dockerfile.linux into the build directory and builds it with a local engine, no
+    /// registry. By default the builder stage compiles the prepared trees with the era's
+    /// build steps; --from-dist puts an existing dist into the runtime stage instead.
+    Image {
+        #[arg(value_name = "RECIPE")]
+        recipe: PathBuf,
+        /// Build directory, the build context (default: work/builds/<recipe name>).
+        #[arg(long, value_name = "DIR")]
+        dest: Option<PathBuf>,
+        /// The runtime stage alone, over the dist `build` made (no compile in the image).
+        #[arg(long)]
+        from_dist: bool,
+        #[command(flatten)]
+        image_args: ImageArgs,
+    },
+    /// Make a base image from Debian packages with mmdebstrap and import it locally
+    /// (localhost/ollama-vulkan-ROLE:SUITE): image builds then need no registry.
+    Base {
+        /// Debian suite.
+        #[arg(long, default_value = "trixie", value_name = "SUITE")]
+        suite: String,
+        /// builder: every era's build deps + the host's Go; runtime: minbase + the Vulkan
+        /// loader and Mesa ICDs.
+        #[arg(long, value_enum)]
+        role: ollama_vulkan::image::base::Role,
+        #[arg(long, value_enum, default_value_t = ollama_vulkan::image::base::Arch::Amd64)]
+        arch: ollama_vulkan::image::base::Arch,
+        /// Also vulkan-tools (vulkaninfo) in a runtime base.
+        #[arg(long)]
+        with_tools: bool,
+        /// Image name (default: localhost/ollama-vulkan-ROLE:SUITE).
+        #[arg(long, value_name = "NAME")]
+        tag: Option<String>,
+        /// Container engine to import into.
+        #[arg(long, value_enum, default_value_t = ollama_vulkan::image::engine::EngineChoice::Auto)]
+        engine: ollama_vulkan::image::engine::EngineChoice,
+    },
+    /// Prove a dist or an image works: tokens generated through Vulkan (and on CPU with
+    /// Vulkan off).
     Smoke {
         /// The dist directory `build` made (work/builds/<recipe>/dist).
-        #[arg(value_name = "DIST")]
-        dist: PathBuf,
+        #[arg(
+            value_name = "DIST",
+            required_unless_present = "image",
+            conflicts_with = "image"
+        )]
+        dist: Option<PathBuf>,
+        /// Run the smoke test in a container of this image (podman): the server answers
+        /// on a published port; /dev/dri is passed through when present.
+        #[arg(long, value_name = "IMAGE")]
+        image: Option<String>,
+        /// Container engine for --image (podman runs it; with buildah, podman is used).
+        #[arg(long, value_enum, default_value_t = ollama_vulkan::image::engine::EngineChoice::Auto)]
+        engine: ollama_vulkan::image::engine::EngineChoice,
         /// Tokens to generate per run.
         #[arg(long, default_value_t = 16, value_name = "N")]
         tokens: usize,
@@ -117,6 +172,12 @@ pub enum Command {
         /// Write here (atomically) instead of stdout.
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// The runtime stage alone, over dist/ in the build directory (`image --from-dist`).
+        #[arg(long)]
+        from_dist: bool,
+        /// vulkan-tools (vulkaninfo) in the runtime stage.
+        #[arg(long)]
+        with_tools: bool,
     },
     /// Check the toolchain a build needs and say exactly what to install.
     Doctor {
@@ -168,6 +229,33 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// Image options shared by `image` and `build --image`.
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    /// Container engine (default: podman, else buildah, else docker with a daemon).
+    #[arg(long, value_enum, default_value_t = ollama_vulkan::image::engine::EngineChoice::Auto)]
+    pub engine: ollama_vulkan::image::engine::EngineChoice,
+    /// Override a stage's base image: builder=IMAGE or runtime=IMAGE (repeat for both).
+    #[arg(long = "base", value_name = "ROLE=IMAGE")]
+    pub bases: Vec<String>,
+    /// Image name (default: localhost/ollama-vulkan:TAG).
+    #[arg(long, value_name = "NAME")]
+    pub tag: Option<String>,
+    /// Run the server as this non-root uid (a user `ollama` is made in the image).
+    #[arg(long, value_name = "UID")]
+    pub uid: Option<u32>,
+    /// vulkan-tools (vulkaninfo) in the runtime stage.
+    #[arg(long)]
+    pub with_tools: bool,
+    /// Also export: oci-archive:PATH (one tar file) or oci:DIR (an OCI layout).
+    #[arg(long, value_name = "KIND:PATH")]
+    pub output: Option<ollama_vulkan::image::engine::Output>,
+    /// Ignore the engine's layer cache (every step runs; ccache and Go's cache still
+    /// apply in the builder stage).
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 #[derive(Debug, Subcommand)]

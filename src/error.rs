@@ -35,6 +35,8 @@ pub enum Error {
     Smoke(#[from] crate::smoke::SmokeError),
     #[error(transparent)]
     Rebase(#[from] crate::rebase::RebaseError),
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
     #[error("{0}")]
     Usage(String),
     #[error("{what}: {source}")]
@@ -67,6 +69,8 @@ impl Error {
             Error::Smoke(crate::smoke::SmokeError::Dist { .. }) => BAD_INPUT,
             Error::Smoke(_) => FAILURE,
             Error::Rebase(r) => r.exit_code(),
+            Error::Image(crate::image::ImageError::Usage(_)) => BAD_INPUT,
+            Error::Image(_) => FAILURE,
             Error::Check(c) => {
                 use crate::patch::check::CheckError as C;
                 match c {

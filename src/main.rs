@@ -75,6 +75,80 @@ fn build_dir(project: &Project, recipe: &std::path::Path) -> std::path::PathBuf 
     project.work_dir().join("builds").join(stem)
 }
 
+/// `image` and `build --image`: engine, bases and options from the command line.
+fn build_image(
+    g: &cli::Global,
+    r: &ollama_vulkan::recipe::model::Recipe,
+    dest: &std::path::Path,
+    from_dist: bool,
+    a: &cli::ImageArgs,
+) -> Result<ollama_vulkan::image::ImageReport, Error> {
+    use ollama_vulkan::image::{engine::Engine, image, ImageRequest, RenderOptions};
+    let mut bases = std::collections::BTreeMap::new();
+    for b in &a.bases {
+        match b.split_once('=') {
+            Some((role, img)) if !img.is_empty() => {
+                bases.insert(role.to_string(), img.to_string());
+            }
+            _ => {
+                return Err(Error::Usage(format!(
+                    "--base {b}: expected ROLE=IMAGE, e.g. --base runtime=localhost/ollama-vulkan-runtime:trixie"
+                )))
+            }
+        }
+    }
+    let engine = Engine::detect(a.engine)?;
+    let cache = g.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    Ok(image(&ImageRequest {
+        recipe: r,
+        dest,
+        engine: &engine,
+        opts: RenderOptions {
+            from_dist,
+            with_tools: a.with_tools,
+        },
+        bases,
+        tag: a.tag.clone(),
+        uid: a.uid,
+        output: a.output.clone(),
+        no_cache: a.no_cache,
+        cache: &cache,
+        quiet: g.quiet,
+    })?)
+}
+
+fn render_image(i: &ollama_vulkan::image::ImageReport) -> String {
+    let mb = |b: Option<u64>| {
+        b.map(|b| format!("{:.1} MB", b as f64 / 1e6))
+            .unwrap_or_else(|| "?".into())
+    };
+    let mut s = format!(
+        "{} ({}, {}) built in {:.1} s: {} uncompressed\ndockerfile: {}\n",
+        i.image,
+        i.mode,
+        i.engine,
+        i.seconds,
+        mb(i.size_bytes),
+        i.dockerfile.display()
+    );
+    if let Some(o) = &i.output {
+        let p = match o {
+            ollama_vulkan::image::engine::Output::OciArchive(p)
+            | ollama_vulkan::image::engine::Output::Oci(p) => p,
+        };
+        s.push_str(&format!(
+            "exported: {} ({})\n",
+            p.display(),
+            mb(i.output_bytes)
+        ));
+    }
+    s.push_str(&format!(
+        "run: podman run -d --device /dev/dri -p 11434:11434 {}   (docs/RUNNING.md)\n",
+        i.image
+    ));
+    s
+}
+
 fn print_json(v: &impl serde::Serialize) {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, v).expect("stdout");
@@ -250,6 +324,8 @@ fn run(cli: Cli) -> Result<u8, Error> {
             dest,
             jobs,
             fuzz,
+            image,
+            image_args,
         } => {
             use ollama_vulkan::build::{build, BuildRequest};
             let project = Project::discover(g.project.as_deref())?;
@@ -296,8 +372,16 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 quiet: g.quiet,
                 offline: g.offline,
             })?;
+            let image_report = if image {
+                Some(build_image(g, &r, &dest, true, &image_args)?)
+            } else {
+                None
+            };
             if g.json {
-                print_json(&built);
+                match &image_report {
+                    Some(i) => print_json(&serde_json::json!({"build": built, "image": i})),
+                    None => print_json(&built),
+                }
             } else {
                 println!(
                     "{} {} -> {} ({:.1} s)
@@ -312,18 +396,143 @@ manifest: {}",
                     started.elapsed().as_secs_f64(),
                     built.manifest.display()
                 );
+                if let Some(i) = &image_report {
+                    print!("{}", render_image(i));
+                }
+            }
+            Ok(0)
+        }
+        Command::Image {
+            recipe: file,
+            dest,
+            from_dist,
+            image_args,
+        } => {
+            let project = Project::discover(g.project.as_deref())?;
+            let r = per_tag_recipe(&file, &project, "image")?;
+            let dest = dest.unwrap_or_else(|| build_dir(&project, &file));
+            if !from_dist && !dest.join("src/ollama").is_dir() {
+                // The builder stage compiles the prepared trees: make them first.
+                use ollama_vulkan::patch::prepare::{prepare, PrepareOptions};
+                prepare(&r, &mirrors(g)?, &dest, PrepareOptions::default())?;
+            }
+            let report = build_image(g, &r, &dest, from_dist, &image_args)?;
+            if g.json {
+                print_json(&report);
+            } else {
+                print!("{}", render_image(&report));
+            }
+            Ok(0)
+        }
+        Command::Base {
+            suite,
+            role,
+            arch,
+            with_tools,
+            tag,
+            engine,
+        } => {
+            use ollama_vulkan::image::base::{base, BaseRequest, Role};
+            use ollama_vulkan::image::engine::Engine;
+            let engine = Engine::detect(engine)?;
+            // The templates' package lists: one builder base serves every era.
+            let templates = Project::discover(g.project.as_deref())
+                .ok()
+                .and_then(|p| new::load_templates(&p).ok())
+                .unwrap_or_default();
+            let mut packages: Vec<String> = match role {
+                Role::Builder => templates
+                    .iter()
+                    .flat_map(|t| t.build.builder_packages.clone())
+                    .collect(),
+                Role::Runtime => templates
+                    .iter()
+                    .flat_map(|t| t.image.runtime_packages.clone())
+                    .collect(),
+            };
+            if packages.is_empty() {
+                packages = match role {
+                    Role::Builder => [
+                        "ca-certificates",
+                        "git",
+                        "cmake",
+                        "make",
+                        "ninja-build",
+                        "g++",
+                        "pkg-config",
+                        "libvulkan-dev",
+                        "glslc",
+                        "glslang-tools",
+                        "spirv-headers",
+                        "ccache",
+                        "python3",
+                    ]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                    Role::Runtime => ["ca-certificates", "libvulkan1", "mesa-vulkan-drivers"]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect(),
+                };
+            }
+            if with_tools {
+                packages.push("vulkan-tools".into());
+            }
+            let cache = g.cache_dir.clone().unwrap_or_else(default_cache_dir);
+            let report = base(&BaseRequest {
+                engine: &engine,
+                suite: &suite,
+                role,
+                arch,
+                packages,
+                tag,
+                cache: &cache,
+                offline: g.offline,
+                quiet: g.quiet,
+            })?;
+            if g.json {
+                print_json(&report);
+            } else {
+                println!(
+                    "{} ({} packages{}) {}\nroot: {}{} ({:.1} MB), {:.1} s",
+                    report.image,
+                    report.packages.len(),
+                    report
+                        .go
+                        .as_deref()
+                        .map(|g| format!(", {g}"))
+                        .unwrap_or_default(),
+                    report
+                        .id
+                        .as_deref()
+                        .map(|i| &i[..i.len().min(19)])
+                        .unwrap_or(""),
+                    report.rootfs.display(),
+                    if report.cached_rootfs {
+                        " (cached)"
+                    } else {
+                        ""
+                    },
+                    report.rootfs_bytes as f64 / 1e6,
+                    report.seconds
+                );
             }
             Ok(0)
         }
         Command::Smoke {
             dist,
+            image,
+            engine,
             tokens,
             no_cpu_fallback,
             lavapipe,
             on_host,
             env,
         } => {
-            use ollama_vulkan::smoke::{install_interrupt_handler, render, smoke, SmokeRequest};
+            use ollama_vulkan::smoke::{
+                install_interrupt_handler, render, smoke, SmokeRequest, SmokeTarget,
+            };
             install_interrupt_handler();
             let cache = g.cache_dir.clone().unwrap_or_else(default_cache_dir);
             let has_gpu = std::path::Path::new("/dev/nvidia0").exists()
@@ -333,8 +542,16 @@ manifest: {}",
                             .any(|e| e.file_name().to_string_lossy().starts_with("renderD"))
                     })
                     .unwrap_or(false);
+            let target = match (&dist, image) {
+                (Some(d), _) => SmokeTarget::Dist(d.clone()),
+                (None, Some(img)) => SmokeTarget::Image {
+                    engine: ollama_vulkan::image::engine::Engine::detect(engine)?.runner()?,
+                    image: img,
+                },
+                (None, None) => unreachable!("clap requires one"),
+            };
             let report = smoke(&SmokeRequest {
-                dist: &dist,
+                target,
                 cache: &cache,
                 tokens,
                 cpu_fallback: !no_cpu_fallback,
@@ -352,10 +569,18 @@ manifest: {}",
         Command::Dockerfile {
             recipe: file,
             output,
+            from_dist,
+            with_tools,
         } => {
             let project = Project::discover(g.project.as_deref())?;
             let r = per_tag_recipe(&file, &project, "dockerfile")?;
-            let text = ollama_vulkan::image::render(&r);
+            let text = ollama_vulkan::image::render_with(
+                &r,
+                ollama_vulkan::image::RenderOptions {
+                    from_dist,
+                    with_tools,
+                },
+            );
             match output {
                 Some(p) => {
                     ollama_vulkan::fsutil::write_atomic(&p, text.as_bytes()).map_err(|e| {

@@ -153,6 +153,25 @@ pub fn expand(arg: &str, vars: &BTreeMap<&str, String>) -> String {
     s
 }
 
+/// The environment every compile step gets before the template's `[build] env`: the
+/// cache directories (`toolchain::cache_dirs` names), ccache as CMake's compiler launcher
+/// when the builder has it, and cgo on. The image's builder stage renders the same map.
+pub fn compile_env(caches: &[(String, String)], ccache: bool) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = caches.iter().cloned().collect();
+    if ccache {
+        // CMake ≥ 3.17 reads these: a rebuild after a one-line change hits ccache.
+        env.insert("CMAKE_C_COMPILER_LAUNCHER".into(), "ccache".into());
+        env.insert("CMAKE_CXX_COMPILER_LAUNCHER".into(), "ccache".into());
+        // Trees are fresh per build: hash contents, not mtimes.
+        env.insert(
+            "CCACHE_SLOPPINESS".into(),
+            "include_file_mtime,include_file_ctime,time_macros".into(),
+        );
+    }
+    env.insert("CGO_ENABLED".into(), "1".into());
+    env
+}
+
 /// `{version}`: the tag without its `v`, as upstream's release builds stamp it.
 pub fn version_var(r: &Recipe) -> String {
     r.ollama
@@ -312,21 +331,11 @@ pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
             .unwrap_or_else(|| "github.com/ollama/ollama".into()),
     );
 
-    let mut env: BTreeMap<String, String> = BTreeMap::new();
-    for (k, d) in &caches {
-        env.insert(k.clone(), d.display().to_string());
-    }
-    if builder.which("ccache").is_some() {
-        // CMake ≥ 3.17 reads these: a rebuild after a one-line change hits ccache.
-        env.insert("CMAKE_C_COMPILER_LAUNCHER".into(), "ccache".into());
-        env.insert("CMAKE_CXX_COMPILER_LAUNCHER".into(), "ccache".into());
-        // Trees are fresh per build: hash contents, not mtimes.
-        env.insert(
-            "CCACHE_SLOPPINESS".into(),
-            "include_file_mtime,include_file_ctime,time_macros".into(),
-        );
-    }
-    env.insert("CGO_ENABLED".into(), "1".into());
+    let cache_vars: Vec<(String, String)> = caches
+        .iter()
+        .map(|(k, d)| (k.clone(), d.display().to_string()))
+        .collect();
+    let mut env = compile_env(&cache_vars, builder.which("ccache").is_some());
     for (k, v) in &r.build.env {
         env.insert(k.clone(), expand(v, &vars));
     }

@@ -1,12 +1,52 @@
-//! The image stage (first part): the multi-stage Dockerfile rendered from the recipe.
-//! The builder stage replays the template's `[[build.steps]]` — the same data the native
-//! build runs, not a second copy — with container paths; the runtime stage gets the
-//! era's dist layout, the Vulkan loader + Mesa ICDs and the era's Vulkan switch.
+//! The image stage: the multi-stage Dockerfile rendered from the recipe, built with a
+//! local engine (no registry), exported on request. The builder stage replays the
+//! template's `[[build.steps]]` — the same data the native build runs, not a second copy —
+//! with container paths and the native build's compile environment; the runtime stage gets
+//! the era's dist layout, the Vulkan loader + Mesa ICDs and the era's Vulkan switch.
+//! `--from-dist` renders the runtime stage alone over a dist `build` made.
+
+pub mod base;
+pub mod engine;
 
 use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
 
-use crate::build::{expand, step_argv, version_var};
+use serde::Serialize;
+
+use crate::build::{compile_env, expand, step_argv, version_var};
 use crate::recipe::model::{LlamaSource, Recipe};
+use engine::{Engine, Output};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("{0}")]
+    Engine(String),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{what} failed ({engine} exit {status})\n  log: {}\n{tail}", log.display())]
+    Failed {
+        what: String,
+        engine: String,
+        status: String,
+        log: PathBuf,
+        tail: String,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+/// Which Dockerfile to render.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RenderOptions {
+    /// The runtime stage alone, over `dist/` in the build directory.
+    pub from_dist: bool,
+    /// vulkan-tools (vulkaninfo) in the runtime stage.
+    pub with_tools: bool,
+}
 
 const TEMPLATE: &str = include_str!("../../Dockerfiles/linux.Dockerfile.in");
 
@@ -42,8 +82,34 @@ fn vars(r: &Recipe) -> BTreeMap<&'static str, String> {
     ])
 }
 
-/// Renders the `linux` variant's Dockerfile for a per-tag recipe.
+/// Where the host's build caches appear in the builder stage (`image` mounts them there;
+/// in a plain build they are empty directories).
+fn container_caches() -> Vec<(String, String)> {
+    crate::build::toolchain::cache_dirs(Path::new("/cache"))
+        .into_iter()
+        .map(|(k, d)| (k, d.display().to_string()))
+        .collect()
+}
+
+/// Host settings Go needs in the builder stage (declared ARGs, passed when set).
+pub const GO_ARGS: &[&str] = &["GOPROXY", "GOSUMDB", "GONOSUMDB", "GOPRIVATE", "GOFLAGS"];
+
+/// `RUN` that installs `pkgs` with apt only when the base lacks one of them.
+fn apt_if_missing(pkgs: &[String]) -> String {
+    format!(
+        "RUN pkgs=\"{}\"; \\\n    if ! dpkg -s $pkgs >/dev/null 2>&1; then \\\n      apt-get update \\\n      && apt-get install -y --no-install-recommends $pkgs \\\n      && rm -rf /var/lib/apt/lists/*; \\\n    fi",
+        pkgs.join(" ")
+    )
+}
+
+/// Renders the `linux` variant's Dockerfile for a per-tag recipe (the full multi-stage
+/// build).
 pub fn render(r: &Recipe) -> String {
+    render_with(r, RenderOptions::default())
+}
+
+/// Renders the `linux` variant's Dockerfile with `opts`.
+pub fn render_with(r: &Recipe, opts: RenderOptions) -> String {
     let vars = vars(r);
     // One shell word; `{jobs}` and `{go_module}` are decided in the container.
     let word = |e: &str| -> String {
@@ -83,7 +149,16 @@ pub fn render(r: &Recipe) -> String {
             words.join(" ")
         ));
     }
-    let builder_env: Vec<String> = std::iter::once("ENV CGO_ENABLED=1".to_string())
+    // The native build's compile environment, with the caches at /cache.
+    let ccache = r.build.builder_packages.iter().any(|p| p == "ccache");
+    let mut env = compile_env(&container_caches(), ccache);
+    if ccache {
+        // Paths relative to the trees: a rebuilt tree hits the same objects.
+        env.insert("CCACHE_BASEDIR".into(), SRC.into());
+    }
+    let builder_env: Vec<String> = env
+        .iter()
+        .map(|(k, v)| format!("ENV {k}={}", sh_quote(v)))
         .chain(
             r.build
                 .env
@@ -93,14 +168,47 @@ pub fn render(r: &Recipe) -> String {
         .collect();
     // Eras 1a/1b embed their runners in the binary; later eras ship lib/ollama beside it.
     let has_libs = r.build.check_libs.iter().any(|l| l.starts_with("lib/"));
-    let mut copies = vec![format!(
-        "COPY --from=builder {DIST}/bin/ollama /usr/bin/ollama"
-    )];
+    let from = if opts.from_dist {
+        "dist".to_string()
+    } else {
+        format!("--from=builder {DIST}")
+    };
+    let mut copies = vec![format!("COPY {from}/bin/ollama /usr/bin/ollama")];
     if has_libs {
-        copies.push(format!(
-            "COPY --from=builder {DIST}/lib/ollama /usr/lib/ollama"
-        ));
+        copies.push(format!("COPY {from}/lib/ollama /usr/lib/ollama"));
     }
+    let mut runtime_packages = r.image.runtime_packages.clone();
+    if opts.with_tools && !runtime_packages.iter().any(|p| p == "vulkan-tools") {
+        runtime_packages.push("vulkan-tools".into());
+    }
+    let builder_stage = if opts.from_dist {
+        String::new()
+    } else {
+        format!(
+            "\nFROM ${{BUILDER_IMAGE}} AS builder\n\
+# The era's build dependencies; apt runs only when the base lacks them (the\n\
+# `ollama-vulkan base --role builder` image has them, and Go at /usr/local/go).\n\
+{}\n\
+ARG {}\n\
+ENV PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n\
+# The native build's compile environment; the caches are empty unless the engine mounts\n\
+# the host's there (`ollama-vulkan image` does, with --volume).\n\
+{}\n\
+COPY src/ {SRC}/\n\
+WORKDIR {SRC}/ollama\n\
+# The era's compile steps, from the same recipe data as the native build.\n\
+{}\n",
+            apt_if_missing(&r.build.builder_packages),
+            // Empty defaults: unset for Go, and no engine warning when the host has none.
+            GO_ARGS
+                .iter()
+                .map(|a| format!("{a}="))
+                .collect::<Vec<_>>()
+                .join(" "),
+            builder_env.join("\n"),
+            steps.join("\n")
+        )
+    };
     let runtime_env: String = r
         .image
         .env
@@ -131,9 +239,344 @@ pub fn render(r: &Recipe) -> String {
         )
         .replace("{{builder_image}}", &base("builder", "debian:trixie"))
         .replace("{{runtime_image}}", &base("runtime", "debian:trixie-slim"))
-        .replace("{{builder_env}}", &builder_env.join("\n"))
-        .replace("{{builder_steps}}", &steps.join("\n"))
-        .replace("{{runtime_packages}}", &r.image.runtime_packages.join(" "))
+        .replace(
+            "{{context}}",
+            if opts.from_dist {
+                "dist/ holds what `build` made"
+            } else {
+                "src/ holds the trees `prepare` made"
+            },
+        )
+        .replace("{{builder_stage}}", &builder_stage)
+        .replace("{{runtime_packages}}", &apt_if_missing(&runtime_packages))
         .replace("{{dist_copies}}", &copies.join("\n"))
         .replace("{{runtime_env}}", &runtime_env)
+}
+
+/// What `image` builds from.
+pub struct ImageRequest<'a> {
+    pub recipe: &'a Recipe,
+    /// The build directory: the build context (src/ or dist/ in it).
+    pub dest: &'a Path,
+    pub engine: &'a Engine,
+    pub opts: RenderOptions,
+    /// `--base ROLE=IMAGE` overrides (`builder`, `runtime`).
+    pub bases: BTreeMap<String, String>,
+    pub tag: Option<String>,
+    pub uid: Option<u32>,
+    pub output: Option<Output>,
+    /// Run every step (the engine's layer cache is not used).
+    pub no_cache: bool,
+    /// The host's caches (ccache, Go), mounted into the builder stage.
+    pub cache: &'a Path,
+    pub quiet: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ImageReport {
+    pub image: String,
+    pub id: Option<String>,
+    pub engine: String,
+    /// `source` (builder stage compiles the prepared trees) or `from-dist`.
+    pub mode: String,
+    pub dockerfile: PathBuf,
+    pub context: PathBuf,
+    pub bases: BTreeMap<String, String>,
+    pub source_date_epoch: Option<i64>,
+    pub log: PathBuf,
+    pub seconds: f64,
+    /// Uncompressed, as the engine reports it.
+    pub size_bytes: Option<u64>,
+    pub output: Option<Output>,
+    /// The archive's size (gzip layers) or the layout's total.
+    pub output_bytes: Option<u64>,
+}
+
+/// `2024-05-01T12:00:00Z` for a Unix time (UTC, no leap seconds).
+pub fn rfc3339(t: i64) -> String {
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// The pinned Ollama commit's time: the build's reference time (SOURCE_DATE_EPOCH in
+/// the environment wins).
+fn source_date_epoch(dest: &Path, r: &Recipe) -> Option<i64> {
+    if let Some(t) = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+    {
+        return Some(t);
+    }
+    let repo = git2::Repository::open(dest.join("src/ollama")).ok()?;
+    let oid = git2::Oid::from_str(r.ollama.commit.as_deref()?).ok()?;
+    let t = repo.find_commit(oid).ok()?.time().seconds();
+    Some(t)
+}
+
+fn dir_bytes(p: &Path) -> u64 {
+    let Ok(m) = fs::symlink_metadata(p) else {
+        return 0;
+    };
+    if !m.is_dir() {
+        return m.len();
+    }
+    fs::read_dir(p)
+        .map(|rd| rd.flatten().map(|e| dir_bytes(&e.path())).sum())
+        .unwrap_or(0)
+}
+
+/// The image name `image` gives by default.
+pub fn default_tag(r: &Recipe) -> String {
+    format!(
+        "localhost/ollama-vulkan:{}",
+        r.ollama.tag.as_deref().unwrap_or("dev")
+    )
+}
+
+/// Renders the Dockerfile into the build directory and builds it.
+pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
+    let started = std::time::Instant::now();
+    let r = req.recipe;
+    if !r.image.variants.is_empty() && !r.image.variants.iter().any(|v| v == "linux") {
+        return Err(ImageError::Usage(format!(
+            "{} lists image variants {:?}; only `linux` is implemented\n  help: add \"linux\" to [image] variants",
+            r.path.display(),
+            r.image.variants
+        )));
+    }
+    for k in req.bases.keys() {
+        if k != "builder" && k != "runtime" {
+            return Err(ImageError::Usage(format!(
+                "--base {k}=…: the stages are `builder` and `runtime`\n  help: --base builder=IMAGE --base runtime=IMAGE"
+            )));
+        }
+    }
+    let io = |what: String| move |e: std::io::Error| ImageError::Io { what, source: e };
+    let dest = fs::canonicalize(req.dest).map_err(io(format!(
+        "the build directory {} (make it with `ollama-vulkan build` or `prepare`)",
+        req.dest.display()
+    )))?;
+    let has_libs = r.build.check_libs.iter().any(|l| l.starts_with("lib/"));
+    if req.opts.from_dist {
+        for need in ["dist/bin/ollama"]
+            .into_iter()
+            .chain(has_libs.then_some("dist/lib/ollama"))
+        {
+            if !dest.join(need).exists() {
+                return Err(ImageError::Usage(format!(
+                    "--from-dist: {} is missing\n  help: run `ollama-vulkan build {}` first (or pass --dest to the build directory that has dist/)",
+                    dest.join(need).display(),
+                    r.path.display()
+                )));
+            }
+        }
+    } else if !dest.join("src/ollama").is_dir() {
+        return Err(ImageError::Usage(format!(
+            "{} has no prepared tree (src/ollama)\n  help: run `ollama-vulkan prepare {}` first, or build the image from a dist with --from-dist",
+            dest.display(),
+            r.path.display()
+        )));
+    }
+    // Local bases must exist: there is no registry to pull them from.
+    let mut bases = BTreeMap::new();
+    for role in ["builder", "runtime"] {
+        if role == "builder" && req.opts.from_dist {
+            continue;
+        }
+        let img = req
+            .bases
+            .get(role)
+            .or_else(|| r.image.base.get(role))
+            .cloned()
+            .unwrap_or_else(|| {
+                if role == "builder" {
+                    "debian:trixie".into()
+                } else {
+                    "debian:trixie-slim".into()
+                }
+            });
+        if img.starts_with("localhost/") && !req.engine.has_image(&img) {
+            return Err(ImageError::Usage(format!(
+                "the {role} base {img} is not in {}'s local storage (and there is no registry to pull it from)\n  help: ollama-vulkan base --suite trixie --role {role}   (or --base {role}=IMAGE)",
+                req.engine.kind.name()
+            )));
+        }
+        bases.insert(role.to_string(), img);
+    }
+
+    let text = render_with(r, req.opts);
+    let dockerfile = dest.join("Dockerfile.linux");
+    let ignore = dest.join("Dockerfile.linux.dockerignore");
+    let ignore_text = if req.opts.from_dist {
+        let mut s = String::from("# Build context: the dist alone.\n*\n!dist/bin/\n");
+        if has_libs {
+            s.push_str("!dist/lib/\n");
+        }
+        s
+    } else {
+        let mut s = String::from(
+            "# Build context: the prepared trees, without git metadata (its objects live in\n# the host's mirrors) or the host's carried build directories.\n*\n!src/\nsrc/*/.git\n",
+        );
+        for d in &r.build.keep_build_dirs {
+            s.push_str(&format!("src/*/{d}\n"));
+        }
+        s
+    };
+    crate::fsutil::write_atomic(&dockerfile, text.as_bytes())
+        .map_err(io(format!("writing {}", dockerfile.display())))?;
+    crate::fsutil::write_atomic(&ignore, ignore_text.as_bytes())
+        .map_err(io(format!("writing {}", ignore.display())))?;
+
+    let tag = req.tag.clone().unwrap_or_else(|| default_tag(r));
+    let epoch = source_date_epoch(&dest, r);
+    let mut build_args: Vec<(String, String)> = Vec::new();
+    for (role, arg) in [("builder", "BUILDER_IMAGE"), ("runtime", "RUNTIME_IMAGE")] {
+        if let Some(b) = bases.get(role) {
+            build_args.push((arg.into(), b.clone()));
+        }
+    }
+    if let Some(uid) = req.uid {
+        build_args.push(("OLLAMA_UID".into(), uid.to_string()));
+    }
+    if let Some(t) = epoch {
+        build_args.push(("SOURCE_DATE_EPOCH".into(), t.to_string()));
+    }
+    if !req.opts.from_dist {
+        for k in GO_ARGS {
+            if let Ok(v) = std::env::var(k) {
+                build_args.push((k.to_string(), v));
+            }
+        }
+    }
+    let mode = if req.opts.from_dist {
+        "from-dist"
+    } else {
+        "source"
+    };
+    let mut labels: Vec<(String, String)> = vec![
+        (
+            "org.opencontainers.image.source".into(),
+            r.ollama.url.clone(),
+        ),
+        (
+            "io.ollama-vulkan.recipe".into(),
+            r.path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        ),
+        ("io.ollama-vulkan.era".into(), r.era.label().to_string()),
+        ("io.ollama-vulkan.variant".into(), "linux".into()),
+        ("io.ollama-vulkan.build".into(), mode.into()),
+        (
+            "io.ollama-vulkan.tool".into(),
+            format!("ollama-vulkan {}", env!("CARGO_PKG_VERSION")),
+        ),
+        // How `smoke --image` switches Vulkan on and off for this era (run-time settings,
+        // never baked into the image's environment).
+        (
+            crate::smoke::SMOKE_LABEL.into(),
+            serde_json::to_string(&r.smoke).expect("smoke table serialises"),
+        ),
+    ];
+    if let Some(t) = epoch {
+        labels.push(("org.opencontainers.image.created".into(), rfc3339(t)));
+    }
+    if req.opts.from_dist {
+        if let Some(k) = fs::read(dest.join("dist/manifest.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|m| m["input_key"].as_str().map(String::from))
+        {
+            labels.push(("io.ollama-vulkan.dist-input-key".into(), k));
+        }
+    }
+    let mut volumes = Vec::new();
+    if !req.opts.from_dist {
+        for ((_, host), (_, inside)) in crate::build::toolchain::cache_dirs(req.cache)
+            .into_iter()
+            .zip(container_caches())
+        {
+            fs::create_dir_all(&host).map_err(io(format!("creating {}", host.display())))?;
+            volumes.push((host, inside));
+        }
+    }
+    let mut args = req.engine.build_args(
+        &dockerfile,
+        &ignore,
+        &dest,
+        &tag,
+        &build_args,
+        &labels,
+        &volumes,
+        epoch,
+    );
+    if req.no_cache {
+        args.insert(1, "--no-cache".into());
+    }
+    let log = dest.join("logs").join("image-linux.log");
+    let mut env: Vec<(String, String)> = Vec::new();
+    if let Some(t) = epoch {
+        env.push(("SOURCE_DATE_EPOCH".into(), t.to_string()));
+    }
+    if !req.quiet {
+        eprintln!(
+            "  building {tag} with {} ({mode}; log {})",
+            req.engine.kind.name(),
+            log.display()
+        );
+    }
+    req.engine
+        .streamed(&format!("building {tag}"), args, &env, &log, req.quiet)?;
+    let mut output_bytes = None;
+    if let Some(out) = &req.output {
+        let progress = crate::progress::Progress::start(format!("exporting {tag}"));
+        req.engine.export(&tag, out)?;
+        let p = match out {
+            Output::OciArchive(p) | Output::Oci(p) => p,
+        };
+        output_bytes = Some(dir_bytes(p));
+        progress.finish(&p.display().to_string());
+    }
+    Ok(ImageReport {
+        id: req.engine.image_id(&tag),
+        size_bytes: req.engine.image_size(&tag),
+        image: tag,
+        engine: req.engine.kind.name().into(),
+        mode: mode.into(),
+        dockerfile,
+        context: dest,
+        bases,
+        source_date_epoch: epoch,
+        log,
+        seconds: started.elapsed().as_secs_f64(),
+        output: req.output.clone(),
+        output_bytes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(1_704_067_200), "2024-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(951_868_799), "2000-02-29T23:59:59Z");
+    }
 }

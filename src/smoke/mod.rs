@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::build::builder::Builder;
+use crate::image::engine::Engine;
 use crate::recipe::model::Smoke;
 
 const MAKE_MODEL: &str = include_str!("make_model.py");
@@ -60,8 +61,19 @@ fn check_interrupt() -> Result<(), SmokeError> {
     }
 }
 
+/// What the smoke test runs.
+pub enum SmokeTarget {
+    /// A dist directory `build` made.
+    Dist(PathBuf),
+    /// An image: `ollama serve` in a container (the image's own CMD), its port published.
+    Image { engine: Engine, image: String },
+}
+
+/// Label holding the era's `[smoke]` table in an image (how to switch Vulkan on and off).
+pub const SMOKE_LABEL: &str = "io.ollama-vulkan.smoke";
+
 pub struct SmokeRequest<'a> {
-    pub dist: &'a Path,
+    pub target: SmokeTarget,
     pub cache: &'a Path,
     pub tokens: usize,
     /// Also prove the CPU fallback.
@@ -91,12 +103,19 @@ pub struct Run {
     /// Our memory rule at work, from the log: the legacy probe's `Vulkan GPU` line
     /// (free and usable memory, fraction) or ggml-vulkan's Venus/fraction line.
     pub memory_rule: Option<String>,
+    /// The image's HEALTHCHECK run once by the engine (`podman healthcheck run`):
+    /// "healthy", or None for a dist or an image without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<String>,
     pub log: PathBuf,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Report {
-    pub dist: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dist: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     pub tag: Option<String>,
     pub era: Option<String>,
     pub tokens: usize,
@@ -227,13 +246,22 @@ fn python(cache: &Path) -> Result<PathBuf, SmokeError> {
     Ok(py)
 }
 
-/// Stops the server (SIGTERM, then SIGKILL) on every path.
+/// Stops the server (SIGTERM, then SIGKILL) on every path; a container is removed.
 struct Server {
     child: Option<Child>,
+    container: Option<(Engine, String)>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if let Some((engine, name)) = self.container.take() {
+            // Stops the container (SIGTERM, 5 s, SIGKILL); the client then exits.
+            let _ = duct::cmd(&engine.program, ["rm", "-f", "-t", "5", name.as_str()])
+                .stdout_null()
+                .stderr_null()
+                .unchecked()
+                .run();
+        }
         if let Some(mut c) = self.child.take() {
             let _ = Command::new("kill")
                 .arg("-TERM")
@@ -260,14 +288,79 @@ fn free_port() -> Result<u16, SmokeError> {
         .port())
 }
 
+/// Where `ollama serve` and `ollama create` run.
+enum Runner<'a> {
+    Dist {
+        builder: &'a Builder,
+        dist: &'a Path,
+        wdir: &'a Path,
+    },
+    Image {
+        engine: &'a Engine,
+        image: &'a str,
+        wdir: &'a Path,
+    },
+}
+
+/// The image's labels (the era's `[smoke]` table, its tag and era).
+fn read_image(
+    engine: &Engine,
+    image: &str,
+) -> Result<(Option<String>, Option<String>, Smoke), SmokeError> {
+    let bad = |why: String| SmokeError::Dist {
+        dist: image.into(),
+        why,
+        help: "build it with `ollama-vulkan image RECIPE` (check the name with `podman images`)"
+            .into(),
+    };
+    let labels = serde_json::Value::Object(engine.labels(image).ok_or_else(|| {
+        bad(format!(
+            "no image {image} in {}'s local storage",
+            engine.kind.name()
+        ))
+    })?);
+    let smoke = match labels.get(SMOKE_LABEL).and_then(|v| v.as_str()) {
+        Some(j) => serde_json::from_str(j).map_err(|e| bad(format!("label {SMOKE_LABEL}: {e}")))?,
+        None => {
+            return Err(bad(format!(
+                "no {SMOKE_LABEL} label: not an image ollama-vulkan built, so how to switch Vulkan on is unknown"
+            )))
+        }
+    };
+    Ok((
+        labels["org.opencontainers.image.version"]
+            .as_str()
+            .map(String::from),
+        labels["io.ollama-vulkan.era"].as_str().map(String::from),
+        smoke,
+    ))
+}
+
 /// Runs the smoke test.
 pub fn smoke(req: &SmokeRequest<'_>) -> Result<Report, SmokeError> {
-    let dist = fs::canonicalize(req.dist).map_err(|e| SmokeError::Dist {
-        dist: req.dist.display().to_string(),
-        why: e.to_string(),
-        help: "pass the dist directory `build` printed".into(),
-    })?;
-    let info = read_dist(&dist, req.on_host)?;
+    let (dist, info) = match &req.target {
+        SmokeTarget::Dist(d) => {
+            let dist = fs::canonicalize(d).map_err(|e| SmokeError::Dist {
+                dist: d.display().to_string(),
+                why: e.to_string(),
+                help: "pass the dist directory `build` printed".into(),
+            })?;
+            let info = read_dist(&dist, req.on_host)?;
+            (Some(dist), info)
+        }
+        SmokeTarget::Image { engine, image } => {
+            let (tag, era, smoke) = read_image(engine, image)?;
+            (
+                None,
+                DistInfo {
+                    tag,
+                    era,
+                    builder: Builder::Host,
+                    smoke,
+                },
+            )
+        }
+    };
     let work = tempfile::Builder::new()
         .prefix("ollama-vulkan-smoke-")
         .tempdir()
@@ -287,20 +380,65 @@ pub fn smoke(req: &SmokeRequest<'_>) -> Result<Report, SmokeError> {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         ));
     }
+    // In a container the work dir is /smoke, writable by an image's non-root user.
+    let in_image = matches!(req.target, SmokeTarget::Image { .. });
+    let seen = if in_image {
+        PathBuf::from("/smoke")
+    } else {
+        wdir.clone()
+    };
+    if in_image {
+        use std::os::unix::fs::PermissionsExt;
+        for d in [wdir.clone(), wdir.join("models"), wdir.join("home")] {
+            fs::create_dir_all(&d).map_err(|e| SmokeError::Io(e.to_string()))?;
+            fs::set_permissions(&d, fs::Permissions::from_mode(0o777))
+                .map_err(|e| SmokeError::Io(e.to_string()))?;
+        }
+        fs::set_permissions(&model, fs::Permissions::from_mode(0o644))
+            .map_err(|e| SmokeError::Io(e.to_string()))?;
+    }
     fs::write(
         wdir.join("Modelfile"),
-        format!("FROM {}\n", model.display()),
+        format!("FROM {}\n", seen.join("smoke.gguf").display()),
     )
     .map_err(|e| SmokeError::Io(e.to_string()))?;
     let mut builder = info.builder.clone();
-    builder.bind(&[wdir.clone(), dist.clone()]);
-
-    // Server logs live next to the dist (kept on success and failure: they are the
-    // evidence); the dist's parent is the build dir.
-    let keep = dist.parent().unwrap_or(&dist).join("smoke");
+    // Server logs are kept (on success and failure: they are the evidence): next to the
+    // dist (its parent is the build dir), or in the cache per image.
+    let keep = match (&dist, &req.target) {
+        (Some(d), _) => d.parent().unwrap_or(d).join("smoke"),
+        (None, SmokeTarget::Image { image, .. }) => req.cache.join("smoke").join(
+            image
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '.' {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .collect::<String>(),
+        ),
+        (None, SmokeTarget::Dist(_)) => unreachable!(),
+    };
     fs::create_dir_all(&keep)
         .map_err(|e| SmokeError::Io(format!("creating {}: {e}", keep.display())))?;
-    builder.bind(std::slice::from_ref(&keep));
+    if let Some(d) = &dist {
+        builder.bind(&[wdir.clone(), d.clone(), keep.clone()]);
+    }
+    let runner = match (&req.target, &dist) {
+        (SmokeTarget::Dist(_), Some(d)) => Runner::Dist {
+            builder: &builder,
+            dist: d,
+            wdir: &wdir,
+        },
+        (SmokeTarget::Image { engine, image }, _) => Runner::Image {
+            engine,
+            image,
+            wdir: &wdir,
+        },
+        _ => unreachable!(),
+    };
     let mut runs = Vec::new();
     let mut modes = vec!["vulkan"];
     if req.cpu_fallback {
@@ -310,12 +448,15 @@ pub fn smoke(req: &SmokeRequest<'_>) -> Result<Report, SmokeError> {
         check_interrupt()?;
         let mut env: BTreeMap<String, String> = BTreeMap::new();
         let port = free_port()?;
-        env.insert("OLLAMA_HOST".into(), format!("127.0.0.1:{port}"));
+        if !in_image {
+            // A container keeps the image's OLLAMA_HOST (0.0.0.0:11434), published here.
+            env.insert("OLLAMA_HOST".into(), format!("127.0.0.1:{port}"));
+        }
         env.insert(
             "OLLAMA_MODELS".into(),
-            wdir.join("models").display().to_string(),
+            seen.join("models").display().to_string(),
         );
-        env.insert("HOME".into(), wdir.join("home").display().to_string());
+        env.insert("HOME".into(), seen.join("home").display().to_string());
         env.insert("OLLAMA_DEBUG".into(), "1".into());
         // No model stays loaded between the two runs' servers.
         env.insert("OLLAMA_KEEP_ALIVE".into(), "5m".into());
@@ -331,9 +472,7 @@ pub fn smoke(req: &SmokeRequest<'_>) -> Result<Report, SmokeError> {
         let _ = fs::create_dir_all(wdir.join("home"));
         let log = keep.join(format!("serve-{mode}.log"));
         runs.push(run_mode(
-            &builder,
-            &dist,
-            &wdir,
+            &runner,
             &env,
             port,
             &log,
@@ -344,6 +483,10 @@ pub fn smoke(req: &SmokeRequest<'_>) -> Result<Report, SmokeError> {
     }
     Ok(Report {
         dist,
+        image: match &req.target {
+            SmokeTarget::Image { image, .. } => Some(image.clone()),
+            SmokeTarget::Dist(_) => None,
+        },
         tag: info.tag,
         era: info.era,
         tokens: req.tokens,
@@ -353,9 +496,7 @@ pub fn smoke(req: &SmokeRequest<'_>) -> Result<Report, SmokeError> {
 
 #[allow(clippy::too_many_arguments)]
 fn run_mode(
-    builder: &Builder,
-    dist: &Path,
-    wdir: &Path,
+    runner: &Runner<'_>,
     env: &BTreeMap<String, String>,
     port: u16,
     log: &Path,
@@ -369,22 +510,73 @@ fn run_mode(
         log: log.display().to_string(),
         tail: crate::fsutil::tail_file(log, 30),
     };
-    let ollama = dist.join("bin/ollama").display().to_string();
     let logf = fs::File::create(log).map_err(|e| SmokeError::Io(e.to_string()))?;
     let logf2 = logf
         .try_clone()
         .map_err(|e| SmokeError::Io(e.to_string()))?;
-    let progress = crate::progress::Progress::start(format!(
-        "smoke ({mode}): ollama serve on 127.0.0.1:{port}"
-    ));
-    let child = builder
-        .std_command(&[ollama.clone(), "serve".into()], wdir, env)
+    let progress = crate::progress::Progress::start(match runner {
+        Runner::Dist { .. } => format!("smoke ({mode}): ollama serve on 127.0.0.1:{port}"),
+        Runner::Image { image, .. } => {
+            format!("smoke ({mode}): {image} in a container, port 11434 on 127.0.0.1:{port}")
+        }
+    });
+    let (mut cmd, container) = match runner {
+        Runner::Dist {
+            builder,
+            dist,
+            wdir,
+        } => (
+            builder.std_command(
+                &[
+                    dist.join("bin/ollama").display().to_string(),
+                    "serve".into(),
+                ],
+                wdir,
+                env,
+            ),
+            None,
+        ),
+        Runner::Image {
+            engine,
+            image,
+            wdir,
+        } => {
+            let name = format!("ollama-vulkan-smoke-{}-{mode}", std::process::id());
+            let mut args: Vec<String> = vec![
+                "run".into(),
+                "--rm".into(),
+                "--name".into(),
+                name.clone(),
+                "-p".into(),
+                format!("127.0.0.1:{port}:11434"),
+                "-v".into(),
+                format!("{}:/smoke", wdir.display()),
+            ];
+            args.extend(engine.run_flags());
+            // The GPUs of the host (AMD/Intel through Mesa), as docs/RUNNING.md says.
+            if Path::new("/dev/dri").exists() {
+                args.extend(["--device".into(), "/dev/dri".into()]);
+            }
+            for (k, v) in env {
+                args.extend(["-e".into(), format!("{k}={v}")]);
+            }
+            // The image's own ENTRYPOINT and CMD: `ollama serve`.
+            args.push(image.to_string());
+            let mut c = Command::new(&engine.program);
+            c.args(&args);
+            (c, Some(((*engine).clone(), name)))
+        }
+    };
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(logf)
         .stderr(logf2)
         .spawn()
         .map_err(|e| SmokeError::Io(format!("starting ollama serve: {e}")))?;
-    let mut server = Server { child: Some(child) };
+    let mut server = Server {
+        child: Some(child),
+        container,
+    };
     let base = format!("127.0.0.1:{port}");
     let start = Instant::now();
     loop {
@@ -401,19 +593,45 @@ fn run_mode(
         {
             break;
         }
-        if start.elapsed() > Duration::from_secs(60) {
+        let limit = match runner {
+            Runner::Dist { .. } => 60,
+            Runner::Image { .. } => 180,
+        };
+        if start.elapsed() > Duration::from_secs(limit) {
             return Err(fail(
                 "ollama serve did not answer",
-                "no response on /api/version within 60 s".into(),
+                format!("no response on /api/version within {limit} s"),
             ));
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    // ollama create, through the CLI as users do.
-    let out = builder
-        .command(
+    // The image's HEALTHCHECK, run once now that the server answers.
+    let mut healthcheck = None;
+    if let (Runner::Image { engine, .. }, Some((_, name))) = (runner, &server.container) {
+        if engine.kind == crate::image::engine::EngineKind::Podman {
+            let out = duct::cmd(&engine.program, ["healthcheck", "run", name.as_str()])
+                .stderr_to_stdout()
+                .stdout_capture()
+                .unchecked()
+                .run()
+                .map_err(|e| SmokeError::Io(format!("podman healthcheck run: {e}")))?;
+            let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if out.status.success() {
+                healthcheck = Some("healthy".to_string());
+            } else if !text.contains("no defined healthcheck") {
+                return Err(fail("HEALTHCHECK failed", text));
+            }
+        }
+    }
+    // ollama create, through the CLI as users do (in the container for an image).
+    let create = match runner {
+        Runner::Dist {
+            builder,
+            dist,
+            wdir,
+        } => builder.command(
             &[
-                ollama.clone(),
+                dist.join("bin/ollama").display().to_string(),
                 "create".into(),
                 "smoke".into(),
                 "-f".into(),
@@ -421,7 +639,24 @@ fn run_mode(
             ],
             wdir,
             env,
-        )
+        ),
+        Runner::Image { engine, .. } => {
+            let name = &server.container.as_ref().expect("a container").1;
+            duct::cmd(
+                &engine.program,
+                [
+                    "exec",
+                    name.as_str(),
+                    "/usr/bin/ollama",
+                    "create",
+                    "smoke",
+                    "-f",
+                    "/smoke/Modelfile",
+                ],
+            )
+        }
+    };
+    let out = create
         .stderr_to_stdout()
         .stdout_capture()
         .unchecked()
@@ -531,6 +766,7 @@ fn run_mode(
         layers_offloaded: layers,
         cpu_reason,
         memory_rule: if mode == "vulkan" { memory_rule } else { None },
+        healthcheck,
         log: log.to_path_buf(),
     })
 }
@@ -625,15 +861,19 @@ fn find_offload(log: &str) -> Option<String> {
 pub fn render(r: &Report) -> String {
     use std::fmt::Write;
     let mut s = format!(
-        "smoke {} (era {}): {} tokens per run\n",
+        "smoke {} (era {}{}): {} tokens per run\n",
         r.tag.as_deref().unwrap_or("?"),
         r.era.as_deref().unwrap_or("?"),
+        r.image
+            .as_deref()
+            .map(|i| format!(", image {i}"))
+            .unwrap_or_default(),
         r.tokens
     );
     for run in &r.runs {
         let _ = writeln!(
             s,
-            "  {:<6} ok  {} tokens, {:.1} tokens/s, size {} MB, in VRAM {} MB{}{}{}{}",
+            "  {:<6} ok  {} tokens, {:.1} tokens/s, size {} MB, in VRAM {} MB{}{}{}{}{}",
             run.mode,
             run.eval_count,
             run.tokens_per_s,
@@ -646,6 +886,10 @@ pub fn render(r: &Report) -> String {
             run.layers_offloaded
                 .as_deref()
                 .map(|l| format!(", layers offloaded {l}"))
+                .unwrap_or_default(),
+            run.healthcheck
+                .as_deref()
+                .map(|h| format!(", HEALTHCHECK {h}"))
                 .unwrap_or_default(),
             run.cpu_reason
                 .as_deref()

@@ -7,15 +7,20 @@ use crate::support::Fixture;
 /// Renders the tag's Dockerfile and lints it with hadolint (errors fail; its warnings,
 /// e.g. unpinned apt packages, are reported by hadolint, not by us).
 fn render(fx: &Fixture, tag: &str) -> String {
+    render_with(fx, tag, &[])
+}
+
+fn render_with(fx: &Fixture, tag: &str, extra: &[&str]) -> String {
     let recipe = fx.new_recipe(tag);
-    let out = fx.scratch.path().join(format!("Dockerfile.{tag}"));
-    fx.run(&[
-        "dockerfile",
-        recipe.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ])
-    .ok();
+    let out = fx
+        .scratch
+        .path()
+        .join(format!("Dockerfile.{tag}{}", extra.join("")));
+    let mut args = vec!["dockerfile", recipe.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let mut with_out = args.clone();
+    with_out.extend_from_slice(&["-o", out.to_str().unwrap()]);
+    fx.run(&with_out).ok();
     let lint = std::process::Command::new(crate::support::hadolint())
         .args(["--no-color", "--failure-threshold", "error"])
         .arg(&out)
@@ -26,7 +31,7 @@ fn render(fx: &Fixture, tag: &str) -> String {
         "hadolint: {}",
         String::from_utf8_lossy(&lint.stdout)
     );
-    let run = fx.run(&["dockerfile", recipe.to_str().unwrap()]);
+    let run = fx.run(&args);
     run.ok();
     assert_eq!(
         run.stdout,
@@ -79,6 +84,28 @@ fn era_4_and_5_dockerfiles_replay_the_build_steps() {
             .any(|l| l == "-ldflags=-w -s -X=github.com/ollama/ollama/version.Version=0.32.15"),
         "{printed}"
     );
+}
+
+#[test]
+fn from_dist_dockerfile_is_the_runtime_stage_over_dist() {
+    let fx = Fixture::new();
+    let d = render_with(&fx, "v0.32.15", &["--from-dist", "--with-tools"]);
+    insta::assert_snapshot!("dockerfile_era5_from_dist_with_tools", d);
+    assert!(
+        !d.contains("AS builder") && !d.contains("--from=builder"),
+        "{d}"
+    );
+    assert!(d.contains("COPY dist/bin/ollama /usr/bin/ollama"));
+    assert!(d.contains("COPY dist/lib/ollama /usr/lib/ollama"));
+    assert!(
+        d.contains("RUN pkgs=\"ca-certificates libvulkan1 mesa-vulkan-drivers vulkan-tools\""),
+        "{d}"
+    );
+    // Every FROM is an ARG with a default: bases can be overridden.
+    for l in d.lines().filter(|l| l.starts_with("FROM ")) {
+        assert!(l.starts_with("FROM ${"), "{l}");
+    }
+    assert!(!d.contains("VK_LOADER_DEBUG") && !d.contains("GGML_VK_VISIBLE_DEVICES"));
 }
 
 #[test]

@@ -646,3 +646,31 @@ impl Fixture {
         self.scratch.run(&refs)
     }
 }
+
+/// Container storage of the test run (CONTAINERS_STORAGE_CONF), kept in
+/// CARGO_TARGET_TMPDIR between runs like the builder root: buildah, podman and skopeo
+/// calls of the tests use it, never the machine's default storage.
+pub fn containers_storage_conf() -> PathBuf {
+    static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("containers");
+        fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("storage.conf");
+        fs::write(
+            &conf,
+            format!(
+                "[storage]\ndriver = \"overlay\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+                dir.join("storage").display(),
+                dir.join("run").display()
+            ),
+        )
+        .unwrap();
+        conf
+    })
+    .clone()
+}
+
+/// A cache shared by the tests of a run and kept between runs (base image roots).
+pub fn shared_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("shared-cache")
+}

@@ -1,0 +1,373 @@
+//! Registry-free base images: a Debian root made with mmdebstrap from Debian packages,
+//! imported into the engine's local storage as `localhost/ollama-vulkan-ROLE:SUITE`.
+//! The builder base carries every era's build deps and the host's Go (Debian's is older
+//! than the go.mod of current tags); the runtime base is minbase with the Vulkan loader
+//! and Mesa's ICDs. The root tarball is kept in the cache, keyed by what went in, so a
+//! second `base` (or a test run) only imports it again.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::engine::{Engine, EngineKind};
+use super::ImageError;
+use crate::build::builder::{host_goroot, which_in};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Build deps of every era, the host's Go at /usr/local/go (mmdebstrap --variant=apt).
+    Builder,
+    /// minbase + the Vulkan loader and Mesa ICDs: what the image runs on.
+    Runtime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arch {
+    Amd64,
+    Arm64,
+}
+
+impl Arch {
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Amd64 => "amd64",
+            Arch::Arm64 => "arm64",
+        }
+    }
+    fn host() -> Arch {
+        if cfg!(target_arch = "aarch64") {
+            Arch::Arm64
+        } else {
+            Arch::Amd64
+        }
+    }
+}
+
+pub struct BaseRequest<'a> {
+    pub engine: &'a Engine,
+    pub suite: &'a str,
+    pub role: Role,
+    pub arch: Arch,
+    /// Debian packages to include (the caller merges the templates' lists).
+    pub packages: Vec<String>,
+    pub tag: Option<String>,
+    pub cache: &'a Path,
+    pub offline: bool,
+    pub quiet: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BaseReport {
+    pub image: String,
+    pub id: Option<String>,
+    pub role: Role,
+    pub suite: String,
+    pub arch: String,
+    pub packages: Vec<String>,
+    /// The Go copied in (builder), from the host.
+    pub go: Option<String>,
+    pub rootfs: PathBuf,
+    /// The root tarball came from the cache (mmdebstrap did not run).
+    pub cached_rootfs: bool,
+    /// The image already held this root (nothing imported).
+    pub already_imported: bool,
+    pub rootfs_bytes: u64,
+    pub image_bytes: Option<u64>,
+    pub seconds: f64,
+}
+
+/// The default name of a base image.
+pub fn default_tag(role: Role, suite: &str, arch: Arch) -> String {
+    let role = match role {
+        Role::Builder => "builder",
+        Role::Runtime => "runtime",
+    };
+    if arch == Arch::host() {
+        format!("localhost/ollama-vulkan-{role}:{suite}")
+    } else {
+        format!("localhost/ollama-vulkan-{role}:{suite}-{}", arch.name())
+    }
+}
+
+/// PATH of a base: the builder's has the Go copied to /usr/local/go.
+fn path_env(role: Role) -> &'static str {
+    match role {
+        Role::Builder => {
+            "PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        }
+        Role::Runtime => "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    }
+}
+
+fn go_version(goroot: &Path) -> Option<String> {
+    fs::read_to_string(goroot.join("VERSION"))
+        .ok()?
+        .lines()
+        .next()
+        .map(|l| l.trim().to_string())
+}
+
+/// Makes (or finds in the cache) the root tarball and imports it.
+pub fn base(req: &BaseRequest<'_>) -> Result<BaseReport, ImageError> {
+    let started = std::time::Instant::now();
+    let mut pkgs = req.packages.clone();
+    pkgs.sort();
+    pkgs.dedup();
+    let goroot = match req.role {
+        Role::Builder => host_goroot(),
+        Role::Runtime => None,
+    };
+    let go = goroot.as_deref().and_then(go_version);
+    if req.role == Role::Builder {
+        match (&goroot, req.arch == Arch::host()) {
+            (None, _) => crate::progress::note(
+                "no Go on PATH: the builder base has none; install Go (≥ the tag's go.mod) at /usr/local/go on the host and run `base` again",
+            ),
+            (Some(_), false) => {
+                return Err(ImageError::Usage(format!(
+                    "the builder base for {} needs a Go for {0}; the host's is for {}\n  help: build on an {0} machine, or use the runtime base with `image --from-dist`",
+                    req.arch.name(),
+                    Arch::host().name()
+                )))
+            }
+            _ => {}
+        }
+    }
+    let variant = match req.role {
+        Role::Builder => "apt",
+        Role::Runtime => "minbase",
+    };
+    let key = crate::patch::series::sha256_hex(
+        format!(
+            "{}\0{}\0{variant}\0{}\0{}",
+            req.suite,
+            req.arch.name(),
+            pkgs.join(","),
+            go.clone().unwrap_or_default()
+        )
+        .as_bytes(),
+    );
+    let dir = req.cache.join("bases");
+    let rootfs = dir.join(format!(
+        "{}-{}-{variant}-{}.tar",
+        req.suite,
+        req.arch.name(),
+        &key[..12]
+    ));
+    let io = |what: String| move |e: std::io::Error| ImageError::Io { what, source: e };
+    fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+    let cached_rootfs = rootfs.is_file();
+    if !cached_rootfs {
+        if req.offline {
+            return Err(ImageError::Usage(format!(
+                "the base root {} is not in the cache and --offline forbids fetching Debian packages\n  help: run `ollama-vulkan base` once with access to a Debian mirror",
+                rootfs.display()
+            )));
+        }
+        if which_in(
+            None,
+            &std::env::var("PATH").unwrap_or_default(),
+            "mmdebstrap",
+        )
+        .is_none()
+        {
+            return Err(ImageError::Engine(
+                "mmdebstrap is not installed; base images are made with it from Debian packages\n  help: apt-get install -y mmdebstrap".into(),
+            ));
+        }
+        let tmp = dir.join(format!(".tmp-{}-{}.tar", &key[..12], std::process::id()));
+        let mut args: Vec<String> = vec![
+            format!("--variant={variant}"),
+            format!("--architectures={}", req.arch.name()),
+            // Documentation and translations are dead weight in an image.
+            "--dpkgopt=path-exclude=/usr/share/doc/*".into(),
+            "--dpkgopt=path-include=/usr/share/doc/*/copyright".into(),
+            "--dpkgopt=path-exclude=/usr/share/man/*".into(),
+            "--dpkgopt=path-exclude=/usr/share/locale/*".into(),
+            "--dpkgopt=path-exclude=/usr/share/info/*".into(),
+        ];
+        if !pkgs.is_empty() {
+            args.push(format!("--include={}", pkgs.join(",")));
+        }
+        if let Some(g) = &goroot {
+            args.push(format!(
+                "--customize-hook=mkdir -p \"$1/usr/local\" && cp -a {} \"$1/usr/local/go\"",
+                g.display()
+            ));
+        }
+        args.push(req.suite.into());
+        args.push(tmp.display().to_string());
+        let progress = crate::progress::Progress::start(format!(
+            "making the {} {} root ({} packages{}, mmdebstrap)",
+            req.suite,
+            variant,
+            pkgs.len(),
+            go.as_deref().map(|g| format!(", {g}")).unwrap_or_default()
+        ));
+        let out = duct::cmd("mmdebstrap", &args)
+            .stderr_to_stdout()
+            .stdout_capture()
+            .unchecked()
+            .run()
+            .map_err(|e| ImageError::Engine(format!("running mmdebstrap: {e}")))?;
+        if !out.status.success() {
+            let _ = fs::remove_file(&tmp);
+            return Err(ImageError::Engine(format!(
+                "mmdebstrap {} ({}) failed:\n{}\n  help: check that the Debian mirror serves {0} for {}{}",
+                req.suite,
+                variant,
+                crate::fsutil::last_lines(&String::from_utf8_lossy(&out.stdout), 15),
+                req.arch.name(),
+                if req.arch != Arch::host() {
+                    " and that qemu-user-static + binfmt-support are installed (foreign architecture)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        fs::rename(&tmp, &rootfs)
+            .map_err(io(format!("moving the root to {}", rootfs.display())))?;
+        progress.finish(&rootfs.display().to_string());
+    }
+    let rootfs_bytes = fs::metadata(&rootfs).map(|m| m.len()).unwrap_or(0);
+    let tag = req
+        .tag
+        .clone()
+        .unwrap_or_else(|| default_tag(req.role, req.suite, req.arch));
+    // Importing the same root again would only make a new image id (and miss every
+    // layer cached on the old one): an image with this root's key is kept.
+    let imported = req
+        .engine
+        .labels(&tag)
+        .and_then(|l| l.get(KEY_LABEL).and_then(|v| v.as_str()).map(String::from))
+        .as_deref()
+        == Some(&key[..]);
+    if !imported {
+        let progress = crate::progress::Progress::start(format!("importing {tag}"));
+        import(
+            req.engine,
+            &rootfs,
+            &tag,
+            req.arch,
+            req.role,
+            &pkgs,
+            go.as_deref(),
+            &key,
+        )?;
+        progress.finish("done");
+    }
+    Ok(BaseReport {
+        id: req.engine.image_id(&tag),
+        image_bytes: req.engine.image_size(&tag),
+        image: tag,
+        role: req.role,
+        suite: req.suite.into(),
+        arch: req.arch.name().into(),
+        packages: pkgs,
+        go,
+        rootfs,
+        cached_rootfs,
+        already_imported: imported,
+        rootfs_bytes,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Label naming what a base was made from (suite, arch, variant, packages, Go).
+const KEY_LABEL: &str = "io.ollama-vulkan.base.key";
+
+/// A tarball into local storage with PATH, CMD and labels set.
+#[allow(clippy::too_many_arguments)]
+fn import(
+    engine: &Engine,
+    rootfs: &Path,
+    tag: &str,
+    arch: Arch,
+    role: Role,
+    pkgs: &[String],
+    go: Option<&str>,
+    key: &str,
+) -> Result<(), ImageError> {
+    let title = match role {
+        Role::Builder => "ollama-vulkan-builder",
+        Role::Runtime => "ollama-vulkan-runtime",
+    };
+    let labels = [
+        format!("org.opencontainers.image.title={title}"),
+        format!("io.ollama-vulkan.base.packages={}", pkgs.join(",")),
+        format!("io.ollama-vulkan.base.go={}", go.unwrap_or("")),
+        format!("{KEY_LABEL}={key}"),
+    ];
+    match engine.kind {
+        EngineKind::Buildah => {
+            let ctr = engine
+                .quiet(
+                    "buildah from scratch",
+                    vec!["from".into(), "scratch".into()],
+                )?
+                .trim()
+                .to_string();
+            let r = (|| {
+                engine.quiet(
+                    "adding the root",
+                    vec![
+                        "add".into(),
+                        ctr.clone(),
+                        rootfs.display().to_string(),
+                        "/".into(),
+                    ],
+                )?;
+                let mut cfg: Vec<String> = vec![
+                    "config".into(),
+                    "--arch".into(),
+                    arch.name().into(),
+                    "--os".into(),
+                    "linux".into(),
+                    "--env".into(),
+                    path_env(role).into(),
+                    "--cmd".into(),
+                    "[\"/bin/bash\"]".into(),
+                ];
+                for l in &labels {
+                    cfg.push("--label".into());
+                    cfg.push(l.clone());
+                }
+                cfg.push(ctr.clone());
+                engine.quiet("configuring the base", cfg)?;
+                engine.quiet(
+                    "committing the base",
+                    vec!["commit".into(), "--rm".into(), ctr.clone(), tag.into()],
+                )
+            })();
+            if r.is_err() {
+                let _ = engine.quiet("removing the working container", vec!["rm".into(), ctr]);
+            }
+            r.map(|_| ())
+        }
+        EngineKind::Podman | EngineKind::Docker => {
+            let mut a: Vec<String> = vec!["import".into()];
+            if engine.kind == EngineKind::Podman {
+                a.extend(["--arch".into(), arch.name().into()]);
+            } else {
+                a.extend(["--platform".into(), format!("linux/{}", arch.name())]);
+            }
+            a.extend([
+                "--change".into(),
+                format!("ENV {}", path_env(role)),
+                "--change".into(),
+                "CMD [\"/bin/bash\"]".into(),
+            ]);
+            for l in &labels {
+                let (k, v) = l.split_once('=').unwrap_or((l, ""));
+                a.push("--change".into());
+                a.push(format!("LABEL {k}=\"{v}\""));
+            }
+            a.push(rootfs.display().to_string());
+            a.push(tag.into());
+            engine.quiet("importing the base", a).map(|_| ())
+        }
+    }
+}

@@ -1,0 +1,465 @@
+//! Container engines: podman, buildah or docker, found on PATH or chosen. Builds run
+//! without a registry (bases are local images), with chroot isolation for buildah and
+//! podman (no OCI runtime or cgroups needed to build), their output streamed to stderr and
+//! kept in a log; runs pass explicit ulimits (runtimes fail to raise nofile/nproc past a
+//! container host's hard limits: CONTAINERS.md §2b).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::ImageError;
+use crate::build::builder::which_in;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EngineChoice {
+    /// podman, else buildah (+ podman to run), else docker with a reachable daemon.
+    Auto,
+    Podman,
+    Buildah,
+    Docker,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EngineKind {
+    Podman,
+    Buildah,
+    Docker,
+}
+
+impl EngineKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Podman => "podman",
+            EngineKind::Buildah => "buildah",
+            EngineKind::Docker => "docker",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Engine {
+    pub kind: EngineKind,
+    pub program: PathBuf,
+}
+
+/// Where an image goes besides local storage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "path", rename_all = "kebab-case")]
+pub enum Output {
+    /// `oci-archive:PATH`: one tar file (`podman load -i`, `skopeo copy oci-archive:…`).
+    OciArchive(PathBuf),
+    /// `oci:DIR`: an OCI image layout directory.
+    Oci(PathBuf),
+}
+
+impl std::str::FromStr for Output {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once(':') {
+            Some(("oci-archive", p)) if !p.is_empty() => Ok(Output::OciArchive(p.into())),
+            Some(("oci", p)) if !p.is_empty() => Ok(Output::Oci(p.into())),
+            _ => Err(format!(
+                "`{s}` is not an output: use oci-archive:PATH (one tar file) or oci:DIR (an OCI layout directory)"
+            )),
+        }
+    }
+}
+
+fn path_var() -> String {
+    std::env::var("PATH").unwrap_or_default()
+}
+
+fn find(name: &str) -> Option<PathBuf> {
+    which_in(None, &path_var(), name)
+}
+
+/// `docker` on PATH may be a client without a daemon (this project's machines): only a
+/// daemon that answers makes it an engine.
+fn docker_answers(p: &Path) -> bool {
+    duct::cmd(p, ["info", "--format", "{{.ServerVersion}}"])
+        .stdout_null()
+        .stderr_null()
+        .unchecked()
+        .run()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+impl Engine {
+    pub fn detect(choice: EngineChoice) -> Result<Engine, ImageError> {
+        let pick = |kind: EngineKind| find(kind.name()).map(|program| Engine { kind, program });
+        let missing = |name: &str| {
+            ImageError::Engine(format!(
+                "{name} is not installed\n  help: apt-get install -y buildah podman runc (registry-free builds need no daemon), or pass --engine with one you have"
+            ))
+        };
+        match choice {
+            EngineChoice::Podman => pick(EngineKind::Podman).ok_or_else(|| missing("podman")),
+            EngineChoice::Buildah => pick(EngineKind::Buildah).ok_or_else(|| missing("buildah")),
+            EngineChoice::Docker => {
+                let e = pick(EngineKind::Docker).ok_or_else(|| missing("docker"))?;
+                if !docker_answers(&e.program) {
+                    return Err(ImageError::Engine(format!(
+                        "{} finds no Docker daemon (`docker info` fails)\n  help: start dockerd, or use --engine podman / buildah (no daemon needed)",
+                        e.program.display()
+                    )));
+                }
+                Ok(e)
+            }
+            EngineChoice::Auto => pick(EngineKind::Podman)
+                .or_else(|| pick(EngineKind::Buildah))
+                .or_else(|| pick(EngineKind::Docker).filter(|e| docker_answers(&e.program)))
+                .ok_or_else(|| {
+                    ImageError::Engine(
+                        "no container engine: podman, buildah or docker (with a daemon) is needed\n  help: apt-get install -y buildah podman runc".into(),
+                    )
+                }),
+        }
+    }
+
+    /// The engine that runs containers: buildah cannot, so podman (same local storage).
+    pub fn runner(&self) -> Result<Engine, ImageError> {
+        match self.kind {
+            EngineKind::Buildah => find("podman")
+                .map(|program| Engine {
+                    kind: EngineKind::Podman,
+                    program,
+                })
+                .ok_or_else(|| {
+                    ImageError::Engine(
+                        "running an image needs podman (buildah only builds)\n  help: apt-get install -y podman runc".into(),
+                    )
+                }),
+            _ => Ok(self.clone()),
+        }
+    }
+
+    fn cmd(&self, args: Vec<String>) -> duct::Expression {
+        duct::cmd(&self.program, args)
+    }
+
+    /// Runs the engine quietly; its combined output on failure.
+    pub fn quiet(&self, what: &str, args: Vec<String>) -> Result<String, ImageError> {
+        let out = self
+            .cmd(args.clone())
+            .stderr_to_stdout()
+            .stdout_capture()
+            .unchecked()
+            .run()
+            .map_err(|e| ImageError::Engine(format!("running {}: {e}", self.kind.name())))?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            return Err(ImageError::Engine(format!(
+                "{what} failed: {} {}\n{}",
+                self.kind.name(),
+                args.join(" "),
+                crate::fsutil::last_lines(&text, 15)
+            )));
+        }
+        Ok(text)
+    }
+
+    /// Runs the engine with its output streamed to stderr (prefixed, unless quiet) and
+    /// written to `log`; the last lines on failure.
+    pub fn streamed(
+        &self,
+        what: &str,
+        args: Vec<String>,
+        env: &[(String, String)],
+        log: &Path,
+        quiet: bool,
+    ) -> Result<(), ImageError> {
+        if let Some(d) = log.parent() {
+            std::fs::create_dir_all(d).map_err(|e| ImageError::Io {
+                what: format!("creating {}", d.display()),
+                source: e,
+            })?;
+        }
+        let mut logf = std::fs::File::create(log).map_err(|e| ImageError::Io {
+            what: format!("creating {}", log.display()),
+            source: e,
+        })?;
+        let _ = writeln!(logf, "$ {} {}", self.program.display(), args.join(" "));
+        let mut cmd = self.cmd(args).stderr_to_stdout().unchecked();
+        for (k, v) in env {
+            cmd = cmd.env(k, v);
+        }
+        let reader = cmd
+            .reader()
+            .map_err(|e| ImageError::Engine(format!("running {}: {e}", self.kind.name())))?;
+        let mut lines = BufReader::new(&reader);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match lines.read_until(b'\n', &mut line) {
+                Ok(0) => break,
+                Ok(_) => {
+                    let _ = logf.write_all(&line);
+                    if !quiet {
+                        eprint!("  | {}", String::from_utf8_lossy(&line));
+                        if !line.ends_with(b"\n") {
+                            eprintln!();
+                        }
+                    }
+                }
+                Err(e) => {
+                    return Err(ImageError::Engine(format!(
+                        "reading {} output: {e}",
+                        self.kind.name()
+                    )))
+                }
+            }
+        }
+        let status = reader
+            .try_wait()
+            .map_err(|e| ImageError::Engine(e.to_string()))?
+            .map(|o| o.status);
+        match status {
+            Some(s) if s.success() => Ok(()),
+            other => Err(ImageError::Failed {
+                what: what.into(),
+                engine: self.kind.name().into(),
+                status: other
+                    .and_then(|s| s.code())
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "killed".into()),
+                log: log.to_path_buf(),
+                tail: crate::fsutil::tail_file(log, 20),
+            }),
+        }
+    }
+
+    /// Arguments of a build: `file` in `context`, tagged `tag`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn build_args(
+        &self,
+        file: &Path,
+        ignore_file: &Path,
+        context: &Path,
+        tag: &str,
+        build_args: &[(String, String)],
+        labels: &[(String, String)],
+        volumes: &[(PathBuf, String)],
+        epoch: Option<i64>,
+    ) -> Vec<String> {
+        let mut a: Vec<String> = match self.kind {
+            // chroot isolation: RUN needs no OCI runtime, cgroups or network namespace.
+            EngineKind::Buildah => vec!["bud".into(), "--isolation".into(), "chroot".into()],
+            EngineKind::Podman => vec!["build".into(), "--isolation".into(), "chroot".into()],
+            EngineKind::Docker => vec!["build".into()],
+        };
+        if self.kind != EngineKind::Docker {
+            // The docker format keeps HEALTHCHECK (OCI image configs have no field for it);
+            // layers are cached so an unchanged dist or tree rebuilds in seconds.
+            a.extend([
+                "--format".into(),
+                "docker".into(),
+                "--layers".into(),
+                "--ignorefile".into(),
+                ignore_file.display().to_string(),
+            ]);
+            for (host, inside) in volumes {
+                a.push("--volume".into());
+                a.push(format!("{}:{inside}", host.display()));
+            }
+            if let Some(t) = epoch {
+                a.push("--timestamp".into());
+                a.push(t.to_string());
+            }
+        }
+        a.extend(["-f".into(), file.display().to_string()]);
+        a.extend(["-t".into(), tag.to_string()]);
+        for (k, v) in build_args {
+            a.push("--build-arg".into());
+            a.push(format!("{k}={v}"));
+        }
+        for (k, v) in labels {
+            a.push("--label".into());
+            a.push(format!("{k}={v}"));
+        }
+        a.push(context.display().to_string());
+        a
+    }
+
+    /// Copies a local image to an OCI archive or layout.
+    pub fn export(&self, image: &str, out: &Output) -> Result<(), ImageError> {
+        let name = image.rsplit('/').next().unwrap_or(image).to_string();
+        let dest = match out {
+            Output::OciArchive(p) => format!("oci-archive:{}:{name}", p.display()),
+            Output::Oci(p) => format!("oci:{}:{name}", p.display()),
+        };
+        if let Some(parent) = match out {
+            Output::OciArchive(p) => p.parent(),
+            Output::Oci(p) => Some(p.as_path()),
+        } {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).map_err(|e| ImageError::Io {
+                    what: format!("creating {}", parent.display()),
+                    source: e,
+                })?;
+            }
+        }
+        match self.kind {
+            EngineKind::Docker => Err(ImageError::Engine(
+                "docker cannot write an OCI archive or layout here\n  help: use --engine podman or buildah for --output, or `docker save IMAGE` for a docker archive".into(),
+            )),
+            _ => {
+                if let Output::OciArchive(p) = out {
+                    // Written whole or not at all: push to a temp name, then rename.
+                    let tmp = p.with_extension("tmp-export");
+                    let _ = std::fs::remove_file(&tmp);
+                    let r = self.quiet(
+                        "exporting the image",
+                        vec![
+                            "push".into(),
+                            image.into(),
+                            format!("oci-archive:{}:{name}", tmp.display()),
+                        ],
+                    );
+                    if let Err(e) = r {
+                        let _ = std::fs::remove_file(&tmp);
+                        return Err(e);
+                    }
+                    std::fs::rename(&tmp, p).map_err(|e| ImageError::Io {
+                        what: format!("moving the archive to {}", p.display()),
+                        source: e,
+                    })?;
+                    Ok(())
+                } else {
+                    self.quiet("exporting the image", vec!["push".into(), image.into(), dest])
+                        .map(|_| ())
+                }
+            }
+        }
+    }
+
+    /// The image's uncompressed size in bytes, as the engine reports it.
+    pub fn image_size(&self, image: &str) -> Option<u64> {
+        let args: Vec<String> = match self.kind {
+            EngineKind::Buildah => return self.runner().ok()?.image_size(image),
+            _ => vec![
+                "image".into(),
+                "inspect".into(),
+                "--format".into(),
+                "{{.Size}}".into(),
+                image.into(),
+            ],
+        };
+        self.quiet("inspecting the image", args)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// The image's id.
+    pub fn image_id(&self, image: &str) -> Option<String> {
+        let args: Vec<String> = match self.kind {
+            EngineKind::Buildah => vec![
+                "inspect".into(),
+                "--type".into(),
+                "image".into(),
+                "--format".into(),
+                "{{.FromImageID}}".into(),
+                image.into(),
+            ],
+            _ => vec![
+                "image".into(),
+                "inspect".into(),
+                "--format".into(),
+                "{{.Id}}".into(),
+                image.into(),
+            ],
+        };
+        Some(
+            self.quiet("inspecting the image", args)
+                .ok()?
+                .trim()
+                .to_string(),
+        )
+        .filter(|s| !s.is_empty())
+    }
+
+    /// The image's labels (empty when it has none; None when there is no such image).
+    pub fn labels(&self, image: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+        let format = match self.kind {
+            EngineKind::Podman => "{{json .Labels}}",
+            EngineKind::Docker => "{{json .Config.Labels}}",
+            EngineKind::Buildah => "{{json .OCIv1.Config.Labels}}",
+        };
+        let mut args: Vec<String> = match self.kind {
+            EngineKind::Buildah => vec!["inspect".into(), "--type".into(), "image".into()],
+            _ => vec!["image".into(), "inspect".into()],
+        };
+        args.extend(["--format".into(), format.into(), image.into()]);
+        let out = self.quiet("inspecting the image", args).ok()?;
+        match serde_json::from_str::<serde_json::Value>(out.trim()) {
+            Ok(serde_json::Value::Object(m)) => Some(m),
+            _ => Some(serde_json::Map::new()),
+        }
+    }
+
+    pub fn has_image(&self, image: &str) -> bool {
+        self.image_id(image).is_some()
+    }
+
+    /// Flags `podman run` needs on hosts whose hard limits are below what runtimes ask
+    /// for by default (CONTAINERS.md §2b): nofile at the hard limit, nproc ≤ 32768.
+    pub fn run_flags(&self) -> Vec<String> {
+        if self.kind != EngineKind::Podman {
+            return Vec::new();
+        }
+        let (nofile, nproc) = hard_limits();
+        vec![
+            "--ulimit".into(),
+            format!("nofile={nofile}:{nofile}"),
+            "--ulimit".into(),
+            format!("nproc={nproc}:{nproc}"),
+        ]
+    }
+}
+
+extern "C" {
+    fn getrlimit(resource: i32, rlim: *mut [u64; 2]) -> i32;
+}
+
+/// (nofile, nproc) to ask a runtime for: the hard limits, capped (65536 nproc failed on
+/// the project's machines with a higher hard limit; 32768 works).
+fn hard_limits() -> (u64, u64) {
+    const RLIMIT_NPROC: i32 = 6;
+    const RLIMIT_NOFILE: i32 = 7;
+    let get = |res: i32| -> Option<u64> {
+        let mut l = [0u64; 2];
+        // SAFETY: getrlimit writes two rlim_t (u64 on 64-bit Linux) into `l`.
+        (unsafe { getrlimit(res, &mut l) } == 0).then_some(l[1])
+    };
+    (
+        get(RLIMIT_NOFILE).unwrap_or(1024).min(1 << 20),
+        get(RLIMIT_NPROC).unwrap_or(4096).min(32768),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Output;
+
+    #[test]
+    fn outputs_parse() {
+        assert_eq!(
+            "oci-archive:/tmp/a.tar".parse::<Output>(),
+            Ok(Output::OciArchive("/tmp/a.tar".into()))
+        );
+        assert_eq!(
+            "oci:layout".parse::<Output>(),
+            Ok(Output::Oci("layout".into()))
+        );
+        for bad in ["oci-archive:", "docker-archive:x.tar", "x.tar"] {
+            let e = bad.parse::<Output>().unwrap_err();
+            assert!(e.contains("oci-archive:PATH"), "{e}");
+        }
+    }
+}

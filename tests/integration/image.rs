@@ -1,0 +1,416 @@
+//! `base`, `image` and `smoke --image` for real: an mmdebstrap runtime base imported into
+//! a private container storage, the fixture's era-4 dist built into an image with buildah
+//! (no registry), exported as an OCI archive, inspected with skopeo, and run with podman:
+//! the server answers on its published port and sees the Vulkan device (lavapipe).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::{containers_storage_conf, shared_cache, Fixture, Run};
+
+const RUNTIME_BASE: &str = "localhost/ollama-vulkan-test-runtime:trixie";
+
+/// The binary with the test run's container storage and the shared gguf python.
+fn tool(fx: &Fixture, args: &[&str]) -> Run {
+    let mut cmd = fx.scratch.command(args);
+    cmd.env("CONTAINERS_STORAGE_CONF", containers_storage_conf())
+        .env("OLLAMA_VULKAN_PYTHON", crate::support::smoke_python());
+    cmd.output().unwrap().into()
+}
+
+fn engine(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .env("CONTAINERS_STORAGE_CONF", containers_storage_conf())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The runtime base; its root tarball is cached between test runs (mmdebstrap once), and
+/// it is made once per run (the tests share it).
+fn runtime_base(fx: &Fixture) -> serde_json::Value {
+    static ONCE: std::sync::Mutex<Option<serde_json::Value>> = std::sync::Mutex::new(None);
+    let mut once = ONCE.lock().unwrap();
+    if let Some(v) = once.as_ref() {
+        return v.clone();
+    }
+    let cache = shared_cache();
+    let v = tool(
+        fx,
+        &[
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "base",
+            "--role",
+            "runtime",
+            "--engine",
+            "buildah",
+            "--tag",
+            RUNTIME_BASE,
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    *once = Some(v.clone());
+    v
+}
+
+fn fixture_dist(fx: &Fixture, tag: &str) -> (PathBuf, PathBuf) {
+    let recipe = fx.new_recipe(tag);
+    let dest = fx.scratch.path().join(format!("b-{tag}"));
+    fx.run(&[
+        "build",
+        recipe.to_str().unwrap(),
+        "--builder",
+        "host",
+        "--dest",
+        dest.to_str().unwrap(),
+        "--json",
+    ])
+    .ok();
+    (recipe, dest)
+}
+
+fn image(fx: &Fixture, recipe: &Path, dest: &Path, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "image",
+        recipe.to_str().unwrap(),
+        "--dest",
+        dest.to_str().unwrap(),
+        "--engine",
+        "buildah",
+    ];
+    args.extend_from_slice(extra);
+    tool(fx, &args)
+}
+
+#[test]
+fn fixture_image_builds_with_buildah_runs_with_podman_and_sees_lavapipe() {
+    let fx = Fixture::new();
+    let base = runtime_base(&fx);
+    assert_eq!(base["image"], RUNTIME_BASE);
+    assert_eq!(base["role"], "runtime");
+    let pkgs: Vec<&str> = base["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(pkgs.contains(&"libvulkan1") && pkgs.contains(&"mesa-vulkan-drivers"));
+    // Again: the root is cached and the image already holds it (same id, nothing imported).
+    let cache = shared_cache();
+    let again = tool(
+        &fx,
+        &[
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "base",
+            "--role",
+            "runtime",
+            "--engine",
+            "podman",
+            "--tag",
+            RUNTIME_BASE,
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(again["cached_rootfs"], true);
+    assert_eq!(again["already_imported"], true);
+    assert_eq!(again["id"], base["id"]);
+
+    let (recipe, dest) = fixture_dist(&fx, "v0.24.0");
+    let runtime = format!("runtime={RUNTIME_BASE}");
+
+    // A local base that is not there: no registry to fall back on, so say how to make it.
+    image(
+        &fx,
+        &recipe,
+        &dest,
+        &["--from-dist", "--base", "runtime=localhost/no-such-base:1"],
+    )
+    .fails(
+        2,
+        &[
+            "localhost/no-such-base:1",
+            "ollama-vulkan base --suite trixie --role runtime",
+        ],
+    );
+    image(&fx, &recipe, &dest, &["--from-dist", "--base", "nonsense"])
+        .fails(2, &["expected ROLE=IMAGE"]);
+
+    let archive = fx.scratch.path().join("out/fixture.oci.tar");
+    let out_arg = format!("oci-archive:{}", archive.display());
+    let j = image(
+        &fx,
+        &recipe,
+        &dest,
+        &[
+            "--from-dist",
+            "--base",
+            &runtime,
+            "--tag",
+            "localhost/ollama-vulkan-test:era4",
+            "--output",
+            &out_arg,
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(j["mode"], "from-dist");
+    assert_eq!(j["engine"], "buildah");
+    assert_eq!(j["bases"]["runtime"], RUNTIME_BASE);
+    assert!(j["size_bytes"].as_u64().unwrap() > 0, "{j}");
+    assert!(archive.is_file() && j["output_bytes"].as_u64().unwrap() > 0);
+    // The Dockerfile and its ignore file are emitted into the build output.
+    let df = std::fs::read_to_string(dest.join("Dockerfile.linux")).unwrap();
+    assert!(df.contains("COPY dist/lib/ollama /usr/lib/ollama"), "{df}");
+    assert!(!df.contains("AS builder"), "{df}");
+    let ignore = std::fs::read_to_string(dest.join("Dockerfile.linux.dockerignore")).unwrap();
+    assert!(ignore.contains("!dist/bin/"), "{ignore}");
+
+    // The exported archive: what a user loads elsewhere.
+    let cfg: serde_json::Value = serde_json::from_str(&engine(
+        "skopeo",
+        &[
+            "inspect",
+            "--config",
+            &format!("oci-archive:{}", archive.display()),
+        ],
+    ))
+    .unwrap();
+    let env: Vec<&str> = cfg["config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert!(env.contains(&"OLLAMA_HOST=0.0.0.0:11434"), "{env:?}");
+    assert!(env.contains(&"OLLAMA_VULKAN=1"), "era 4's switch: {env:?}");
+    assert!(
+        !env.iter()
+            .any(|e| e.starts_with("GGML_VK_VISIBLE_DEVICES") || e.starts_with("VK_LOADER_DEBUG")),
+        "no test-only or debug settings in the image: {env:?}"
+    );
+    assert!(
+        cfg["config"]["ExposedPorts"]["11434/tcp"].is_object(),
+        "{cfg}"
+    );
+    assert_eq!(cfg["config"]["Entrypoint"][0], "/usr/bin/ollama");
+    assert_eq!(cfg["config"]["Cmd"][0], "serve");
+    assert_eq!(cfg["config"]["Labels"]["io.ollama-vulkan.era"], "4");
+
+    // In a container: the server answers on the published port and finds lavapipe.
+    let s = tool(
+        &fx,
+        &[
+            "smoke",
+            "--image",
+            "localhost/ollama-vulkan-test:era4",
+            "--lavapipe",
+            "--tokens",
+            "4",
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(s["image"], "localhost/ollama-vulkan-test:era4");
+    assert_eq!(s["era"], "4");
+    let runs = s["runs"].as_array().unwrap();
+    assert_eq!(runs[0]["mode"], "vulkan");
+    assert!(
+        runs[0]["device"].as_str().unwrap().contains("llvmpipe"),
+        "{s}"
+    );
+    assert_eq!(runs[0]["eval_count"], 4);
+    assert_eq!(
+        runs[0]["healthcheck"], "healthy",
+        "the image's HEALTHCHECK passes"
+    );
+    assert_eq!(runs[1]["mode"], "cpu");
+    assert_eq!(runs[1]["size_vram"], 0);
+    // Nothing is left running.
+    let ps = engine("podman", &["ps", "-a", "--format", "{{.Names}}"]);
+    assert!(!ps.contains("ollama-vulkan-smoke-"), "{ps}");
+
+    // Unchanged dist: every step comes from the layer cache.
+    let again = image(
+        &fx,
+        &recipe,
+        &dest,
+        &[
+            "--from-dist",
+            "--base",
+            &runtime,
+            "--tag",
+            "localhost/ollama-vulkan-test:era4",
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(again["id"], j["id"], "same inputs, same image");
+
+    // `build --image`: the (cached) build, then the image from its dist.
+    let b = tool(
+        &fx,
+        &[
+            "build",
+            recipe.to_str().unwrap(),
+            "--builder",
+            "host",
+            "--dest",
+            dest.to_str().unwrap(),
+            "--image",
+            "--engine",
+            "buildah",
+            "--base",
+            &runtime,
+            "--tag",
+            "localhost/ollama-vulkan-test:era4",
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(b["build"]["cached"], true, "{b}");
+    assert_eq!(b["image"]["mode"], "from-dist");
+    assert_eq!(b["image"]["id"], j["id"]);
+}
+
+#[test]
+fn image_without_a_dist_or_tree_says_what_to_run() {
+    let fx = Fixture::new();
+    let recipe = fx.new_recipe("v0.24.0");
+    let dest = fx.scratch.path().join("empty");
+    std::fs::create_dir_all(&dest).unwrap();
+    image(&fx, &recipe, &dest, &["--from-dist"])
+        .fails(2, &["dist/bin/ollama is missing", "ollama-vulkan build"]);
+    tool(
+        &fx,
+        &[
+            "smoke",
+            "--image",
+            "localhost/ollama-vulkan-test:absent",
+            "--engine",
+            "podman",
+        ],
+    )
+    .fails(2, &["localhost/ollama-vulkan-test:absent"]);
+    tool(
+        &fx,
+        &["image", recipe.to_str().unwrap(), "--output", "tar:/tmp/x"],
+    )
+    .fails(2, &["oci-archive:PATH"]);
+}
+
+const BUILDER_BASE: &str = "localhost/ollama-vulkan-test-builder:trixie";
+
+/// The default mode: the builder stage compiles the prepared fixture tree with the era's
+/// build steps (the same recipe data as the native build) on the mmdebstrap builder base
+/// (build deps + the host's Go), and the image it makes (non-root, `--uid 1000`) generates
+/// through lavapipe.
+#[test]
+fn fixture_image_compiles_in_the_builder_stage() {
+    let fx = Fixture::new();
+    let cache = shared_cache();
+    let b = tool(
+        &fx,
+        &[
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "base",
+            "--role",
+            "builder",
+            "--engine",
+            "buildah",
+            "--tag",
+            BUILDER_BASE,
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert!(b["go"].as_str().unwrap_or("").starts_with("go"), "{b}");
+    runtime_base(&fx);
+    let recipe = fx.new_recipe("v0.24.0");
+    let dest = fx.scratch.path().join("src-build");
+    fx.run(&[
+        "prepare",
+        recipe.to_str().unwrap(),
+        "--dest",
+        dest.to_str().unwrap(),
+    ])
+    .ok();
+    let builder = format!("builder={BUILDER_BASE}");
+    let runtime = format!("runtime={RUNTIME_BASE}");
+    let j = image(
+        &fx,
+        &recipe,
+        &dest,
+        &[
+            "--base",
+            &builder,
+            "--base",
+            &runtime,
+            "--tag",
+            "localhost/ollama-vulkan-test:era4-src",
+            "--uid",
+            "1000",
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(j["mode"], "source");
+    // `--uid`: the server runs as a user made in the image.
+    let user = engine(
+        "podman",
+        &[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Config.User}}",
+            "localhost/ollama-vulkan-test:era4-src",
+        ],
+    );
+    assert_eq!(user.trim(), "1000");
+    assert!(j["source_date_epoch"].as_i64().is_some(), "{j}");
+    let log = std::fs::read_to_string(dest.join("logs/image-linux.log")).unwrap();
+    assert!(
+        log.contains("RUN cmake --preset Vulkan"),
+        "the era's steps ran"
+    );
+    let s = tool(
+        &fx,
+        &[
+            "smoke",
+            "--image",
+            "localhost/ollama-vulkan-test:era4-src",
+            "--lavapipe",
+            "--no-cpu-fallback",
+            "--tokens",
+            "2",
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert!(
+        s["runs"][0]["device"]
+            .as_str()
+            .unwrap()
+            .contains("llvmpipe"),
+        "{s}"
+    );
+}
