@@ -63,7 +63,7 @@ impl Scratch {
                 None => None,
             };
             let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
-            root = match upsert(&self.repo, Some(root), &parts, entry)? {
+            root = match crate::source::git::upsert(&self.repo, Some(root), &parts, entry)? {
                 Some(id) => id,
                 None => self.repo.treebuilder(None)?.write()?,
             };
@@ -89,40 +89,6 @@ impl Scratch {
         let refs: Vec<&git2::Commit<'_>> = parents.iter().collect();
         self.repo.commit(None, &sig, &sig, message, &tree, &refs)
     }
-}
-
-fn upsert(
-    repo: &Repository,
-    base: Option<Oid>,
-    parts: &[&str],
-    entry: Option<(Oid, i32)>,
-) -> Result<Option<Oid>, git2::Error> {
-    let base_tree = base.map(|b| repo.find_tree(b)).transpose()?;
-    let mut tb = repo.treebuilder(base_tree.as_ref())?;
-    let (name, rest) = parts.split_first().expect("non-empty path");
-    let sub = if rest.is_empty() {
-        entry
-    } else {
-        let below = tb
-            .get(name)?
-            .filter(|e| e.kind() == Some(git2::ObjectType::Tree))
-            .map(|e| e.id());
-        upsert(repo, below, rest, entry)?.map(|id| (id, 0o040000))
-    };
-    match sub {
-        Some((id, mode)) => {
-            tb.insert(name, id, mode)?;
-        }
-        None => {
-            if tb.get(name)?.is_some() {
-                tb.remove(name)?;
-            }
-        }
-    }
-    if tb.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(tb.write()?))
 }
 
 /// How one patch fared.

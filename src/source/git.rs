@@ -334,7 +334,7 @@ pub fn move_head(dir: &Path, id: Oid, paths: &[String]) -> Result<(), git2::Erro
 
 /// Returns the id of `base` with `parts` set to `entry` (or removed); None when the
 /// resulting tree is empty.
-fn upsert(
+pub(crate) fn upsert(
     repo: &Repository,
     base: Option<Oid>,
     parts: &[&str],

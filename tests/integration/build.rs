@@ -13,15 +13,7 @@ fn new_recipe(fx: &Fixture, tag: &str) -> PathBuf {
 }
 
 fn build(fx: &Fixture, recipe: &Path, dest: &Path) -> Run {
-    fx.run(&[
-        "build",
-        recipe.to_str().unwrap(),
-        "--builder",
-        "host",
-        "--dest",
-        dest.to_str().unwrap(),
-        "--json",
-    ])
+    fx.build_host(&[recipe.to_str().unwrap()], dest)
 }
 
 fn manifest(dist: &Path) -> serde_json::Value {

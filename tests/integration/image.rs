@@ -65,16 +65,7 @@ fn runtime_base(fx: &Fixture) -> serde_json::Value {
 fn fixture_dist(fx: &Fixture, tag: &str) -> (PathBuf, PathBuf) {
     let recipe = fx.new_recipe(tag);
     let dest = fx.scratch.path().join(format!("b-{tag}"));
-    fx.run(&[
-        "build",
-        recipe.to_str().unwrap(),
-        "--builder",
-        "host",
-        "--dest",
-        dest.to_str().unwrap(),
-        "--json",
-    ])
-    .ok();
+    fx.build_host(&[recipe.to_str().unwrap()], &dest).ok();
     (recipe, dest)
 }
 

@@ -9,19 +9,7 @@ use crate::support::{Fixture, Run};
 
 fn build(fx: &Fixture, tag: &str) -> PathBuf {
     let dest = fx.scratch.path().join(format!("b-{tag}"));
-    let j = fx
-        .run(&[
-            "build",
-            "--ollama",
-            tag,
-            "--builder",
-            "host",
-            "--dest",
-            dest.to_str().unwrap(),
-            "--json",
-        ])
-        .ok()
-        .json();
+    let j = fx.build_host(&["--ollama", tag], &dest).ok().json();
     PathBuf::from(j["dist"].as_str().unwrap())
 }
 

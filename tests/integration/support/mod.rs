@@ -639,6 +639,20 @@ impl Fixture {
             .json();
         PathBuf::from(j["recipe_path"].as_str().unwrap())
     }
+    /// `build RECIPE --builder host --dest DEST --json` (RECIPE may be `--ollama TAG`'s
+    /// two words).
+    pub fn build_host(&self, recipe: &[&str], dest: &Path) -> Run {
+        let mut args = vec!["build"];
+        args.extend_from_slice(recipe);
+        args.extend([
+            "--builder",
+            "host",
+            "--dest",
+            dest.to_str().unwrap(),
+            "--json",
+        ]);
+        self.run(&args)
+    }
     pub fn run(&self, args: &[&str]) -> Run {
         let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         all.extend(self.mirror_args());
