@@ -100,6 +100,9 @@ pub struct Run {
     pub layers_offloaded: Option<String>,
     /// The log line that says why it runs on CPU (CPU mode).
     pub cpu_reason: Option<String>,
+    /// Whether the server has `/api/ps` (Ollama v0.1.38+); without it size and size_vram
+    /// are 0 and the log alone is the evidence.
+    pub api_ps: bool,
     /// Our memory rule at work, from the log: the legacy probe's `Vulkan GPU` line
     /// (free and usable memory, fraction) or ggml-vulkan's Venus/fraction line.
     pub memory_rule: Option<String>,
@@ -684,7 +687,9 @@ fn run_mode(
         .map_err(|e| fail("POST /api/generate", format!("{e}: {resp}")))?;
     let eval_count = g["eval_count"].as_u64().unwrap_or(0);
     let eval_ns = g["eval_duration"].as_u64().unwrap_or(0);
-    let (_, ps) = http::get(&base, "/api/ps").map_err(|e| fail("GET /api/ps", e))?;
+    let (ps_status, ps) = http::get(&base, "/api/ps").map_err(|e| fail("GET /api/ps", e))?;
+    // Ollama before v0.1.38 has no /api/ps: the runner's log is the only evidence there.
+    let has_ps = ps_status != 404;
     let ps: serde_json::Value = serde_json::from_str(&ps).unwrap_or_default();
     let m = &ps["models"][0];
     let size = m["size"].as_u64().unwrap_or(0);
@@ -709,7 +714,7 @@ fn run_mode(
     }
     let mut cpu_reason = None;
     if mode == "vulkan" {
-        if size == 0 || size_vram != size {
+        if has_ps && (size == 0 || size_vram != size) {
             return Err(fail(
                 "not fully on the GPU",
                 format!("/api/ps: size {size}, size_vram {size_vram} (must be equal and > 0)"),
@@ -733,10 +738,13 @@ fn run_mode(
             ));
         }
     } else {
-        if size_vram != 0 {
+        if size_vram != 0 || (!has_ps && layers.as_deref().is_some_and(|l| !l.starts_with("0/"))) {
             return Err(fail(
                 "Vulkan still in use",
-                format!("size_vram {size_vram} with Vulkan disabled"),
+                format!(
+                    "size_vram {size_vram}, layers offloaded {} with Vulkan disabled",
+                    layers.as_deref().unwrap_or("?")
+                ),
             ));
         }
         if let Some(want) = &smoke.cpu_reason {
@@ -766,6 +774,7 @@ fn run_mode(
         layers_offloaded: layers,
         cpu_reason,
         memory_rule: if mode == "vulkan" { memory_rule } else { None },
+        api_ps: has_ps,
         healthcheck,
         log: log.to_path_buf(),
     })
@@ -789,6 +798,10 @@ fn find_device(log: &str) -> Option<String> {
                     return Some(name.split(" | ").next().unwrap_or(name).trim().to_string());
                 }
             }
+        }
+        // llama.cpp b1999: "ggml_vulkan: Using llvmpipe (LLVM 19.1.7, 256 bits) | fp16: 1 | …"
+        if let Some(rest) = l.split("ggml_vulkan: Using ").nth(1) {
+            return Some(rest.split(" | ").next().unwrap_or(rest).trim().to_string());
         }
         // ggml_vulkan: 0 = llvmpipe (LLVM 19.1.7, 256 bits) (llvmpipe) | uma: ...
         if let Some(rest) = l.split("ggml_vulkan: ").nth(1) {
@@ -873,12 +886,19 @@ pub fn render(r: &Report) -> String {
     for run in &r.runs {
         let _ = writeln!(
             s,
-            "  {:<6} ok  {} tokens, {:.1} tokens/s, size {} MB, in VRAM {} MB{}{}{}{}{}",
+            "  {:<6} ok  {} tokens, {:.1} tokens/s, {}{}{}{}{}{}",
             run.mode,
             run.eval_count,
             run.tokens_per_s,
-            run.size / 1_000_000,
-            run.size_vram / 1_000_000,
+            if run.api_ps {
+                format!(
+                    "size {} MB, in VRAM {} MB",
+                    run.size / 1_000_000,
+                    run.size_vram / 1_000_000
+                )
+            } else {
+                "no /api/ps (before v0.1.38): evidence from the log".to_string()
+            },
             run.device
                 .as_deref()
                 .map(|d| format!(", device {d}"))
@@ -927,6 +947,15 @@ llm_load_tensors: offloaded 3/3 layers to GPU
             Some(
                 "llvmpipe (LLVM 19.1.7, 256 bits): free 21.7 GiB, usable 16.3 GiB (fraction 0.75)"
             )
+        );
+    }
+
+    #[test]
+    fn era_1a_device_line() {
+        let log = "loading library /tmp/x/vulkan/libext_server.so\nggml_vulkan: Using llvmpipe (LLVM 19.1.7, 256 bits) | fp16: 1 | warp size: 8\n";
+        assert_eq!(
+            find_device(log).as_deref(),
+            Some("llvmpipe (LLVM 19.1.7, 256 bits)")
         );
     }
 
