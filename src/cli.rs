@@ -46,6 +46,15 @@ pub struct Global {
     pub offline: bool,
 }
 
+impl Global {
+    /// `--cache-dir`, else the default cache (XDG_CACHE_HOME/ollama-vulkan).
+    pub fn cache(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(ollama_vulkan::project::default_cache_dir)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create and check recipes.

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 use ollama_vulkan::error::Error;
-use ollama_vulkan::project::{default_cache_dir, Project};
+use ollama_vulkan::project::Project;
 use ollama_vulkan::recipe::{self, new};
 use ollama_vulkan::source::{Mirrors, RepoName, Want};
 use ollama_vulkan::version::sort_tags;
@@ -46,7 +46,7 @@ fn init_logging(g: &cli::Global) {
 }
 
 fn mirrors(g: &cli::Global) -> Result<Mirrors, Error> {
-    let cache = g.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let cache = g.cache();
     Ok(Mirrors::new(&g.mirrors, cache, g.offline)?)
 }
 
@@ -98,7 +98,7 @@ fn build_image(
         }
     }
     let engine = Engine::detect(a.engine)?;
-    let cache = g.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let cache = g.cache();
     Ok(image(&ImageRequest {
         recipe: r,
         dest,
@@ -354,7 +354,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             };
             let r = per_tag_recipe(&file, &project, "build")?;
             let dest = dest.unwrap_or_else(|| build_dir(&project, &file));
-            let cache = g.cache_dir.clone().unwrap_or_else(default_cache_dir);
+            let cache = g.cache();
             let jobs = jobs.unwrap_or_else(|| {
                 std::thread::available_parallelism()
                     .map(|n| n.get())
@@ -479,7 +479,7 @@ manifest: {}",
             if with_tools {
                 packages.push("vulkan-tools".into());
             }
-            let cache = g.cache_dir.clone().unwrap_or_else(default_cache_dir);
+            let cache = g.cache();
             let report = base(&BaseRequest {
                 engine: &engine,
                 suite: &suite,
@@ -534,7 +534,7 @@ manifest: {}",
                 install_interrupt_handler, render, smoke, SmokeRequest, SmokeTarget,
             };
             install_interrupt_handler();
-            let cache = g.cache_dir.clone().unwrap_or_else(default_cache_dir);
+            let cache = g.cache();
             let has_gpu = std::path::Path::new("/dev/nvidia0").exists()
                 || std::fs::read_dir("/dev/dri")
                     .map(|rd| {
@@ -612,7 +612,7 @@ manifest: {}",
                     )),
                     _ => None,
                 };
-            let cache = g.cache_dir.clone().unwrap_or_else(default_cache_dir);
+            let cache = g.cache();
             let packages = r
                 .as_ref()
                 .map(|r| r.build.builder_packages.clone())

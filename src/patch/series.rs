@@ -203,10 +203,18 @@ impl Series {
         Ok(out)
     }
 
+    /// SHA256SUMS's text for these (name, contents) patches, in order, as `sha256sum` writes it.
+    pub fn sums_text<'a>(patches: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> String {
+        patches
+            .into_iter()
+            .map(|(name, bytes)| format!("{}  {}\n", sha256_hex(bytes), name))
+            .collect()
+    }
+
     /// Rewrites SHA256SUMS from the patches on disk (atomically) and returns the new pin.
     pub fn refresh_sums(dir: &Path) -> Result<String, SeriesError> {
         let series_file = dir.join("series");
-        let mut out = String::new();
+        let mut patches = Vec::new();
         for (i, line) in read(&series_file)?.lines().enumerate() {
             let entry = line.split('#').next().unwrap_or("").trim();
             if entry.is_empty() {
@@ -218,8 +226,9 @@ impl Series {
                 line: i + 1,
                 entry: entry.into(),
             })?;
-            out.push_str(&format!("{}  {}\n", sha256_hex(&bytes), entry));
+            patches.push((entry.to_string(), bytes));
         }
+        let out = Series::sums_text(patches.iter().map(|(n, b)| (n.as_str(), b.as_slice())));
         crate::fsutil::write_atomic(&dir.join("SHA256SUMS"), out.as_bytes()).map_err(|e| {
             SeriesError::Unreadable {
                 file: dir.join("SHA256SUMS"),

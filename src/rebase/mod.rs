@@ -1265,7 +1265,7 @@ fn finish(dir: &Path, st: State) -> Result<RebaseReport, RebaseError> {
             }
             new_series.push_str(line);
         }
-        let mut sums = String::new();
+        let mut kept = Vec::new();
         for p in &job.patches {
             if dropped.contains(&p.as_str()) {
                 continue;
@@ -1275,8 +1275,9 @@ fn finish(dir: &Path, st: State) -> Result<RebaseReport, RebaseError> {
                 Some(b) => b.clone(),
                 None => fs::read(&path).map_err(ioerr(format!("reading {}", path.display())))?,
             };
-            sums.push_str(&format!("{}  {p}\n", sha256_hex(&bytes)));
+            kept.push((p.as_str(), bytes));
         }
+        let sums = Series::sums_text(kept.iter().map(|(n, b)| (*n, b.as_slice())));
         if new_series != series_text {
             writes.insert(series_file, new_series.into_bytes());
         }

@@ -7,18 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::support::{git, patch_text, Fixture, Run};
 
 fn recipe_with(fx: &Fixture, tag: &str, series: &[(&str, &str)], extra: &str) -> PathBuf {
-    let j = fx
-        .run(&["recipe", "new", "--ollama", tag, "--json"])
-        .ok()
-        .json();
-    let path = PathBuf::from(j["recipe_path"].as_str().unwrap());
-    let pin = fx.scratch.series("vk", series);
-    let mut text = fs::read_to_string(&path).unwrap();
-    text.push_str(&format!(
-        "\n[[series]]\nname = \"vk\"\nrepo = \"ollama\"\nsha256 = \"{pin}\"\n{extra}"
-    ));
-    fs::write(&path, text).unwrap();
-    path
+    fx.recipe_with_series(tag, series, "ollama", extra)
 }
 
 fn prepare(fx: &Fixture, recipe: &Path, extra: &[&str]) -> (PathBuf, Run) {

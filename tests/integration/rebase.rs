@@ -200,18 +200,7 @@ fn project_files(s: &Setup) -> Vec<(String, Vec<u8>)> {
 /// Applies `patches` with `git am -3`-free plain `git apply` on a checkout of `tag`;
 /// returns the checkout.
 fn apply_on(s: &Setup, tag: &str, patches: &[&str]) -> (tempfile::TempDir, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let w = tmp.path().join("w");
-    git(
-        tmp.path(),
-        &[
-            "clone",
-            "-q",
-            s.fx.ollama.dir.to_str().unwrap(),
-            w.to_str().unwrap(),
-        ],
-    );
-    git(&w, &["checkout", "-q", tag]);
+    let (tmp, w) = s.fx.ollama.checkout(tag);
     for p in patches {
         let path = s.series_dir().join(p);
         git(&w, &["apply", "--check", path.to_str().unwrap()]);
@@ -514,18 +503,7 @@ fn era1b(fx: &Fixture) {
 }
 
 fn recipe_for(fx: &Fixture, tag: &str, series: &[(&str, &str)], repo: &str) -> PathBuf {
-    let j = fx
-        .run(&["recipe", "new", "--ollama", tag, "--json"])
-        .ok()
-        .json();
-    let recipe = PathBuf::from(j["recipe_path"].as_str().unwrap());
-    let pin = fx.scratch.series("vk", series);
-    let mut text = fs::read_to_string(&recipe).unwrap();
-    text.push_str(&format!(
-        "\n[[series]]\nname = \"vk\"\nrepo = \"{repo}\"\nsha256 = \"{pin}\"\n"
-    ));
-    fs::write(&recipe, text).unwrap();
-    recipe
+    fx.recipe_with_series(tag, series, repo, "")
 }
 
 #[test]

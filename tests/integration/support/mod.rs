@@ -177,13 +177,8 @@ impl Upstream {
     /// A `git format-patch` of the change `edit` makes on top of `base` (a tag), made in
     /// a throwaway clone. `prelude` edits are committed first and left out of the patch
     /// (to make patches whose line numbers or context differ from `base`).
-    pub fn format_patch(
-        &self,
-        base: &str,
-        subject: &str,
-        prelude: &dyn Fn(&Path),
-        edit: &dyn Fn(&Path),
-    ) -> String {
+    /// A throwaway clone of this upstream with `tag` checked out: (its temp dir, the work tree).
+    pub fn checkout(&self, tag: &str) -> (tempfile::TempDir, PathBuf) {
         let tmp = tempfile::tempdir().unwrap();
         let w = tmp.path().join("w");
         git(
@@ -195,7 +190,18 @@ impl Upstream {
                 w.to_str().unwrap(),
             ],
         );
-        git(&w, &["checkout", "-q", base]);
+        git(&w, &["checkout", "-q", tag]);
+        (tmp, w)
+    }
+
+    pub fn format_patch(
+        &self,
+        base: &str,
+        subject: &str,
+        prelude: &dyn Fn(&Path),
+        edit: &dyn Fn(&Path),
+    ) -> String {
+        let (_tmp, w) = self.checkout(base);
         prelude(&w);
         git(&w, &["add", "-A"]);
         git(&w, &["commit", "-q", "--allow-empty", "-m", "prelude"]);
@@ -632,6 +638,24 @@ impl Fixture {
         ]
     }
     /// `recipe new --ollama TAG` against the fixture mirrors; the recipe's path.
+    /// `recipe new --ollama TAG` plus the scratch series `vk` (made of `series`), pinned
+    /// for `repo`, with `extra` TOML after it.
+    pub fn recipe_with_series(
+        &self,
+        tag: &str,
+        series: &[(&str, &str)],
+        repo: &str,
+        extra: &str,
+    ) -> PathBuf {
+        let recipe = self.new_recipe(tag);
+        let pin = self.scratch.series("vk", series);
+        let mut text = fs::read_to_string(&recipe).unwrap();
+        text.push_str(&format!(
+            "\n[[series]]\nname = \"vk\"\nrepo = \"{repo}\"\nsha256 = \"{pin}\"\n{extra}"
+        ));
+        fs::write(&recipe, text).unwrap();
+        recipe
+    }
     pub fn new_recipe(&self, tag: &str) -> PathBuf {
         let j = self
             .run(&["recipe", "new", "--ollama", tag, "--json"])
