@@ -54,7 +54,7 @@ impl Error {
             Error::Source(s) | Error::New(NewError::Source(s)) => source_code(s),
             Error::New(NewError::Unsupported { .. }) => UNSUPPORTED,
             Error::New(NewError::Era(_)) => BAD_INPUT,
-            Error::New(NewError::Template { .. }) => BAD_INPUT,
+            Error::New(NewError::Template { .. } | NewError::Refused { .. }) => BAD_INPUT,
             Error::New(_) | Error::Io { .. } => FAILURE,
             Error::Prepare(p) => prepare_code(p),
             Error::Build(b) => {
@@ -99,7 +99,9 @@ fn source_code(s: &SourceError) -> i32 {
         | SourceError::NoSource { .. }
         | SourceError::OfflineMissing { .. }
         | SourceError::MovedTag { .. }
-        | SourceError::CommitNotFound { .. } => exit::BAD_INPUT,
+        | SourceError::CommitNotFound { .. }
+        | SourceError::HostileTree { .. }
+        | SourceError::BadCacheDir { .. } => exit::BAD_INPUT,
         _ => exit::FAILURE,
     }
 }

@@ -14,6 +14,7 @@ pub mod progress;
 pub mod project;
 pub mod rebase;
 pub mod recipe;
+pub mod safe;
 pub mod smoke;
 pub mod source;
 pub mod version;

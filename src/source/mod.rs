@@ -105,6 +105,14 @@ pub enum SourceError {
     },
     #[error("{}: {} is missing from the mirror and regenerating it with `{}` failed:\n{}\n  help: {}", .0.what, .0.path, .0.command, .0.detail, .0.help)]
     Regenerate(Box<RegenerateFailure>),
+    #[error("{what}: the mirror's tree has an entry `{path}` that would write outside the tree: {why}; nothing was written\n  help: this mirror is damaged or hostile: use a clean mirror of the upstream repository")]
+    HostileTree {
+        what: String,
+        path: String,
+        why: String,
+    },
+    #[error("--cache-dir {path}: {why}\n  help: pass a directory (it is created if missing), or leave --cache-dir out")]
+    BadCacheDir { path: PathBuf, why: String },
     #[error("{what}: {source}")]
     Git { what: String, source: git2::Error },
     #[error("{what}: {source}")]
@@ -145,6 +153,14 @@ impl Mirrors {
                 .parse()
                 .map_err(|_| SourceError::BadMirrorArg { arg: arg.clone() })?;
             explicit.entry(name).or_default().push(PathBuf::from(path));
+        }
+        if let Ok(m) = fs::metadata(&cache_dir) {
+            if !m.is_dir() {
+                return Err(SourceError::BadCacheDir {
+                    path: cache_dir,
+                    why: "not a directory".into(),
+                });
+            }
         }
         Ok(Mirrors {
             explicit,
