@@ -476,7 +476,16 @@ impl Source for DirSource {
         use std::os::unix::fs::PermissionsExt;
         let p = self.root.join(path);
         match std::fs::symlink_metadata(&p) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            // Below a file (`README.md/x`) is as absent as a missing file; the caller
+            // reports the file in the way, in --check and prepare alike.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(e.to_string()),
             Ok(m) if m.is_dir() => Err("is a directory".into()),
             Ok(m) => {

@@ -303,8 +303,13 @@ fn write_scratch(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 fn load_state(dir: &Path) -> Result<State, RebaseError> {
     let p = dir.join("state.json");
-    let bytes = crate::safe::read_regular(&p, 64 * crate::safe::MAX_TEXT)
-        .map_err(ioerr(format!("reading {}", p.display())))?;
+    let bytes = crate::safe::read_regular(&p, 64 * crate::safe::MAX_TEXT).map_err(|e| {
+        RebaseError::State {
+            file: p.clone(),
+            field: "(file)".into(),
+            why: format!("cannot be read: {e}"),
+        }
+    })?;
     serde_json::from_slice(&bytes).map_err(|e| RebaseError::State {
         file: p.clone(),
         field: "(file)".into(),
@@ -526,6 +531,12 @@ pub fn rebase(
         }
         _ => {}
     }
+    // A state that is not trusted is refused before anything is created (and checked
+    // again under the lock).
+    if in_progress && !matches!(action, Action::Start { .. }) {
+        let st = load_state(&dir)?;
+        validate_state(&dir, project, recipe_path, &st, &action)?;
+    }
     // One rebase-patches per recipe at a time (the state is read, then rewritten).
     let lock_path = dir.with_extension("lock");
     let parent = lock_path
@@ -548,8 +559,9 @@ pub fn rebase(
             source: e,
         }),
     };
-    // A refused or failed start leaves no trace: the lock file only if this run made it.
-    if res.is_err() && made_lock && !dir.exists() {
+    // A refused or failed run leaves no lock file it made (nor work/rebase/).
+    if res.is_err() && made_lock {
+        drop(lock);
         let _ = fs::remove_file(&lock_path);
         if made_parent {
             let _ = fs::remove_dir(&parent);

@@ -594,12 +594,9 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
         ),
     };
     check_values(me, t, &build, &image, cx);
-    for (p, u) in [
-        url,
-        pick(me, t, |r| r.llamacpp.as_ref()?.url.as_ref()),
-    ]
-    .into_iter()
-    .flatten()
+    for (p, u) in [url, pick(me, t, |r| r.llamacpp.as_ref()?.url.as_ref())]
+        .into_iter()
+        .flatten()
     {
         let v = u.get_ref();
         if let Err(why) = crate::safe::text(v) {

@@ -53,7 +53,7 @@ impl std::str::FromStr for RepoName {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("--mirror {arg}: expected NAME=PATH with NAME `ollama` or `llama.cpp`, e.g. --mirror ollama=/srv/mirrors/ollama.git")]
+    #[error("--mirror {arg}: expected NAME=PATH with NAME `ollama` or `llama.cpp`\n  help: e.g. --mirror ollama=/srv/mirrors/ollama.git")]
     BadMirrorArg { arg: String },
     #[error("mirror {name}={path}: {why}\n  help: pass the path of a bare or normal git repository (the fetch tool prints one, e.g. .../ollama+ollama/repo)")]
     Unreadable {

@@ -98,7 +98,7 @@ fn glob_at(p: &[u8], s: &[u8], pi: usize, si: usize, memo: &mut [Option<bool>]) 
 /// names that are empty, `.`, `..`, hold `/`, NUL or control characters, or are `.git` in
 /// any letter case; two entries of one name; and entries below a symlink of the same
 /// tree. Runs over the whole tree before anything is written.
-fn check_tree(repo: &Repository, tree: &git2::Tree<'_>, what: &str) -> Result<(), SourceError> {
+pub fn check_tree(tree: &git2::Tree<'_>, what: &str) -> Result<(), SourceError> {
     let mut failure: Option<SourceError> = None;
     let mut links: Vec<String> = Vec::new();
     let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
@@ -140,7 +140,6 @@ fn check_tree(repo: &Repository, tree: &git2::Tree<'_>, what: &str) -> Result<()
         }
         TreeWalkResult::Ok
     });
-    let _ = repo;
     if let Some(f) = failure {
         return Err(f);
     }
@@ -184,7 +183,7 @@ pub fn materialise(req: &TreeRequest<'_>) -> Result<Materialised, SourceError> {
     let tree = commit
         .tree()
         .map_err(git(format!("{}: reading tree", req.what)))?;
-    check_tree(req.repo, &tree, req.what)?;
+    check_tree(&tree, req.what)?;
     fs::create_dir_all(req.dest).map_err(io(format!("creating {}", req.dest.display())))?;
     let odb = req
         .repo

@@ -7,6 +7,7 @@ mod build;
 mod dockerfile;
 mod era;
 mod fetch;
+mod hostile;
 mod image;
 mod prepare;
 mod rebase;
