@@ -199,10 +199,48 @@ pub fn sh_word(s: &str) -> Result<String, String> {
     }
 }
 
-/// `KEY=word` for a shell assignment or a Dockerfile `ENV`.
+/// `KEY=word` for a shell assignment (a step's env on its RUN line).
 pub fn env_assign(k: &str, v: &str) -> Result<String, String> {
     env_key(k)?;
     Ok(format!("{k}={}", sh_word(v)?))
+}
+
+/// An environment value that may go into a Dockerfile `ENV`: one line, and not ending
+/// in a backslash (Docker reads `"a\\"` as `a\`, hadolint as an open quote).
+pub fn env_value(v: &str) -> Result<(), String> {
+    text(v)?;
+    if v.ends_with('\\') {
+        return Err(format!(
+            "`{}` ends with a backslash, which Dockerfile parsers read differently",
+            show(v)
+        ));
+    }
+    Ok(())
+}
+
+/// `KEY=value` for a Dockerfile `ENV`, whose value is read by the Dockerfile's own
+/// lexer, not a shell: a value of safe characters as is, anything else in double quotes
+/// with `\`, `"` and `$` escaped (no variable substitution, no line continuation).
+/// Single quotes are not used here: parsers disagree on `'\'`.
+pub fn dockerfile_env(k: &str, v: &str) -> Result<String, String> {
+    env_key(k)?;
+    env_value(v)?;
+    if !v.is_empty()
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
+        return Ok(format!("{k}={v}"));
+    }
+    let mut out = String::with_capacity(v.len() + 2);
+    out.push('"');
+    for c in v.chars() {
+        if matches!(c, '\\' | '"' | '$') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    Ok(format!("{k}={out}"))
 }
 
 /// Reads a regular file of at most `max` bytes. A FIFO, device or directory is refused
@@ -253,6 +291,12 @@ mod tests {
         assert!(sh_word("a\rb").is_err());
         assert!(env_assign("A;touch /x;B", "1").is_err());
         assert_eq!(env_assign("A_1", "x y").unwrap(), "A_1='x y'");
+        assert_eq!(dockerfile_env("A", "1").unwrap(), "A=1");
+        assert_eq!(
+            dockerfile_env("A", "\\ \"$(x)'").unwrap(),
+            r#"A="\\ \"\$(x)'""#
+        );
+        assert!(dockerfile_env("A", "x\ny").is_err());
     }
 
     #[test]

@@ -202,7 +202,7 @@ pub fn render_with(r: &Recipe, opts: RenderOptions) -> Result<String, ImageError
                 .iter()
                 .map(|(k, v)| (k.clone(), expand(v, &vars))),
         )
-        .map(|(k, v)| crate::safe::env_assign(&k, &v).map(|a| format!("ENV {a}")))
+        .map(|(k, v)| crate::safe::dockerfile_env(&k, &v).map(|a| format!("ENV {a}")))
         .collect::<Result<Vec<String>, _>>()
         .map_err(refused)?;
     // Eras 1a/1b embed their runners in the binary; later eras ship lib/ollama beside it.
@@ -252,7 +252,7 @@ WORKDIR {SRC}/ollama\n\
         .image
         .env
         .iter()
-        .map(|(k, v)| crate::safe::env_assign(k, v).map(|a| format!(" \\\n    {a}")))
+        .map(|(k, v)| crate::safe::dockerfile_env(k, v).map(|a| format!(" \\\n    {a}")))
         .collect::<Result<String, _>>()
         .map_err(refused)?;
     let base = |role: &str, default: &str| -> Result<String, ImageError> {

@@ -797,7 +797,7 @@ fn check_values(me: &Parsed, t: Option<&Parsed>, build: &Build, image: &Image, c
                     "name the variable with letters, digits and `_` only",
                 );
             }
-            if let Err(why) = crate::safe::text(v) {
+            if let Err(why) = crate::safe::env_value(v) {
                 cx.err(
                     key_at(f, k, fallback),
                     format!("[{table}] {k}: {why}"),

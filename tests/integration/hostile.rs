@@ -423,6 +423,11 @@ fn recipe_cases() -> Vec<Case> {
             &["r.toml:8:1", "[build.env] X", "control character"],
         ),
         rc(
+            "build.env value ends with a backslash",
+            "[build.env]\nX = \"a\\\\\"\n",
+            &["r.toml:8:1", "ends with a backslash"],
+        ),
+        rc(
             "image.env key with shell",
             "[image.env]\n\"A;touch /pwned;B\" = \"1\"\n",
             &["r.toml:8", "[image.env] key"],
@@ -1600,4 +1605,183 @@ fn recipe_new_output_modes() {
         .file_type()
         .is_symlink());
     assert_eq!(fs::read_to_string(&victim).unwrap(), "mine\n");
+}
+
+// ---------------------------------------------------------------------------------------
+// The Dockerfile of a recipe full of hostile (but valid) values is inert.
+
+/// A base image of the host's dash and libc (no registry, no Debian mirror): enough for
+/// the builder stage's shell-form RUN lines; `dpkg -s` always succeeds so apt never runs.
+fn tiny_base(engine: &str, tag: &str, work: &Path) {
+    let root = work.join("rootfs");
+    for d in [
+        "bin",
+        "usr/bin",
+        "lib/x86_64-linux-gnu",
+        "lib64",
+        "usr/lib",
+        "tmp",
+        "etc",
+    ] {
+        fs::create_dir_all(root.join(d)).unwrap();
+    }
+    fs::set_permissions(root.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+    let dash = ["/usr/bin/dash", "/bin/dash"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("dash");
+    fs::copy(dash, root.join("bin/sh")).unwrap();
+    for (from, to) in [
+        (
+            "/lib/x86_64-linux-gnu/libc.so.6",
+            "lib/x86_64-linux-gnu/libc.so.6",
+        ),
+        ("/lib/x86_64-linux-gnu/libc.so.6", "usr/lib/libc.so.6"),
+        ("/lib64/ld-linux-x86-64.so.2", "lib64/ld-linux-x86-64.so.2"),
+    ] {
+        fs::copy(from, root.join(to)).unwrap();
+    }
+    fs::write(root.join("usr/bin/dpkg"), "#!/bin/sh\nexit 0\n").unwrap();
+    fs::set_permissions(root.join("usr/bin/dpkg"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    let tar = work.join("rootfs.tar");
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    let out = Command::new(engine)
+        .arg("import")
+        .arg(&tar)
+        .arg(tag)
+        .env(
+            "CONTAINERS_STORAGE_CONF",
+            crate::support::containers_storage_conf(),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{engine} import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn hostile_values_render_inert() {
+    let s = Scratch::new();
+    let text = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/integration/hostile/inert.toml"
+    ))
+    .unwrap();
+    let recipe = s.file("inert.toml", &text);
+    s.run(&["recipe", "check", recipe.to_str().unwrap()]).ok();
+    let ctx = s.path().join("ctx");
+    let cwd = ctx.join("src/ollama/sub dir;: >pwned-16");
+    fs::create_dir_all(&cwd).unwrap();
+    let dockerfile = ctx.join("Dockerfile");
+    s.run(&[
+        "dockerfile",
+        recipe.to_str().unwrap(),
+        "-o",
+        dockerfile.to_str().unwrap(),
+    ])
+    .ok();
+    let d = fs::read_to_string(&dockerfile).unwrap();
+    insta::assert_snapshot!("dockerfile_hostile_values", d);
+    // Every instruction is on a line of its own: no value opened a new one.
+    let instructions: Vec<&str> = d
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with(' ') && !l.is_empty())
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    for i in &instructions {
+        assert!(
+            [
+                "ARG",
+                "FROM",
+                "RUN",
+                "ENV",
+                "COPY",
+                "WORKDIR",
+                "USER",
+                "EXPOSE",
+                "HEALTHCHECK",
+                "LABEL",
+                "ENTRYPOINT",
+                "CMD"
+            ]
+            .contains(i),
+            "unexpected instruction {i}:\n{d}"
+        );
+    }
+    assert_eq!(
+        instructions.iter().filter(|i| **i == "RUN").count(),
+        5,
+        "apt twice, two steps, useradd:\n{d}"
+    );
+    let lint = Command::new(crate::support::hadolint())
+        .args(["--no-color", "--failure-threshold", "error"])
+        .arg(&dockerfile)
+        .output()
+        .unwrap();
+    assert!(
+        lint.status.success(),
+        "hadolint: {}",
+        String::from_utf8_lossy(&lint.stdout)
+    );
+    // Run the builder stage: the proof step fails the build if any marker exists.
+    let engine = ["podman", "buildah"].into_iter().find(|e| {
+        Command::new(e)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let Some(engine) = engine else {
+        eprintln!("skipped the container build: neither podman nor buildah is installed");
+        return;
+    };
+    let tag = "localhost/ollama-vulkan-hostile-base:1";
+    tiny_base(engine, tag, s.path());
+    let mut cmd = Command::new(engine);
+    if engine == "buildah" {
+        cmd.arg("bud");
+    } else {
+        cmd.arg("build");
+    }
+    let out = cmd
+        .args([
+            "--isolation",
+            "chroot",
+            "--pull=never",
+            "--target",
+            "builder",
+            "-t",
+            "localhost/ollama-vulkan-hostile-proof:1",
+            "-f",
+        ])
+        .arg(&dockerfile)
+        .arg(&ctx)
+        .env(
+            "CONTAINERS_STORAGE_CONF",
+            crate::support::containers_storage_conf(),
+        )
+        .output()
+        .unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{engine} build failed:\n{log}");
+    assert!(log.contains("no-marker"), "{log}");
+    assert!(!log.contains("\nMARKER "), "{log}");
+    // The hostile words reached echo as single arguments, literally.
+    assert!(log.contains("$(: >/tmp/pwned-2)"), "{log}");
+    assert!(!cwd.join("pwned-16").exists());
 }
