@@ -1354,6 +1354,30 @@ fn rebase_cases() -> Vec<Case> {
             },
         ),
         case(
+            "--onto with a series entry outside the series dir",
+            2,
+            &["series:1", "not a patch file name"],
+            |c| {
+                let victim = canary_patch();
+                let r = c.series_recipe(
+                    "vk",
+                    Some("../canary/victim.patch\n"),
+                    Some(&format!("{}  ../canary/victim.patch\n", sha(&victim))),
+                    &[],
+                    &good(""),
+                    "project/work/recipes/r.toml",
+                );
+                args(&["rebase-patches", &r, "--onto", "v0.25.0"])
+            },
+        )
+        .after(|c, _| {
+            if c.p("project/work/rebase").exists() {
+                Err("a refused --onto left work/rebase/".into())
+            } else {
+                Ok(())
+            }
+        }),
+        case(
             "a recipe named ..toml has no state dir",
             2,
             &["not a recipe name"],
@@ -1368,7 +1392,7 @@ fn rebase_cases() -> Vec<Case> {
 #[test]
 fn corpus_rebase() {
     let n = run_alone(rebase_cases());
-    assert!(n >= 22, "{n}");
+    assert!(n >= 23, "{n}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1694,6 +1718,8 @@ fn hostile_values_render_inert() {
     .ok();
     let d = fs::read_to_string(&dockerfile).unwrap();
     insta::assert_snapshot!("dockerfile_hostile_values", d);
+    // `{jobs}` inside an argument is the container's nproc, as natively.
+    assert!(d.contains("-j\"$(nproc)\""), "{d}");
     // Every instruction is on a line of its own: no value opened a new one.
     let instructions: Vec<&str> = d
         .lines()
