@@ -101,7 +101,8 @@ fn source_code(s: &SourceError) -> i32 {
         | SourceError::MovedTag { .. }
         | SourceError::CommitNotFound { .. }
         | SourceError::HostileTree { .. }
-        | SourceError::BadCacheDir { .. } => exit::BAD_INPUT,
+        | SourceError::BadCacheDir { .. }
+        | SourceError::FsckFailed { .. } => exit::BAD_INPUT,
         _ => exit::FAILURE,
     }
 }

@@ -55,9 +55,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// `-o FILE` of a command: `-` is stdout, anything else [`write_atomic`].
+/// `-o FILE` of a command: `-` (or `/dev/stdout`) is stdout, anything else
+/// [`write_atomic`].
 pub fn write_output(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    if path.as_os_str() == "-" {
+    if path.as_os_str() == "-" || path.as_os_str() == "/dev/stdout" {
         let mut out = io::stdout().lock();
         out.write_all(bytes)?;
         return out.flush();

@@ -612,7 +612,7 @@ manifest: {}",
                             }
                         }
                     })?;
-                    if !g.quiet && p.as_os_str() != "-" {
+                    if !g.quiet && p.as_os_str() != "-" && p.as_os_str() != "/dev/stdout" {
                         eprintln!("wrote {}", p.display());
                     }
                 }

@@ -99,7 +99,8 @@ impl RebaseError {
                 | SourceError::MovedTag { .. }
                 | SourceError::CommitNotFound { .. }
                 | SourceError::HostileTree { .. }
-                | SourceError::BadCacheDir { .. },
+                | SourceError::BadCacheDir { .. }
+                | SourceError::FsckFailed { .. },
             ) => BAD_INPUT,
             _ => FAILURE,
         }

@@ -246,7 +246,7 @@ pub fn new_recipe(
             .join("recipes")
             .join(format!("ollama-{}.toml", req.tag)),
     };
-    let to_stdout = path.as_os_str() == "-";
+    let to_stdout = path.as_os_str() == "-" || path.as_os_str() == "/dev/stdout";
     // A symlink, FIFO or device at the target is refused, a regular file keeps its mode.
     let mode = if to_stdout {
         0o644

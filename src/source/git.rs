@@ -252,7 +252,17 @@ pub fn cached_mirror(
     args.push("--end-of-options");
     args.push(url);
     args.extend(refspecs.iter().map(String::as_str));
-    run_git(&args, Some(&path)).map_err(|(_, d)| fetch_err("fetch".into(), d))?;
+    run_git(&args, Some(&path)).map_err(|(_, d)| {
+        if d.contains("fsck") {
+            SourceError::FsckFailed {
+                name,
+                url: url.to_string(),
+                detail: crate::fsutil::last_lines(&d, 6),
+            }
+        } else {
+            fetch_err("fetch".into(), d)
+        }
+    })?;
     Ok(path)
 }
 

@@ -111,6 +111,12 @@ pub enum SourceError {
         path: String,
         why: String,
     },
+    #[error("git refused the objects {url} sent for {name} (transfer.fsckObjects):\n{detail}\n  help: the upstream is damaged or hostile (a tree entry such as `..` or `.git`); nothing from it is used")]
+    FsckFailed {
+        name: RepoName,
+        url: String,
+        detail: String,
+    },
     #[error("--cache-dir {path}: {why}\n  help: pass a directory (it is created if missing), or leave --cache-dir out")]
     BadCacheDir { path: PathBuf, why: String },
     #[error("{what}: {source}")]

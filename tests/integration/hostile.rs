@@ -284,7 +284,12 @@ fn check(c: &Case, ctx: &Ctx) -> Result<(), String> {
     if c.code == 2 && !run.stderr.contains("help:") {
         bad.push("stderr carries no `help:` fix".into());
     }
-    let allowed = |k: &str| c.may_change.iter().any(|p| k.starts_with(p.as_str()));
+    // A prefix; one ending in `/` also allows the directory itself.
+    let allowed = |k: &str| {
+        c.may_change
+            .iter()
+            .any(|p| k.starts_with(p.as_str()) || (p.ends_with('/') && k == &p[..p.len() - 1]))
+    };
     for k in before.keys().chain(after.keys()) {
         if before.get(k) != after.get(k) && !allowed(k) {
             bad.push(format!(
@@ -909,6 +914,26 @@ fn mirror_cases() -> Vec<Case> {
             tree(r, &[("100644", "", f)])
         }),
         case(
+            "a hostile upstream through the cache is refused by fsck",
+            2,
+            &["transfer.fsckObjects", "help:"],
+            |c| {
+                let (m, commit) = hostile_mirror(&c.p(&format!("hostile-{}", c.id)), &|r| {
+                    let f = blob(r, "pwned\n");
+                    let t1 = tree(r, &[("100644", "pwned", f)]);
+                    let t2 = tree(r, &[("40000", "..", t1)]);
+                    tree(r, &[("40000", "a", t2)])
+                });
+                let text = good("").replace(COMMIT, &commit).replace(
+                    "[ollama]\n",
+                    &format!("[ollama]\nurl = \"file://{}\"\n", m.display()),
+                );
+                let r = c.file(&format!("project/work/recipes/m{}.toml", c.id), &text);
+                args(&["fetch", &r])
+            },
+        )
+        .may_change("cache/"),
+        case(
             "sparse **/ ×14 stays linear",
             0,
             &["ollama v0.24.0"],
@@ -932,7 +957,7 @@ fn mirror_cases() -> Vec<Case> {
 fn corpus_mirror() {
     let fx = Fixture::new();
     let n = run_in_fixture(&fx, mirror_cases());
-    assert!(n >= 11, "{n}");
+    assert!(n >= 12, "{n}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1514,6 +1539,12 @@ fn build_image_cli_cases() -> Vec<Case> {
             &["FROM ${RUNTIME_IMAGE}"],
             |c| args(&["dockerfile", &c.recipe(""), "-o", "-"]),
         ),
+        case(
+            "dockerfile -o /dev/stdout is stdout",
+            0,
+            &["FROM ${RUNTIME_IMAGE}"],
+            |c| args(&["dockerfile", &c.recipe(""), "-o", "/dev/stdout"]),
+        ),
         case("dockerfile -o keeps the file's mode", 0, &[], |c| {
             let r = c.recipe("");
             let out = c.file("Dockerfile", "old\n");
@@ -1585,7 +1616,7 @@ fn build_image_cli_cases() -> Vec<Case> {
 #[test]
 fn corpus_build_image_cli() {
     let n = run_alone(build_image_cli_cases());
-    assert!(n >= 18, "{n}");
+    assert!(n >= 19, "{n}");
 }
 
 /// `recipe new -o FILE` over a real mirror: the target's mode is kept, `-` is stdout.
