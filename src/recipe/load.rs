@@ -139,12 +139,8 @@ pub fn load(path: &Path, project: &Project) -> Result<Recipe, Diagnostics> {
                     None
                 }
             },
-            Err(help) => {
-                cx.err(
-                    me.at(ext.span()),
-                    format!("template `{}` not found", ext.get_ref()),
-                    help,
-                );
+            Err((message, help)) => {
+                cx.err(me.at(ext.span()), message, help);
                 None
             }
         },
@@ -171,15 +167,24 @@ pub fn load(path: &Path, project: &Project) -> Result<Recipe, Diagnostics> {
 
 /// `era-4` → `<project>/recipes/era-4.toml`; a value with `/` or `.toml` is a path
 /// relative to the recipe, which may not be absolute or climb with `..`.
-fn resolve_template(name: &str, recipe: &Path, project: &Project) -> Result<PathBuf, String> {
-    if name.starts_with('/') || name.split('/').any(|c| c == "..") {
-        return Err(format!(
-            "`{}` is an absolute path or climbs with `..`: name a template in {} (`era-4`), or a path below the recipe's directory",
-            crate::safe::show(name),
-            project.recipes_dir().display()
+fn resolve_template(
+    name: &str,
+    recipe: &Path,
+    project: &Project,
+) -> Result<PathBuf, (String, String)> {
+    let shown = crate::safe::show(name);
+    if name.starts_with('/')
+        || name.split('/').any(|c| c == "..")
+        || crate::safe::text(name).is_err()
+    {
+        return Err((
+            format!("`extends = \"{shown}\"` is an absolute path or climbs with `..`"),
+            format!(
+                "name a template in {} (`era-4`), or a path below the recipe's directory",
+                project.recipes_dir().display()
+            ),
         ));
     }
-    crate::safe::text(name)?;
     let candidate = if name.contains('/') || name.ends_with(".toml") {
         recipe.parent().unwrap_or(Path::new(".")).join(name)
     } else {
@@ -189,15 +194,18 @@ fn resolve_template(name: &str, recipe: &Path, project: &Project) -> Result<Path
         return Ok(candidate);
     }
     let available = project.template_names();
-    Err(format!(
-        "looked for {}; templates available in {}: {}",
-        candidate.display(),
-        project.recipes_dir().display(),
-        if available.is_empty() {
-            "none".to_string()
-        } else {
-            available.join(", ")
-        }
+    Err((
+        format!("template `{shown}` not found"),
+        format!(
+            "looked for {}; templates available in {}: {}",
+            candidate.display(),
+            project.recipes_dir().display(),
+            if available.is_empty() {
+                "none".to_string()
+            } else {
+                available.join(", ")
+            }
+        ),
     ))
 }
 

@@ -269,10 +269,19 @@ pub fn new_recipe(
         path: dir.to_path_buf(),
         source,
     })?;
+    // A hidden directory beside the target holds the probe, so a killed run leaves no
+    // `*.toml` behind, and the probe's own name is a valid recipe name.
+    let probe_dir = tempfile::Builder::new()
+        .prefix(".recipe-new-")
+        .tempdir_in(&dir)
+        .map_err(|source| NewError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
     let probe = tempfile::Builder::new()
-        .prefix("recipe-new-probe-")
+        .prefix("probe-")
         .suffix(".toml")
-        .tempfile_in(&dir)
+        .tempfile_in(probe_dir.path())
         .map_err(|source| NewError::Io {
             path: dir.to_path_buf(),
             source,
