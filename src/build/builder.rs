@@ -70,7 +70,7 @@ const FORWARDED_ENV: &[&str] = &[
 const ROOT_PATH: &str =
     "/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-fn is_debian_like() -> bool {
+pub fn is_debian_like() -> bool {
     fs::read_to_string("/etc/os-release")
         .map(|t| {
             t.lines().any(|l| {
@@ -82,7 +82,7 @@ fn is_debian_like() -> bool {
         .unwrap_or(false)
 }
 
-fn is_root_user() -> bool {
+pub fn is_root_user() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc_geteuid() == 0 }
 }
@@ -341,17 +341,7 @@ exec chroot "$root" "$@""#;
         if path.join("usr/bin/cmake").exists() {
             return Ok(builder); // made by a concurrent run while we waited
         }
-        if which_in(
-            None,
-            &std::env::var("PATH").unwrap_or_default(),
-            "mmdebstrap",
-        )
-        .is_none()
-        {
-            return Err(BuildError::Builder(
-                "mmdebstrap is not installed, and the default builder is a Debian trixie root made with it\n  help: apt-get install mmdebstrap, or pass --builder host".into(),
-            ));
-        }
+        crate::provision::ensure(&[crate::provision::MMDEBSTRAP])?;
         // Stale half-made roots of killed runs.
         if let Ok(rd) = fs::read_dir(&dir) {
             for e in rd.flatten() {

@@ -4,6 +4,7 @@
 mod support;
 
 mod build;
+mod ci_script;
 mod dockerfile;
 mod era;
 mod fetch;
