@@ -166,18 +166,22 @@ pub fn installed() -> Vec<String> {
 pub enum ProvisionError {
     #[error("{} {} not installed ({})\n  help: {}", list(missing), if missing.len() == 1 { "is" } else { "are" }, whys(missing), fix)]
     Missing { missing: Vec<Need>, fix: String },
-    #[error("installing {} with apt-get failed:\n{tail}\n  help: run `{command}` yourself (full output in {})", packages.join(" "), log.display())]
-    Apt {
-        packages: Vec<String>,
-        command: String,
-        log: PathBuf,
-        tail: String,
-    },
+    #[error("{0}")]
+    Apt(Box<AptFailure>),
     #[error("{what}: {source}")]
     Io {
         what: String,
         source: std::io::Error,
     },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("installing {} with apt-get failed:\n{tail}\n  help: run `{command}` yourself (full output in {})", packages.join(" "), log.display())]
+pub struct AptFailure {
+    pub packages: Vec<String>,
+    pub command: String,
+    pub log: PathBuf,
+    pub tail: String,
 }
 
 fn list(n: &[Need]) -> String {
@@ -294,7 +298,7 @@ pub fn ensure(needs: &[Need]) -> Result<Vec<String>, ProvisionError> {
     }
     let still: Vec<Need> = missing.iter().filter(|n| !satisfied(n)).copied().collect();
     if !still.is_empty() {
-        return Err(ProvisionError::Apt {
+        return Err(ProvisionError::Apt(Box::new(AptFailure {
             packages: pkgs.clone(),
             command: apt_command(&pkgs),
             tail: format!(
@@ -303,7 +307,7 @@ pub fn ensure(needs: &[Need]) -> Result<Vec<String>, ProvisionError> {
                 list(&still)
             ),
             log,
-        });
+        })));
     }
     record(&p.cache, &pkgs, &missing, started.elapsed().as_secs_f64());
     if let Ok(mut v) = INSTALLED.lock() {

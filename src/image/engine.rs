@@ -614,7 +614,45 @@ fn hard_limits() -> (u64, u64) {
 
 #[cfg(test)]
 mod tests {
-    use super::Output;
+    use super::{Output, Shape};
+
+    #[test]
+    fn values_from_stdout_are_shape_checked() {
+        let id = "a".repeat(64);
+        assert_eq!(Shape::ImageId.check(&format!("{id}\n")), Ok(id.clone()));
+        assert_eq!(
+            Shape::ImageId.check(&format!("sha256:{id}")),
+            Ok(format!("sha256:{id}"))
+        );
+        assert_eq!(
+            Shape::ContainerName.check("working-container-2\n"),
+            Ok("working-container-2".into())
+        );
+        assert_eq!(Shape::Count.check("434512345\n"), Ok("434512345".into()));
+        assert!(Shape::JsonLabels.check("null").is_ok());
+        assert!(Shape::JsonLabels.check("{\"a\":\"b\"}").is_ok());
+        // What a chatty engine mixed into one stream looked like on the fresh machine.
+        let chatty = "time=\"2026-11-28T10:00:00Z\" level=warning msg=\"Error validating CNI config file\"\nworking-container";
+        assert!(Shape::ContainerName.check(chatty).is_err());
+        for bad in ["", "x y", "-rf", "a/b", "../x", "ctr\nctr2"] {
+            assert!(Shape::ContainerName.check(bad).is_err(), "{bad:?}");
+        }
+        for bad in [
+            "",
+            "abc",
+            &"g".repeat(64),
+            &format!("{id}{id}"),
+            "level=warning",
+        ] {
+            assert!(Shape::ImageId.check(bad).is_err(), "{bad:?}");
+        }
+        for bad in ["", "-1", "1.5", "12 MB", "18446744073709551616"] {
+            assert!(Shape::Count.check(bad).is_err(), "{bad:?}");
+        }
+        for bad in ["[]", "\"x\"", "level=warning", "{"] {
+            assert!(Shape::JsonLabels.check(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn outputs_parse() {

@@ -47,7 +47,13 @@ pub enum SmokeError {
     #[error(transparent)]
     Provision(#[from] crate::provision::ProvisionError),
     #[error(transparent)]
-    Image(#[from] crate::image::ImageError),
+    Image(Box<crate::image::ImageError>),
+}
+
+impl From<crate::image::ImageError> for SmokeError {
+    fn from(e: crate::image::ImageError) -> Self {
+        SmokeError::Image(Box::new(e))
+    }
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
