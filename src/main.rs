@@ -585,7 +585,7 @@ manifest: {}",
             if fix {
                 let needs = ollama_vulkan::build::doctor::fix_needs(builder);
                 let installed = ollama_vulkan::provision::ensure(&needs)?;
-                if !g.quiet && !g.json {
+                if !g.quiet {
                     if installed.is_empty() {
                         eprintln!("nothing to install: {} present", needs.len());
                     } else {

@@ -332,6 +332,8 @@ exec chroot "$root" "$@""#;
                 path.display()
             )));
         }
+        // Before anything is written: a refused install leaves the cache as it was.
+        crate::provision::ensure(&[crate::provision::MMDEBSTRAP])?;
         fs::create_dir_all(&dir)
             .map_err(|e| BuildError::Builder(format!("creating {}: {e}", dir.display())))?;
         let lock =
@@ -341,7 +343,6 @@ exec chroot "$root" "$@""#;
         if path.join("usr/bin/cmake").exists() {
             return Ok(builder); // made by a concurrent run while we waited
         }
-        crate::provision::ensure(&[crate::provision::MMDEBSTRAP])?;
         // Stale half-made roots of killed runs.
         if let Ok(rd) = fs::read_dir(&dir) {
             for e in rd.flatten() {

@@ -253,7 +253,6 @@ pub fn base(req: &BaseRequest<'_>) -> Result<BaseReport, ImageError> {
         &key[..12]
     ));
     let io = |what: String| move |e: std::io::Error| ImageError::Io { what, source: e };
-    fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
     let cached_rootfs = rootfs.is_file();
     if !cached_rootfs {
         if req.offline {
@@ -262,7 +261,9 @@ pub fn base(req: &BaseRequest<'_>) -> Result<BaseReport, ImageError> {
                 rootfs.display()
             )));
         }
+        // Before anything is written: a refused install leaves the cache as it was.
         crate::provision::ensure(&[crate::provision::MMDEBSTRAP])?;
+        fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
         let tmp = dir.join(format!(".tmp-{}-{}.tar", &key[..12], std::process::id()));
         let mut args: Vec<String> = vec![
             format!("--variant={variant}"),

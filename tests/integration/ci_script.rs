@@ -48,6 +48,11 @@ fn test_tools() -> Vec<(&'static str, &'static str, &'static str)> {
             "this test reads which package ships a program",
         ),
         ("dpkg-query", "dpkg", "this test reads package priorities"),
+        (
+            "setpriv",
+            "util-linux",
+            "the provisioning test runs the tool as a non-root user",
+        ),
     ]
 }
 

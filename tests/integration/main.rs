@@ -10,6 +10,7 @@ mod era;
 mod fetch;
 mod image;
 mod prepare;
+mod provision;
 mod rebase;
 mod recipe_check;
 mod recipe_new;
