@@ -44,6 +44,12 @@ pub struct Global {
     /// Never touch the network; fail clearly when something is missing.
     #[arg(long, global = true)]
     pub offline: bool,
+    /// Never install host packages (mmdebstrap, podman, …) or make a missing base image:
+    /// a missing prerequisite is an error naming the install command. By default they
+    /// are installed with apt-get when run as root on Debian/Ubuntu, announced and
+    /// recorded in the cache's provisioned.jsonl.
+    #[arg(long, global = true, env = "OLLAMA_VULKAN_NO_INSTALL", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_install: bool,
 }
 
 impl Global {
@@ -196,6 +202,10 @@ pub enum Command {
         /// making it if needed).
         #[arg(long, value_enum, default_value_t = ollama_vulkan::build::builder::BuilderChoice::Host)]
         builder: ollama_vulkan::build::builder::BuilderChoice,
+        /// Install what is missing first (apt-get, as root on Debian/Ubuntu): the host
+        /// packages the pipeline runs, and for `--builder host` its toolchain.
+        #[arg(long)]
+        fix: bool,
     },
     /// Apply the recipe's patch series to fresh trees (all or nothing; one commit per patch).
     Prepare {

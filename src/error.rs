@@ -37,6 +37,8 @@ pub enum Error {
     Rebase(#[from] crate::rebase::RebaseError),
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
+    #[error(transparent)]
+    Provision(#[from] crate::provision::ProvisionError),
     #[error("{0}")]
     Usage(String),
     #[error("{what}: {source}")]
@@ -55,7 +57,7 @@ impl Error {
             Error::New(NewError::Unsupported { .. }) => UNSUPPORTED,
             Error::New(NewError::Era(_)) => BAD_INPUT,
             Error::New(NewError::Template { .. } | NewError::Refused { .. }) => BAD_INPUT,
-            Error::New(_) | Error::Io { .. } => FAILURE,
+            Error::New(_) | Error::Io { .. } | Error::Provision(_) => FAILURE,
             Error::Prepare(p) => prepare_code(p),
             Error::Build(b) => {
                 use crate::build::BuildError as B;

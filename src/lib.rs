@@ -12,6 +12,7 @@ pub mod image;
 pub mod patch;
 pub mod progress;
 pub mod project;
+pub mod provision;
 pub mod rebase;
 pub mod recipe;
 pub mod safe;

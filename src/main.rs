@@ -43,6 +43,10 @@ fn init_logging(g: &cli::Global) {
         .without_time()
         .init();
     ollama_vulkan::progress::set_quiet(g.quiet);
+    ollama_vulkan::provision::set_policy(ollama_vulkan::provision::Policy {
+        install: !g.no_install,
+        cache: g.cache(),
+    });
 }
 
 fn mirrors(g: &cli::Global) -> Result<Mirrors, Error> {
@@ -101,6 +105,17 @@ fn build_image(
     }
     let engine = Engine::detect(a.engine)?;
     let cache = g.cache();
+    // A base that `base` makes and this machine lacks is made now (as `build` makes
+    // its builder root): the tour works in the order a user types it.
+    let templates = Project::discover(g.project.as_deref())
+        .ok()
+        .and_then(|p| new::load_templates(&p).ok())
+        .unwrap_or_default();
+    for (_, img) in ollama_vulkan::image::bases_for(r, &bases, from_dist) {
+        ollama_vulkan::image::base::ensure_default(
+            &engine, &img, &templates, &cache, g.offline, g.quiet,
+        )?;
+    }
     Ok(image(&ImageRequest {
         recipe: r,
         dest,
@@ -448,7 +463,7 @@ manifest: {}",
             tag,
             engine,
         } => {
-            use ollama_vulkan::image::base::{base, BaseRequest, Role};
+            use ollama_vulkan::image::base::{base, BaseRequest};
             use ollama_vulkan::image::engine::Engine;
             let engine = Engine::detect(engine)?;
             // The templates' package lists: one builder base serves every era.
@@ -456,42 +471,7 @@ manifest: {}",
                 .ok()
                 .and_then(|p| new::load_templates(&p).ok())
                 .unwrap_or_default();
-            let mut packages: Vec<String> = match role {
-                Role::Builder => templates
-                    .iter()
-                    .flat_map(|t| t.build.builder_packages.clone())
-                    .collect(),
-                Role::Runtime => templates
-                    .iter()
-                    .flat_map(|t| t.image.runtime_packages.clone())
-                    .collect(),
-            };
-            if packages.is_empty() {
-                packages = match role {
-                    Role::Builder => [
-                        "ca-certificates",
-                        "git",
-                        "cmake",
-                        "make",
-                        "ninja-build",
-                        "g++",
-                        "pkg-config",
-                        "libvulkan-dev",
-                        "glslc",
-                        "glslang-tools",
-                        "spirv-headers",
-                        "ccache",
-                        "python3",
-                    ]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
-                    Role::Runtime => ["ca-certificates", "libvulkan1", "mesa-vulkan-drivers"]
-                        .iter()
-                        .map(|s| s.to_string())
-                        .collect(),
-                };
-            }
+            let mut packages = ollama_vulkan::image::base::role_packages(&templates, role);
             if with_tools {
                 packages.push("vulkan-tools".into());
             }
@@ -623,7 +603,19 @@ manifest: {}",
         Command::Doctor {
             recipe: file,
             builder,
+            fix,
         } => {
+            if fix {
+                let needs = ollama_vulkan::build::doctor::fix_needs(builder);
+                let installed = ollama_vulkan::provision::ensure(&needs)?;
+                if !g.quiet {
+                    if installed.is_empty() {
+                        eprintln!("nothing to install: {} present", needs.len());
+                    } else {
+                        eprintln!("installed: {}", installed.join(" "));
+                    }
+                }
+            }
             use ollama_vulkan::build::builder::Builder;
             // An explicit --project that is not one is an error of its own.
             let project = match (&g.project, &file) {

@@ -70,7 +70,7 @@ const FORWARDED_ENV: &[&str] = &[
 const ROOT_PATH: &str =
     "/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-fn is_debian_like() -> bool {
+pub fn is_debian_like() -> bool {
     fs::read_to_string("/etc/os-release")
         .map(|t| {
             t.lines().any(|l| {
@@ -82,7 +82,7 @@ fn is_debian_like() -> bool {
         .unwrap_or(false)
 }
 
-fn is_root_user() -> bool {
+pub fn is_root_user() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc_geteuid() == 0 }
 }
@@ -332,6 +332,8 @@ exec chroot "$root" "$@""#;
                 path.display()
             )));
         }
+        // Before anything is written: a refused install leaves the cache as it was.
+        crate::provision::ensure(&[crate::provision::MMDEBSTRAP])?;
         fs::create_dir_all(&dir)
             .map_err(|e| BuildError::Builder(format!("creating {}: {e}", dir.display())))?;
         let lock =
@@ -340,17 +342,6 @@ exec chroot "$root" "$@""#;
             .map_err(|e| BuildError::Builder(e.to_string()))?;
         if path.join("usr/bin/cmake").exists() {
             return Ok(builder); // made by a concurrent run while we waited
-        }
-        if which_in(
-            None,
-            &std::env::var("PATH").unwrap_or_default(),
-            "mmdebstrap",
-        )
-        .is_none()
-        {
-            return Err(BuildError::Builder(
-                "mmdebstrap is not installed, and the default builder is a Debian trixie root made with it\n  help: apt-get install mmdebstrap, or pass --builder host".into(),
-            ));
         }
         // Stale half-made roots of killed runs.
         if let Ok(rd) = fs::read_dir(&dir) {

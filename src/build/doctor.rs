@@ -42,6 +42,33 @@ fn check(name: &str, ok: bool, required: bool, found: Option<String>, fix: &str)
 /// (VK_EXT_layer_settings, headers 1.3.261+); bookworm's 1.3.239 fail.
 const MIN_VULKAN_HEADERS: &str = "v1.3.261";
 
+/// What `doctor --fix` installs: the host packages the default pipeline runs (builder
+/// root, engine, smoke model), and for the host builder its toolchain (bookworm's glslc
+/// and Vulkan headers stay too old for current tags: the checks below still say so).
+pub fn fix_needs(builder: super::builder::BuilderChoice) -> Vec<crate::provision::Need> {
+    use crate::provision as p;
+    let mut needs = vec![p::MMDEBSTRAP, p::PODMAN, p::OCI_RUNTIME, p::PYTHON_VENV];
+    if builder == super::builder::BuilderChoice::Host {
+        let host: Vec<p::Need> = p::TOOLS
+            .iter()
+            .filter(|n| {
+                [
+                    "cmake",
+                    "g++",
+                    "glslc",
+                    "ccache",
+                    "libvulkan-dev",
+                    "python3",
+                ]
+                .contains(&n.package)
+            })
+            .copied()
+            .collect();
+        needs.extend(host);
+    }
+    needs
+}
+
 pub fn doctor(recipe: Option<&Recipe>, builder: &Builder, scratch: &std::path::Path) -> Report {
     let v = versions(builder);
     let era = recipe.map(|r| r.era);

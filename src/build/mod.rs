@@ -48,6 +48,8 @@ pub enum BuildError {
     Prepare(#[from] PrepareError),
     #[error(transparent)]
     Source(#[from] SourceError),
+    #[error(transparent)]
+    Provision(#[from] crate::provision::ProvisionError),
 }
 
 pub struct BuildRequest<'a> {

@@ -59,15 +59,25 @@ fn first_line(builder: &Builder, argv: &[&str]) -> Option<String> {
     full.extend(argv[1..].iter().map(|s| s.to_string()));
     let out = builder
         .command(&full, Path::new("/"), &BTreeMap::new())
-        .stderr_to_stdout()
         .stdout_capture()
+        .stderr_capture()
         .unchecked()
         .run()
         .ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .map(|l| l.trim().to_string())
+    version_line(&out.stdout, &out.stderr)
+}
+
+/// A tool's version: the first line of its stdout (a warning on stderr — a locale
+/// complaint, a deprecation — is not the version); stderr only for tools that print the
+/// version there and nothing on stdout.
+pub fn version_line(stdout: &[u8], stderr: &[u8]) -> Option<String> {
+    let first = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .map(|l| l.trim().to_string())
+    };
+    first(stdout).or_else(|| first(stderr))
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -180,4 +190,25 @@ pub fn cache_dirs(cache: &Path) -> Vec<(String, PathBuf)> {
         ("GOMODCACHE".into(), cache.join("go-mod")),
         ("CCACHE_DIR".into(), cache.join("ccache")),
     ]
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::version_line;
+
+    #[test]
+    fn a_warning_on_stderr_is_not_the_version() {
+        assert_eq!(
+            version_line(
+                b"go version go1.26.8 linux/amd64\n",
+                b"perl: warning: Setting locale failed.\n"
+            ),
+            Some("go version go1.26.8 linux/amd64".into())
+        );
+        assert_eq!(
+            version_line(b"", b"Python 2.7.18\n"),
+            Some("Python 2.7.18".into())
+        );
+        assert_eq!(version_line(b"\n", b""), None);
+    }
 }

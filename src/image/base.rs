@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::engine::{Engine, EngineKind};
 use super::ImageError;
-use crate::build::builder::{host_goroot, which_in};
+use crate::build::builder::host_goroot;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -37,7 +37,7 @@ impl Arch {
             Arch::Arm64 => "arm64",
         }
     }
-    fn host() -> Arch {
+    pub fn host() -> Arch {
         if cfg!(target_arch = "aarch64") {
             Arch::Arm64
         } else {
@@ -79,12 +79,107 @@ pub struct BaseReport {
     pub seconds: f64,
 }
 
-/// The default name of a base image.
-pub fn default_tag(role: Role, suite: &str, arch: Arch) -> String {
+/// A base's packages: the union of the templates' lists for the role (one builder base
+/// serves every era), or a minimal list when no template names any.
+pub fn role_packages(templates: &[crate::recipe::model::Recipe], role: Role) -> Vec<String> {
+    let mut packages: Vec<String> = templates
+        .iter()
+        .flat_map(|t| match role {
+            Role::Builder => t.build.builder_packages.clone(),
+            Role::Runtime => t.image.runtime_packages.clone(),
+        })
+        .collect();
+    if packages.is_empty() {
+        let fallback: &[&str] = match role {
+            Role::Builder => &[
+                "ca-certificates",
+                "git",
+                "cmake",
+                "make",
+                "ninja-build",
+                "g++",
+                "pkg-config",
+                "libvulkan-dev",
+                "glslc",
+                "glslang-tools",
+                "spirv-headers",
+                "ccache",
+                "python3",
+            ],
+            Role::Runtime => &["ca-certificates", "libvulkan1", "mesa-vulkan-drivers"],
+        };
+        packages = fallback.iter().map(|s| s.to_string()).collect();
+    }
+    packages
+}
+
+/// The suite and role a name made by [`default_tag`] stands for, on this host's arch.
+pub fn parse_default_tag(image: &str) -> Option<(Role, String)> {
+    let rest = image.strip_prefix("localhost/ollama-vulkan-")?;
+    let (role, suite) = rest.split_once(':')?;
     let role = match role {
+        "builder" => Role::Builder,
+        "runtime" => Role::Runtime,
+        _ => return None,
+    };
+    (default_tag(role, suite, Arch::host()) == image
+        && !suite.is_empty()
+        && suite.chars().all(|c| c.is_ascii_lowercase()))
+    .then(|| (role, suite.to_string()))
+}
+
+/// `image` on a machine that has no base yet: a missing default base (a name `base`
+/// makes) is made now, as `ollama-vulkan base` would, announced; other names are the
+/// caller's to supply. Ok(None) when the image is there or is not ours to make.
+pub fn ensure_default(
+    engine: &Engine,
+    image: &str,
+    templates: &[crate::recipe::model::Recipe],
+    cache: &Path,
+    offline: bool,
+    quiet: bool,
+) -> Result<Option<BaseReport>, ImageError> {
+    let Some((role, suite)) = parse_default_tag(image) else {
+        return Ok(None);
+    };
+    if engine.has_image(image)? {
+        return Ok(None);
+    }
+    if !crate::provision::may_install() {
+        return Err(ImageError::Usage(format!(
+            "the base {image} is not in {}'s local storage, and --no-install forbids making it\n  help: ollama-vulkan base --suite {suite} --role {}   (or --base ROLE=IMAGE)",
+            engine.kind.name(),
+            role_name(role)
+        )));
+    }
+    crate::progress::note(&format!(
+        "making the base {image} (once; `ollama-vulkan base --suite {suite} --role {}` does the same)",
+        role_name(role)
+    ));
+    base(&BaseRequest {
+        engine,
+        suite: &suite,
+        role,
+        arch: Arch::host(),
+        packages: role_packages(templates, role),
+        tag: Some(image.to_string()),
+        cache,
+        offline,
+        quiet,
+    })
+    .map(Some)
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
         Role::Builder => "builder",
         Role::Runtime => "runtime",
-    };
+    }
+}
+
+/// The default name of a base image.
+pub fn default_tag(role: Role, suite: &str, arch: Arch) -> String {
+    let role = role_name(role);
     if arch == Arch::host() {
         format!("localhost/ollama-vulkan-{role}:{suite}")
     } else {
@@ -158,7 +253,6 @@ pub fn base(req: &BaseRequest<'_>) -> Result<BaseReport, ImageError> {
         &key[..12]
     ));
     let io = |what: String| move |e: std::io::Error| ImageError::Io { what, source: e };
-    fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
     let cached_rootfs = rootfs.is_file();
     if !cached_rootfs {
         if req.offline {
@@ -167,17 +261,9 @@ pub fn base(req: &BaseRequest<'_>) -> Result<BaseReport, ImageError> {
                 rootfs.display()
             )));
         }
-        if which_in(
-            None,
-            &std::env::var("PATH").unwrap_or_default(),
-            "mmdebstrap",
-        )
-        .is_none()
-        {
-            return Err(ImageError::Engine(
-                "mmdebstrap is not installed; base images are made with it from Debian packages\n  help: apt-get install -y mmdebstrap".into(),
-            ));
-        }
+        // Before anything is written: a refused install leaves the cache as it was.
+        crate::provision::ensure(&[crate::provision::MMDEBSTRAP])?;
+        fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
         let tmp = dir.join(format!(".tmp-{}-{}.tar", &key[..12], std::process::id()));
         let mut args: Vec<String> = vec![
             format!("--variant={variant}"),
@@ -241,7 +327,7 @@ pub fn base(req: &BaseRequest<'_>) -> Result<BaseReport, ImageError> {
     // layer cached on the old one): an image with this root's key is kept.
     let imported = req
         .engine
-        .labels(&tag)
+        .labels(&tag)?
         .and_then(|l| l.get(KEY_LABEL).and_then(|v| v.as_str()).map(String::from))
         .as_deref()
         == Some(&key[..]);
@@ -260,8 +346,8 @@ pub fn base(req: &BaseRequest<'_>) -> Result<BaseReport, ImageError> {
         progress.finish("done");
     }
     Ok(BaseReport {
-        id: req.engine.image_id(&tag),
-        image_bytes: req.engine.image_size(&tag),
+        id: req.engine.image_id(&tag)?,
+        image_bytes: req.engine.image_size(&tag)?,
         image: tag,
         role: req.role,
         suite: req.suite.into(),
@@ -303,13 +389,13 @@ fn import(
     ];
     match engine.kind {
         EngineKind::Buildah => {
-            let ctr = engine
-                .quiet(
-                    "buildah from scratch",
-                    vec!["from".into(), "scratch".into()],
-                )?
-                .trim()
-                .to_string();
+            // The working container's name is stdout's one line; a CNI or storage
+            // warning on stderr must not become it.
+            let ctr = engine.must_value(
+                "buildah from scratch",
+                vec!["from".into(), "scratch".into()],
+                super::engine::Shape::ContainerName,
+            )?;
             let r = (|| {
                 engine.quiet(
                     "adding the root",

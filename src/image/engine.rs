@@ -69,6 +69,92 @@ impl std::str::FromStr for Output {
     }
 }
 
+/// An engine's stdout and stderr, kept apart.
+struct Captured {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Captured {
+    /// The engine's own words for an error: stderr, then stdout, last lines of each.
+    fn context(&self) -> String {
+        let mut s = String::new();
+        for (name, text) in [("stderr", &self.stderr), ("stdout", &self.stdout)] {
+            if !text.trim().is_empty() {
+                s.push_str(&format!(
+                    "  engine {name}:\n{}\n",
+                    crate::fsutil::last_lines(text, 15)
+                        .lines()
+                        .map(|l| format!("    {l}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ));
+            }
+        }
+        s.trim_end().to_string()
+    }
+}
+
+fn shown(s: &str) -> String {
+    if s.trim().is_empty() {
+        "nothing".into()
+    } else {
+        let one: String = s.trim().chars().take(200).collect();
+        format!("`{}`", one.escape_debug())
+    }
+}
+
+/// The shape of a value read from an engine's stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// A working container's name (`buildah from`): `[A-Za-z0-9][A-Za-z0-9_.-]*`.
+    ContainerName,
+    /// A 64-hex image id, optionally `sha256:`-prefixed.
+    ImageId,
+    /// A decimal byte count.
+    Count,
+    /// A JSON object of labels, or `null`.
+    JsonLabels,
+}
+
+impl Shape {
+    /// The trimmed value, or why it is not one.
+    pub fn check(self, stdout: &str) -> Result<String, &'static str> {
+        let v = stdout.trim();
+        if v.lines().count() != 1 {
+            return Err("not one line");
+        }
+        let ok = match self {
+            Shape::ContainerName => {
+                v.len() <= 253
+                    && v.starts_with(|c: char| c.is_ascii_alphanumeric())
+                    && v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            }
+            Shape::ImageId => {
+                let hex = v.strip_prefix("sha256:").unwrap_or(v);
+                hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())
+            }
+            Shape::Count => v.chars().all(|c| c.is_ascii_digit()) && v.parse::<u64>().is_ok(),
+            Shape::JsonLabels => matches!(
+                serde_json::from_str::<serde_json::Value>(v),
+                Ok(serde_json::Value::Object(_) | serde_json::Value::Null)
+            ),
+        };
+        if ok {
+            Ok(v.to_string())
+        } else {
+            Err(match self {
+                Shape::ContainerName => "which is not a container name",
+                Shape::ImageId => "which is not a 64-hex image id",
+                Shape::Count => "which is not a byte count",
+                Shape::JsonLabels => "which is not a JSON object of labels",
+            })
+        }
+    }
+}
+
 fn path_var() -> String {
     std::env::var("PATH").unwrap_or_default()
 }
@@ -90,16 +176,31 @@ fn docker_answers(p: &Path) -> bool {
 }
 
 impl Engine {
+    /// The engine to use; podman (or buildah when chosen) is installed first where the
+    /// provisioning policy allows (crate::provision).
     pub fn detect(choice: EngineChoice) -> Result<Engine, ImageError> {
         let pick = |kind: EngineKind| find(kind.name()).map(|program| Engine { kind, program });
+        let installed = |kind: EngineKind, need: crate::provision::Need| {
+            crate::provision::ensure(&[need])?;
+            pick(kind).ok_or_else(|| {
+                ImageError::Engine(format!(
+                    "{} is still not on PATH after installing it",
+                    kind.name()
+                ))
+            })
+        };
         let missing = |name: &str| {
             ImageError::Engine(format!(
-                "{name} is not installed\n  help: apt-get install -y buildah podman runc (registry-free builds need no daemon), or pass --engine with one you have"
+                "{name} is not installed\n  help: apt-get install -y podman runc (registry-free builds need no daemon), or pass --engine with one you have"
             ))
         };
         match choice {
-            EngineChoice::Podman => pick(EngineKind::Podman).ok_or_else(|| missing("podman")),
-            EngineChoice::Buildah => pick(EngineKind::Buildah).ok_or_else(|| missing("buildah")),
+            EngineChoice::Podman => pick(EngineKind::Podman)
+                .map(Ok)
+                .unwrap_or_else(|| installed(EngineKind::Podman, crate::provision::PODMAN)),
+            EngineChoice::Buildah => pick(EngineKind::Buildah)
+                .map(Ok)
+                .unwrap_or_else(|| installed(EngineKind::Buildah, crate::provision::BUILDAH)),
             EngineChoice::Docker => {
                 let e = pick(EngineKind::Docker).ok_or_else(|| missing("docker"))?;
                 if !docker_answers(&e.program) {
@@ -110,19 +211,27 @@ impl Engine {
                 }
                 Ok(e)
             }
-            EngineChoice::Auto => pick(EngineKind::Podman)
+            EngineChoice::Auto => match pick(EngineKind::Podman)
                 .or_else(|| pick(EngineKind::Buildah))
                 .or_else(|| pick(EngineKind::Docker).filter(|e| docker_answers(&e.program)))
-                .ok_or_else(|| {
-                    ImageError::Engine(
-                        "no container engine: podman, buildah or docker (with a daemon) is needed\n  help: apt-get install -y buildah podman runc".into(),
-                    )
-                }),
+            {
+                Some(e) => Ok(e),
+                None => installed(EngineKind::Podman, crate::provision::PODMAN),
+            },
         }
     }
 
-    /// The engine that runs containers: buildah cannot, so podman (same local storage).
+    /// The engine that runs containers: buildah cannot, so podman (same local storage),
+    /// with an OCI runtime (installed where the provisioning policy allows).
     pub fn runner(&self) -> Result<Engine, ImageError> {
+        if self.kind == EngineKind::Docker {
+            return Ok(self.clone());
+        }
+        let mut needs = vec![crate::provision::OCI_RUNTIME];
+        if self.kind == EngineKind::Buildah {
+            needs.push(crate::provision::PODMAN);
+        }
+        crate::provision::ensure(&needs)?;
         match self.kind {
             EngineKind::Buildah => find("podman")
                 .map(|program| Engine {
@@ -142,25 +251,88 @@ impl Engine {
         duct::cmd(&self.program, args)
     }
 
-    /// Runs the engine quietly; its combined output on failure.
-    pub fn quiet(&self, what: &str, args: Vec<String>) -> Result<String, ImageError> {
+    /// Runs the engine with stdout and stderr kept apart.
+    fn capture(&self, args: &[String]) -> Result<Captured, ImageError> {
         let out = self
-            .cmd(args.clone())
-            .stderr_to_stdout()
+            .cmd(args.to_vec())
             .stdout_capture()
+            .stderr_capture()
             .unchecked()
             .run()
             .map_err(|e| ImageError::Engine(format!("running {}: {e}", self.kind.name())))?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if !out.status.success() {
+        Ok(Captured {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    /// Runs the engine quietly and returns its stdout; on failure, its stderr (and
+    /// stdout) as the error's context. Warnings on stderr never reach the value.
+    pub fn quiet(&self, what: &str, args: Vec<String>) -> Result<String, ImageError> {
+        let c = self.capture(&args)?;
+        if !c.ok {
             return Err(ImageError::Engine(format!(
                 "{what} failed: {} {}\n{}",
                 self.kind.name(),
                 args.join(" "),
-                crate::fsutil::last_lines(&text, 15)
+                c.context()
             )));
         }
-        Ok(text)
+        Ok(c.stdout)
+    }
+
+    /// One value the engine prints on stdout, checked against its shape: Ok(None) when
+    /// the engine says no (e.g. no such image), an error naming what it printed (with
+    /// its stderr) when stdout is not a `shape`.
+    pub fn value(
+        &self,
+        what: &str,
+        args: Vec<String>,
+        shape: Shape,
+    ) -> Result<Option<String>, ImageError> {
+        let c = self.capture(&args)?;
+        if !c.ok {
+            return Ok(None);
+        }
+        self.checked(what, &args, &c, shape).map(Some)
+    }
+
+    /// Like [`Engine::value`], but the engine failing is an error too (with its stderr).
+    pub fn must_value(
+        &self,
+        what: &str,
+        args: Vec<String>,
+        shape: Shape,
+    ) -> Result<String, ImageError> {
+        let c = self.capture(&args)?;
+        if !c.ok {
+            return Err(ImageError::Engine(format!(
+                "{what} failed: {} {}\n{}",
+                self.kind.name(),
+                args.join(" "),
+                c.context()
+            )));
+        }
+        self.checked(what, &args, &c, shape)
+    }
+
+    fn checked(
+        &self,
+        what: &str,
+        args: &[String],
+        c: &Captured,
+        shape: Shape,
+    ) -> Result<String, ImageError> {
+        shape.check(&c.stdout).map_err(|why| {
+            ImageError::Engine(format!(
+                "{what}: `{} {}` printed {} on stdout, {why}\n{}\n  help: this is the engine's output, not ours: check the engine with the same command",
+                self.kind.name(),
+                args.join(" "),
+                shown(&c.stdout),
+                c.context()
+            ))
+        })
     }
 
     /// Runs the engine with its output streamed to stderr (prefixed, unless quiet) and
@@ -338,9 +510,9 @@ impl Engine {
     }
 
     /// The image's uncompressed size in bytes, as the engine reports it.
-    pub fn image_size(&self, image: &str) -> Option<u64> {
+    pub fn image_size(&self, image: &str) -> Result<Option<u64>, ImageError> {
         let args: Vec<String> = match self.kind {
-            EngineKind::Buildah => return self.runner().ok()?.image_size(image),
+            EngineKind::Buildah => return self.runner()?.image_size(image),
             _ => vec![
                 "image".into(),
                 "inspect".into(),
@@ -349,15 +521,13 @@ impl Engine {
                 image.into(),
             ],
         };
-        self.quiet("inspecting the image", args)
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        Ok(self
+            .value("the image's size", args, Shape::Count)?
+            .and_then(|v| v.parse().ok()))
     }
 
-    /// The image's id.
-    pub fn image_id(&self, image: &str) -> Option<String> {
+    /// The image's id; None when the engine has no such image.
+    pub fn image_id(&self, image: &str) -> Result<Option<String>, ImageError> {
         let args: Vec<String> = match self.kind {
             EngineKind::Buildah => vec![
                 "inspect".into(),
@@ -375,17 +545,14 @@ impl Engine {
                 image.into(),
             ],
         };
-        Some(
-            self.quiet("inspecting the image", args)
-                .ok()?
-                .trim()
-                .to_string(),
-        )
-        .filter(|s| !s.is_empty())
+        self.value("the image's id", args, Shape::ImageId)
     }
 
     /// The image's labels (empty when it has none; None when there is no such image).
-    pub fn labels(&self, image: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+    pub fn labels(
+        &self,
+        image: &str,
+    ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, ImageError> {
         let format = match self.kind {
             EngineKind::Podman => "{{json .Labels}}",
             EngineKind::Docker => "{{json .Config.Labels}}",
@@ -396,15 +563,17 @@ impl Engine {
             _ => vec!["image".into(), "inspect".into()],
         };
         args.extend(["--format".into(), format.into(), image.into()]);
-        let out = self.quiet("inspecting the image", args).ok()?;
-        match serde_json::from_str::<serde_json::Value>(out.trim()) {
-            Ok(serde_json::Value::Object(m)) => Some(m),
-            _ => Some(serde_json::Map::new()),
-        }
+        let Some(v) = self.value("the image's labels", args, Shape::JsonLabels)? else {
+            return Ok(None);
+        };
+        Ok(Some(match serde_json::from_str(&v) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => serde_json::Map::new(), // `null`: no labels
+        }))
     }
 
-    pub fn has_image(&self, image: &str) -> bool {
-        self.image_id(image).is_some()
+    pub fn has_image(&self, image: &str) -> Result<bool, ImageError> {
+        Ok(self.image_id(image)?.is_some())
     }
 
     /// Flags `podman run` needs on hosts whose hard limits are below what runtimes ask
@@ -445,7 +614,45 @@ fn hard_limits() -> (u64, u64) {
 
 #[cfg(test)]
 mod tests {
-    use super::Output;
+    use super::{Output, Shape};
+
+    #[test]
+    fn values_from_stdout_are_shape_checked() {
+        let id = "a".repeat(64);
+        assert_eq!(Shape::ImageId.check(&format!("{id}\n")), Ok(id.clone()));
+        assert_eq!(
+            Shape::ImageId.check(&format!("sha256:{id}")),
+            Ok(format!("sha256:{id}"))
+        );
+        assert_eq!(
+            Shape::ContainerName.check("working-container-2\n"),
+            Ok("working-container-2".into())
+        );
+        assert_eq!(Shape::Count.check("434512345\n"), Ok("434512345".into()));
+        assert!(Shape::JsonLabels.check("null").is_ok());
+        assert!(Shape::JsonLabels.check("{\"a\":\"b\"}").is_ok());
+        // What a chatty engine mixed into one stream looked like on the fresh machine.
+        let chatty = "time=\"2026-11-28T10:00:00Z\" level=warning msg=\"Error validating CNI config file\"\nworking-container";
+        assert!(Shape::ContainerName.check(chatty).is_err());
+        for bad in ["", "x y", "-rf", "a/b", "../x", "ctr\nctr2"] {
+            assert!(Shape::ContainerName.check(bad).is_err(), "{bad:?}");
+        }
+        for bad in [
+            "",
+            "abc",
+            &"g".repeat(64),
+            &format!("{id}{id}"),
+            "level=warning",
+        ] {
+            assert!(Shape::ImageId.check(bad).is_err(), "{bad:?}");
+        }
+        for bad in ["", "-1", "1.5", "12 MB", "18446744073709551616"] {
+            assert!(Shape::Count.check(bad).is_err(), "{bad:?}");
+        }
+        for bad in ["[]", "\"x\"", "level=warning", "{"] {
+            assert!(Shape::JsonLabels.check(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn outputs_parse() {

@@ -37,6 +37,8 @@ pub enum ImageError {
         what: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Provision(#[from] crate::provision::ProvisionError),
 }
 
 /// Which Dockerfile to render.
@@ -307,6 +309,33 @@ WORKDIR {SRC}/ollama\n\
 }
 
 /// What `image` builds from.
+/// The base image of each stage the image needs (`runtime`, and `builder` unless
+/// from the dist): `--base` overrides, else the recipe's `[image] base`, else Debian's.
+pub fn bases_for(
+    r: &Recipe,
+    overrides: &BTreeMap<String, String>,
+    from_dist: bool,
+) -> Vec<(&'static str, String)> {
+    ["builder", "runtime"]
+        .into_iter()
+        .filter(|role| !(from_dist && *role == "builder"))
+        .map(|role| {
+            let img = overrides
+                .get(role)
+                .or_else(|| r.image.base.get(role))
+                .cloned()
+                .unwrap_or_else(|| {
+                    if role == "builder" {
+                        "debian:trixie".into()
+                    } else {
+                        "debian:trixie-slim".into()
+                    }
+                });
+            (role, img)
+        })
+        .collect()
+}
+
 pub struct ImageRequest<'a> {
     pub recipe: &'a Recipe,
     /// The build directory: the build context (src/ or dist/ in it).
@@ -454,23 +483,8 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
     }
     // Local bases must exist: there is no registry to pull them from.
     let mut bases = BTreeMap::new();
-    for role in ["builder", "runtime"] {
-        if role == "builder" && req.opts.from_dist {
-            continue;
-        }
-        let img = req
-            .bases
-            .get(role)
-            .or_else(|| r.image.base.get(role))
-            .cloned()
-            .unwrap_or_else(|| {
-                if role == "builder" {
-                    "debian:trixie".into()
-                } else {
-                    "debian:trixie-slim".into()
-                }
-            });
-        if img.starts_with("localhost/") && !req.engine.has_image(&img) {
+    for (role, img) in bases_for(r, &req.bases, req.opts.from_dist) {
+        if img.starts_with("localhost/") && !req.engine.has_image(&img)? {
             return Err(ImageError::Usage(format!(
                 "the {role} base {img} is not in {}'s local storage (and there is no registry to pull it from)\n  help: ollama-vulkan base --suite trixie --role {role}   (or --base {role}=IMAGE)",
                 req.engine.kind.name()
@@ -614,8 +628,8 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
         progress.finish(&p.display().to_string());
     }
     Ok(ImageReport {
-        id: req.engine.image_id(&tag),
-        size_bytes: req.engine.image_size(&tag),
+        id: req.engine.image_id(&tag)?,
+        size_bytes: req.engine.image_size(&tag)?,
         image: tag,
         engine: req.engine.kind.name().into(),
         mode: mode.into(),

@@ -44,6 +44,16 @@ pub enum SmokeError {
     Interrupted,
     #[error("{0}")]
     Io(String),
+    #[error(transparent)]
+    Provision(#[from] crate::provision::ProvisionError),
+    #[error(transparent)]
+    Image(Box<crate::image::ImageError>),
+}
+
+impl From<crate::image::ImageError> for SmokeError {
+    fn from(e: crate::image::ImageError) -> Self {
+        SmokeError::Image(Box::new(e))
+    }
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -232,6 +242,7 @@ fn python(cache: &Path) -> Result<PathBuf, SmokeError> {
         }
         Ok(())
     };
+    crate::provision::ensure(&[crate::provision::PYTHON_VENV])?;
     let tmp = cache.join(format!(".smoke-venv-{}", std::process::id()));
     let _ = fs::remove_dir_all(&tmp);
     fs::create_dir_all(cache).map_err(|e| SmokeError::Io(e.to_string()))?;
@@ -316,7 +327,7 @@ fn read_image(
         help: "build it with `ollama-vulkan image RECIPE` (check the name with `podman images`)"
             .into(),
     };
-    let labels = serde_json::Value::Object(engine.labels(image).ok_or_else(|| {
+    let labels = serde_json::Value::Object(engine.labels(image)?.ok_or_else(|| {
         bad(format!(
             "no image {image} in {}'s local storage",
             engine.kind.name()
@@ -451,10 +462,9 @@ pub fn smoke(req: &SmokeRequest<'_>) -> Result<Report, SmokeError> {
         check_interrupt()?;
         let mut env: BTreeMap<String, String> = BTreeMap::new();
         let port = free_port()?;
-        if !in_image {
-            // A container keeps the image's OLLAMA_HOST (0.0.0.0:11434), published here.
-            env.insert("OLLAMA_HOST".into(), format!("127.0.0.1:{port}"));
-        }
+        // The server listens on loopback only, natively and in the container (which
+        // shares the host's network: see run_mode).
+        env.insert("OLLAMA_HOST".into(), format!("127.0.0.1:{port}"));
         env.insert(
             "OLLAMA_MODELS".into(),
             seen.join("models").display().to_string(),
@@ -520,7 +530,7 @@ fn run_mode(
     let progress = crate::progress::Progress::start(match runner {
         Runner::Dist { .. } => format!("smoke ({mode}): ollama serve on 127.0.0.1:{port}"),
         Runner::Image { image, .. } => {
-            format!("smoke ({mode}): {image} in a container, port 11434 on 127.0.0.1:{port}")
+            format!("smoke ({mode}): {image} in a container on 127.0.0.1:{port}")
         }
     });
     let (mut cmd, container) = match runner {
@@ -545,16 +555,23 @@ fn run_mode(
             wdir,
         } => {
             let name = format!("ollama-vulkan-smoke-{}-{mode}", std::process::id());
+            // The host's network with the server on 127.0.0.1:PORT (OLLAMA_HOST): a
+            // published port needs the engine's firewall rules (netavark calls iptables
+            // or nft, which a minimal host lacks), and a loopback smoke needs none.
+            // No healthcheck timer (it needs systemd): the HEALTHCHECK is run once below.
             let mut args: Vec<String> = vec![
                 "run".into(),
                 "--rm".into(),
                 "--name".into(),
                 name.clone(),
-                "-p".into(),
-                format!("127.0.0.1:{port}:11434"),
+                "--network".into(),
+                "host".into(),
                 "-v".into(),
                 format!("{}:/smoke", wdir.display()),
             ];
+            if engine.kind == crate::image::engine::EngineKind::Podman {
+                args.extend(["--health-interval".into(), "disable".into()]);
+            }
             args.extend(engine.run_flags());
             // The GPUs of the host (AMD/Intel through Mesa), as docs/RUNNING.md says.
             if Path::new("/dev/dri").exists() {
@@ -585,10 +602,23 @@ fn run_mode(
     loop {
         check_interrupt()?;
         if let Some(Ok(Some(st))) = server.child.as_mut().map(|c| c.try_wait()) {
-            return Err(fail(
-                "ollama serve exited",
-                format!("status {:?}", st.code()),
-            ));
+            let text = fs::read_to_string(log).unwrap_or_default();
+            return Err(match runner {
+                // The engine's own words: podman prints `Error: …` when it cannot start
+                // the container (an exit status alone hides a missing network tool).
+                Runner::Image { engine, .. } => fail(
+                    "the container did not start",
+                    match engine_error(&text) {
+                        Some(e) => format!("{} run exited {}: {e}", engine.kind.name(), code(st)),
+                        None => format!(
+                            "{} run exited {} (no error line: see the log)",
+                            engine.kind.name(),
+                            code(st)
+                        ),
+                    },
+                ),
+                Runner::Dist { .. } => fail("ollama serve exited", format!("status {}", code(st))),
+            });
         }
         if http::get(&base, "/api/version")
             .map(|(s, _)| s == 200)
@@ -781,6 +811,27 @@ fn run_mode(
 }
 
 /// "llvmpipe (LLVM 19.1.7, 256 bits)" from the server's device report.
+fn code(st: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (st.code(), st.signal()) {
+        (Some(c), _) => c.to_string(),
+        (None, Some(s)) => format!("on signal {s}"),
+        _ => "?".into(),
+    }
+}
+
+/// The engine's error lines in a container's log (`Error: …`, `level=error`), joined.
+fn engine_error(log: &str) -> Option<String> {
+    let lines: Vec<&str> = log
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            l.starts_with("Error:") || l.contains("level=error") || l.contains("level=fatal")
+        })
+        .collect();
+    (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
 fn find_device(log: &str) -> Option<String> {
     for l in log.lines() {
         if l.contains("inference compute") && l.contains("library=Vulkan") {

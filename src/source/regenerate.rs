@@ -161,16 +161,12 @@ fn finish(
 
 fn tool_version(prog: &str) -> String {
     duct::cmd(prog, ["--version"])
-        .stderr_to_stdout()
         .stdout_capture()
+        .stderr_capture()
         .unchecked()
         .run()
         .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .map(|l| format!("{prog}: {}", l.trim()))
-        })
+        .and_then(|o| crate::build::toolchain::version_line(&o.stdout, &o.stderr))
+        .map(|l| format!("{prog}: {l}"))
         .unwrap_or_else(|| format!("{prog}: unknown"))
 }

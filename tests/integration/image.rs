@@ -2,6 +2,11 @@
 //! a private container storage, the fixture's era-4 dist built into an image with buildah
 //! (no registry), exported as an OCI archive, inspected with skopeo, and run with podman:
 //! the server answers on its published port and sees the Vulkan device (lavapipe).
+//!
+//! Every engine here is chatty: `podman` and `buildah` on the tool's PATH are wrappers
+//! that print the warnings a machine with a CNI config but no CNI plugins prints on
+//! stderr (level=warning "Error validating CNI config file …"), then run the real
+//! engine. Values the tool reads (container names, ids, labels) must come from stdout.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,10 +15,49 @@ use crate::support::{containers_storage_conf, shared_cache, Fixture, Run};
 
 const RUNTIME_BASE: &str = "localhost/ollama-vulkan-test-runtime:trixie";
 
-/// The binary with the test run's container storage and the shared gguf python.
+/// A directory of `podman`/`buildah` wrappers that warn on stderr like an engine on a
+/// machine whose CNI config names plugins that are not installed, then exec the real one.
+fn chatty_engines() -> PathBuf {
+    static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("chatty-engines");
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in ["podman", "buildah"] {
+            let real = ["/usr/bin", "/usr/local/bin", "/bin"]
+                .iter()
+                .map(|d| Path::new(d).join(name))
+                .find(|p| p.is_file())
+                .unwrap_or_else(|| panic!("{name} is not installed (.ci/run installs it)"));
+            let script = dir.join(name);
+            // The line buildah 1.28 printed on the fresh machine of the issue.
+            let warning = r#"time="2026-11-29T05:00:00Z" level=warning msg="Error validating CNI config file /etc/cni/net.d/87-podman-bridge.conflist: [failed to find plugin \"bridge\" in path [/usr/local/libexec/cni /usr/libexec/cni /usr/lib/cni]]""#;
+            std::fs::write(
+                &script,
+                format!(
+                    "#!/bin/sh\ncat >&2 <<'EOF'\n{warning}\nEOF\nexec {} \"$@\"\n",
+                    real.display()
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        dir
+    })
+    .clone()
+}
+
+/// The binary with the test run's container storage, chatty engines first on PATH, and
+/// the shared gguf python.
 fn tool(fx: &Fixture, args: &[&str]) -> Run {
     let mut cmd = fx.scratch.command(args);
+    let path = format!(
+        "{}:{}",
+        chatty_engines().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     cmd.env("CONTAINERS_STORAGE_CONF", containers_storage_conf())
+        .env("PATH", path)
         .env("OLLAMA_VULKAN_PYTHON", crate::support::smoke_python());
     cmd.output().unwrap().into()
 }
@@ -33,15 +77,26 @@ fn engine(program: &str, args: &[&str]) -> String {
 }
 
 /// The runtime base; its root tarball is cached between test runs (mmdebstrap once), and
-/// it is made once per run (the tests share it).
+/// it is made once per run (the tests share it). A failure is kept and reported by each
+/// test that needs the base, with its cause (no test dies of another's poisoned lock).
 fn runtime_base(fx: &Fixture) -> serde_json::Value {
-    static ONCE: std::sync::Mutex<Option<serde_json::Value>> = std::sync::Mutex::new(None);
-    let mut once = ONCE.lock().unwrap();
-    if let Some(v) = once.as_ref() {
-        return v.clone();
+    static ONCE: std::sync::Mutex<Option<Result<serde_json::Value, String>>> =
+        std::sync::Mutex::new(None);
+    let mut once = ONCE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if once.is_none() {
+        *once = Some(make_runtime_base(fx));
     }
+    match once.as_ref().unwrap() {
+        Ok(v) => v.clone(),
+        Err(e) => panic!("the shared runtime base could not be made:\n{e}"),
+    }
+}
+
+fn make_runtime_base(fx: &Fixture) -> Result<serde_json::Value, String> {
     let cache = shared_cache();
-    let v = tool(
+    let run = tool(
         fx,
         &[
             "--cache-dir",
@@ -55,11 +110,11 @@ fn runtime_base(fx: &Fixture) -> serde_json::Value {
             RUNTIME_BASE,
             "--json",
         ],
-    )
-    .ok()
-    .json();
-    *once = Some(v.clone());
-    v
+    );
+    if run.code != 0 {
+        return Err(format!("exit {}\n{}", run.code, run.stderr));
+    }
+    serde_json::from_str(&run.stdout).map_err(|e| format!("{e}: {}", run.stdout))
 }
 
 fn fixture_dist(fx: &Fixture, tag: &str) -> (PathBuf, PathBuf) {
@@ -137,6 +192,55 @@ fn fixture_image_builds_with_buildah_runs_with_podman_and_sees_lavapipe() {
     );
     image(&fx, &recipe, &dest, &["--from-dist", "--base", "nonsense"])
         .fails(2, &["expected ROLE=IMAGE"]);
+
+    // The template's default runtime base, missing here: `--no-install` refuses and says
+    // how to make it; without it, `image` makes it (announced) as `base` would, from the
+    // cached root.
+    let default_runtime = "localhost/ollama-vulkan-runtime:trixie";
+    engine("podman", &["rmi", "--ignore", "-f", default_runtime]);
+    let shared = cache.to_str().unwrap();
+    image(
+        &fx,
+        &recipe,
+        &dest,
+        &[
+            "--no-install",
+            "--cache-dir",
+            shared,
+            "--from-dist",
+            "--tag",
+            "localhost/ollama-vulkan-test:default-base",
+        ],
+    )
+    .fails(
+        2,
+        &[
+            default_runtime,
+            "--no-install",
+            "ollama-vulkan base --suite trixie --role runtime",
+        ],
+    );
+    let made = image(
+        &fx,
+        &recipe,
+        &dest,
+        &[
+            "--cache-dir",
+            shared,
+            "--from-dist",
+            "--tag",
+            "localhost/ollama-vulkan-test:default-base",
+            "--json",
+        ],
+    );
+    made.ok();
+    assert!(
+        made.stderr
+            .contains(&format!("making the base {default_runtime}")),
+        "announced:\n{}",
+        made.stderr
+    );
+    assert_eq!(made.json()["bases"]["runtime"], default_runtime);
 
     let archive = fx.scratch.path().join("out/fixture.oci.tar");
     let out_arg = format!("oci-archive:{}", archive.display());

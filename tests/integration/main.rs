@@ -4,12 +4,14 @@
 mod support;
 
 mod build;
+mod ci_script;
 mod dockerfile;
 mod era;
 mod fetch;
 mod hostile;
 mod image;
 mod prepare;
+mod provision;
 mod rebase;
 mod recipe_check;
 mod recipe_new;
