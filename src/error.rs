@@ -56,7 +56,7 @@ impl Error {
             Error::Source(s) | Error::New(NewError::Source(s)) => source_code(s),
             Error::New(NewError::Unsupported { .. }) => UNSUPPORTED,
             Error::New(NewError::Era(_)) => BAD_INPUT,
-            Error::New(NewError::Template { .. }) => BAD_INPUT,
+            Error::New(NewError::Template { .. } | NewError::Refused { .. }) => BAD_INPUT,
             Error::New(_) | Error::Io { .. } | Error::Provision(_) => FAILURE,
             Error::Prepare(p) => prepare_code(p),
             Error::Build(b) => {
@@ -101,7 +101,10 @@ fn source_code(s: &SourceError) -> i32 {
         | SourceError::NoSource { .. }
         | SourceError::OfflineMissing { .. }
         | SourceError::MovedTag { .. }
-        | SourceError::CommitNotFound { .. } => exit::BAD_INPUT,
+        | SourceError::CommitNotFound { .. }
+        | SourceError::HostileTree { .. }
+        | SourceError::BadCacheDir { .. }
+        | SourceError::FsckFailed { .. } => exit::BAD_INPUT,
         _ => exit::FAILURE,
     }
 }

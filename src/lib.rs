@@ -15,6 +15,7 @@ pub mod project;
 pub mod provision;
 pub mod rebase;
 pub mod recipe;
+pub mod safe;
 pub mod smoke;
 pub mod source;
 pub mod version;

@@ -71,12 +71,14 @@ fn per_tag_recipe(
 }
 
 /// `work/builds/<recipe file stem>`: one build directory per recipe.
-fn build_dir(project: &Project, recipe: &std::path::Path) -> std::path::PathBuf {
-    let stem = recipe
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "recipe".into());
-    project.work_dir().join("builds").join(stem)
+fn build_dir(project: &Project, recipe: &std::path::Path) -> Result<std::path::PathBuf, Error> {
+    let name = ollama_vulkan::safe::recipe_name_of(recipe).map_err(|why| {
+        Error::Usage(format!(
+            "{}: {why}\n  help: rename the recipe file, or pass --dest DIR",
+            ollama_vulkan::safe::show(&recipe.display().to_string())
+        ))
+    })?;
+    Ok(project.work_dir().join("builds").join(name))
 }
 
 /// `image` and `build --image`: engine, bases and options from the command line.
@@ -227,7 +229,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 for n in &out.notes {
                     eprintln!("note: {n}");
                 }
-                println!(
+                let summary = format!(
                     "{} is era {} ({}); llama.cpp {}\nwrote {}",
                     out.tag,
                     out.era,
@@ -240,6 +242,11 @@ fn run(cli: Cli) -> Result<u8, Error> {
                     },
                     out.recipe_path.display()
                 );
+                if out.recipe_path.as_os_str() == "-" {
+                    eprintln!("{summary}");
+                } else {
+                    println!("{summary}");
+                }
             }
             Ok(0)
         }
@@ -298,7 +305,10 @@ fn run(cli: Cli) -> Result<u8, Error> {
                     file.display()
                 )));
             }
-            let dest = dest.unwrap_or_else(|| build_dir(&project, &file));
+            let dest = match dest {
+                Some(d) => d,
+                None => build_dir(&project, &file)?,
+            };
             let started = std::time::Instant::now();
             let f = ollama_vulkan::source::fetch::fetch(&r, &mirrors(g)?, &dest)?;
             if g.json {
@@ -368,7 +378,10 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 (None, None) => unreachable!("clap requires one"),
             };
             let r = per_tag_recipe(&file, &project, "build")?;
-            let dest = dest.unwrap_or_else(|| build_dir(&project, &file));
+            let dest = match dest {
+                Some(d) => d,
+                None => build_dir(&project, &file)?,
+            };
             let cache = g.cache();
             let jobs = jobs.unwrap_or_else(|| {
                 std::thread::available_parallelism()
@@ -425,7 +438,10 @@ manifest: {}",
         } => {
             let project = Project::discover(g.project.as_deref())?;
             let r = per_tag_recipe(&file, &project, "image")?;
-            let dest = dest.unwrap_or_else(|| build_dir(&project, &file));
+            let dest = match dest {
+                Some(d) => d,
+                None => build_dir(&project, &file)?,
+            };
             if !from_dist && !dest.join("src/ollama").is_dir() {
                 // The builder stage compiles the prepared trees: make them first.
                 use ollama_vulkan::patch::prepare::{prepare, PrepareOptions};
@@ -560,16 +576,23 @@ manifest: {}",
                     from_dist,
                     with_tools,
                 },
-            );
+            )?;
             match output {
                 Some(p) => {
-                    ollama_vulkan::fsutil::write_atomic(&p, text.as_bytes()).map_err(|e| {
-                        Error::Io {
-                            what: format!("writing {}", p.display()),
-                            source: e,
+                    ollama_vulkan::fsutil::write_output(&p, text.as_bytes()).map_err(|e| {
+                        if e.kind() == std::io::ErrorKind::InvalidInput {
+                            Error::Usage(format!(
+                                "-o {}: {e}\n  help: pass a regular file or `-` (stdout)",
+                                p.display()
+                            ))
+                        } else {
+                            Error::Io {
+                                what: format!("writing {}", p.display()),
+                                source: e,
+                            }
                         }
                     })?;
-                    if !g.quiet {
+                    if !g.quiet && p.as_os_str() != "-" && p.as_os_str() != "/dev/stdout" {
                         eprintln!("wrote {}", p.display());
                     }
                 }
@@ -594,7 +617,11 @@ manifest: {}",
                 }
             }
             use ollama_vulkan::build::builder::Builder;
-            let project = Project::discover(g.project.as_deref()).ok();
+            // An explicit --project that is not one is an error of its own.
+            let project = match (&g.project, &file) {
+                (Some(_), _) | (None, Some(_)) => Some(Project::discover(g.project.as_deref())?),
+                (None, None) => Project::discover(None).ok(),
+            };
             let r =
                 match (&file, &project) {
                     (Some(f), Some(p)) => Some(recipe::load(f, p).map_err(Error::Recipe)?),
@@ -643,7 +670,10 @@ manifest: {}",
             use ollama_vulkan::patch::prepare::{fuzz_used, prepare, PrepareError, PrepareOptions};
             let project = Project::discover(g.project.as_deref())?;
             let r = per_tag_recipe(&file, &project, "prepare")?;
-            let dest = dest.unwrap_or_else(|| build_dir(&project, &file));
+            let dest = match dest {
+                Some(d) => d,
+                None => build_dir(&project, &file)?,
+            };
             let res = prepare(&r, &mirrors(g)?, &dest, PrepareOptions { fuzz, check });
             let p = match res {
                 Err(PrepareError::Failed { runs, .. }) if g.json || check => {

@@ -56,16 +56,16 @@ const TEMPLATE: &str = include_str!("../../Dockerfiles/linux.Dockerfile.in");
 const SRC: &str = "/build/src";
 const DIST: &str = "/build/dist";
 
-/// POSIX-shell quoting for one word (Dockerfile RUN in shell form).
-fn sh_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
+/// One shell word (Dockerfile RUN in shell form, ENV values): the audited quoting of
+/// [`crate::safe::sh_word`]; a value it refuses is bad input.
+fn sh_quote(s: &str) -> Result<String, ImageError> {
+    crate::safe::sh_word(s).map_err(refused)
+}
+
+fn refused(why: String) -> ImageError {
+    ImageError::Usage(format!(
+        "refusing to render the Dockerfile: {why}\n  help: fix the value in the recipe (`ollama-vulkan recipe check` names its file and line)"
+    ))
 }
 
 /// The build's placeholders with container paths; `{jobs}` and `{go_module}` are left to
@@ -97,49 +97,86 @@ fn container_caches() -> Vec<(String, String)> {
 pub const GO_ARGS: &[&str] = &["GOPROXY", "GOSUMDB", "GONOSUMDB", "GOPRIVATE", "GOFLAGS"];
 
 /// `RUN` that installs `pkgs` with apt only when the base lacks one of them.
-fn apt_if_missing(pkgs: &[String]) -> String {
-    format!(
-        "RUN pkgs=\"{}\"; \\\n    if ! dpkg -s $pkgs >/dev/null 2>&1; then \\\n      apt-get update \\\n      && apt-get install -y --no-install-recommends $pkgs \\\n      && rm -rf /var/lib/apt/lists/*; \\\n    fi",
-        pkgs.join(" ")
-    )
+fn apt_if_missing(pkgs: &[String]) -> Result<String, ImageError> {
+    for p in pkgs {
+        crate::safe::package_name(p).map_err(refused)?;
+    }
+    Ok(format!(
+        "RUN pkgs={}; \\\n    if ! dpkg -s $pkgs >/dev/null 2>&1; then \\\n      apt-get update \\\n      && apt-get install -y --no-install-recommends $pkgs \\\n      && rm -rf /var/lib/apt/lists/*; \\\n    fi",
+        sh_quote(&pkgs.join(" "))?
+    ))
 }
 
 /// Renders the `linux` variant's Dockerfile for a per-tag recipe (the full multi-stage
 /// build).
-pub fn render(r: &Recipe) -> String {
+pub fn render(r: &Recipe) -> Result<String, ImageError> {
     render_with(r, RenderOptions::default())
 }
 
-/// Renders the `linux` variant's Dockerfile with `opts`.
-pub fn render_with(r: &Recipe, opts: RenderOptions) -> String {
+/// The container-side value of a placeholder the container decides.
+fn container_subst(name: &str) -> &'static str {
+    match name {
+        "{jobs}" => "\"$(nproc)\"",
+        _ => "\"$(sed -n 's/^module //p' go.mod)\"",
+    }
+}
+
+/// One shell word for an argument: literal parts quoted with [`sh_quote`], `{jobs}` and
+/// `{go_module}` (anywhere in the argument) left to the container's shell.
+fn word(e: &str) -> Result<String, ImageError> {
+    if e == "{jobs}" {
+        return Ok(container_subst(e).into());
+    }
+    let mut out = String::new();
+    let mut rest = e;
+    let mut any = false;
+    loop {
+        let next = ["{jobs}", "{go_module}"]
+            .iter()
+            .filter_map(|p| rest.find(p).map(|i| (i, *p)))
+            .min();
+        match next {
+            Some((i, p)) => {
+                if i > 0 || !any {
+                    out.push_str(&sh_quote(&rest[..i])?);
+                }
+                out.push_str(container_subst(p));
+                rest = &rest[i + p.len()..];
+                any = true;
+            }
+            None => {
+                if !any || !rest.is_empty() || out.is_empty() {
+                    out.push_str(&sh_quote(rest)?);
+                } else {
+                    out.push_str("''");
+                }
+                return Ok(out);
+            }
+        }
+    }
+}
+
+/// Renders the `linux` variant's Dockerfile with `opts`. Every recipe value is checked
+/// and quoted here again (the loader checked it first): a value that could break out of
+/// its line or word is refused, never rendered.
+pub fn render_with(r: &Recipe, opts: RenderOptions) -> Result<String, ImageError> {
     let vars = vars(r);
-    // One shell word; `{jobs}` and `{go_module}` are decided in the container.
-    let word = |e: &str| -> String {
-        if e == "{jobs}" {
-            return "\"$(nproc)\"".into();
-        }
-        match e.split_once("{go_module}") {
-            Some((pre, post)) => format!(
-                "{}\"$(sed -n 's/^module //p' go.mod)\"{}",
-                sh_quote(pre),
-                sh_quote(post)
-            ),
-            None => sh_quote(e),
-        }
-    };
     let mut steps = Vec::new();
     for s in &r.build.steps {
-        let words: Vec<String> = step_argv(s, r, &vars).iter().map(|a| word(a)).collect();
-        let env: Vec<String> = s
+        crate::safe::text(&s.name).map_err(refused)?;
+        let words = step_argv(s, r, &vars)
+            .iter()
+            .map(|a| word(a))
+            .collect::<Result<Vec<String>, _>>()?;
+        let env = s
             .env
             .iter()
-            .map(|(k, v)| format!("{k}={}", sh_quote(&expand(v, &vars))))
-            .collect();
-        let cd = s
-            .cwd
-            .as_ref()
-            .map(|c| format!("cd {} && ", sh_quote(&expand(c, &vars))))
-            .unwrap_or_default();
+            .map(|(k, v)| crate::safe::env_assign(k, &expand(v, &vars)).map_err(refused))
+            .collect::<Result<Vec<String>, _>>()?;
+        let cd = match &s.cwd {
+            Some(c) => format!("cd {} && ", sh_quote(&expand(c, &vars))?),
+            None => String::new(),
+        };
         steps.push(format!(
             "# {}\nRUN {cd}{}{}",
             s.name,
@@ -158,16 +195,18 @@ pub fn render_with(r: &Recipe, opts: RenderOptions) -> String {
         // Paths relative to the trees: a rebuilt tree hits the same objects.
         env.insert("CCACHE_BASEDIR".into(), SRC.into());
     }
-    let builder_env: Vec<String> = env
+    let builder_env = env
         .iter()
-        .map(|(k, v)| format!("ENV {k}={}", sh_quote(v)))
+        .map(|(k, v)| (k.clone(), v.clone()))
         .chain(
             r.build
                 .env
                 .iter()
-                .map(|(k, v)| format!("ENV {k}={}", sh_quote(&expand(v, &vars)))),
+                .map(|(k, v)| (k.clone(), expand(v, &vars))),
         )
-        .collect();
+        .map(|(k, v)| crate::safe::dockerfile_env(&k, &v).map(|a| format!("ENV {a}")))
+        .collect::<Result<Vec<String>, _>>()
+        .map_err(refused)?;
     // Eras 1a/1b embed their runners in the binary; later eras ship lib/ollama beside it.
     let has_libs = r.build.check_libs.iter().any(|l| l.starts_with("lib/"));
     let from = if opts.from_dist {
@@ -200,7 +239,7 @@ COPY src/ {SRC}/\n\
 WORKDIR {SRC}/ollama\n\
 # The era's compile steps, from the same recipe data as the native build.\n\
 {}\n",
-            apt_if_missing(&r.build.builder_packages),
+            apt_if_missing(&r.build.builder_packages)?,
             // Empty defaults: unset for Go, and no engine warning when the host has none.
             GO_ARGS
                 .iter()
@@ -215,32 +254,46 @@ WORKDIR {SRC}/ollama\n\
         .image
         .env
         .iter()
-        .map(|(k, v)| format!(" \\\n    {k}={}", sh_quote(v)))
-        .collect();
-    let base = |role: &str, default: &str| {
-        r.image
+        .map(|(k, v)| crate::safe::dockerfile_env(k, v).map(|a| format!(" \\\n    {a}")))
+        .collect::<Result<String, _>>()
+        .map_err(refused)?;
+    let base = |role: &str, default: &str| -> Result<String, ImageError> {
+        let b = r
+            .image
             .base
             .get(role)
             .cloned()
-            .unwrap_or_else(|| default.to_string())
+            .unwrap_or_else(|| default.to_string());
+        crate::safe::image_ref(&b).map_err(refused)?;
+        Ok(b)
     };
-    TEMPLATE
+    let recipe_file = r
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    crate::safe::text(&recipe_file).map_err(refused)?;
+    for v in [&r.ollama.tag, &r.ollama.commit].into_iter().flatten() {
+        crate::safe::text(v).map_err(refused)?;
+        if v.contains(['"', '\\', '$']) {
+            return Err(refused(format!(
+                "`{}` cannot go into a LABEL",
+                crate::safe::show(v)
+            )));
+        }
+    }
+    let runtime_packages = apt_if_missing(&runtime_packages)?;
+    Ok(TEMPLATE
         .replace("{{tool_version}}", env!("CARGO_PKG_VERSION"))
-        .replace(
-            "{{recipe}}",
-            &r.path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-        )
+        .replace("{{recipe}}", &recipe_file)
         .replace("{{tag}}", r.ollama.tag.as_deref().unwrap_or(""))
         .replace("{{era}}", r.era.label())
         .replace(
             "{{ollama_commit}}",
             r.ollama.commit.as_deref().unwrap_or(""),
         )
-        .replace("{{builder_image}}", &base("builder", "debian:trixie"))
-        .replace("{{runtime_image}}", &base("runtime", "debian:trixie-slim"))
+        .replace("{{builder_image}}", &base("builder", "debian:trixie")?)
+        .replace("{{runtime_image}}", &base("runtime", "debian:trixie-slim")?)
         .replace(
             "{{context}}",
             if opts.from_dist {
@@ -250,9 +303,9 @@ WORKDIR {SRC}/ollama\n\
             },
         )
         .replace("{{builder_stage}}", &builder_stage)
-        .replace("{{runtime_packages}}", &apt_if_missing(&runtime_packages))
+        .replace("{{runtime_packages}}", &runtime_packages)
         .replace("{{dist_copies}}", &copies.join("\n"))
-        .replace("{{runtime_env}}", &runtime_env)
+        .replace("{{runtime_env}}", &runtime_env))
 }
 
 /// What `image` builds from.
@@ -389,12 +442,18 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
             r.image.variants
         )));
     }
-    for k in req.bases.keys() {
+    for (k, v) in &req.bases {
         if k != "builder" && k != "runtime" {
             return Err(ImageError::Usage(format!(
-                "--base {k}=…: the stages are `builder` and `runtime`\n  help: --base builder=IMAGE --base runtime=IMAGE"
+                "--base {}=…: the stages are `builder` and `runtime`\n  help: --base builder=IMAGE --base runtime=IMAGE",
+                crate::safe::show(k)
             )));
         }
+        crate::safe::image_ref(v).map_err(|why| {
+            ImageError::Usage(format!(
+                "--base {k}=…: {why}\n  help: name a local image, e.g. --base {k}=localhost/ollama-vulkan-{k}:trixie"
+            ))
+        })?;
     }
     let io = |what: String| move |e: std::io::Error| ImageError::Io { what, source: e };
     let dest = fs::canonicalize(req.dest).map_err(io(format!(
@@ -434,7 +493,7 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
         bases.insert(role.to_string(), img);
     }
 
-    let text = render_with(r, req.opts);
+    let text = render_with(r, req.opts)?;
     let dockerfile = dest.join("Dockerfile.linux");
     let ignore = dest.join("Dockerfile.linux.dockerignore");
     let ignore_text = if req.opts.from_dist {

@@ -131,9 +131,15 @@ pub fn apply_hunks(
             .count();
         let mut found = None;
         for f in 0..=fuzz {
-            let (skip_front, skip_back) = (f.min(lead), f.min(trail));
+            // A context-only hunk has the same lines at both ends: never skip more than
+            // it has, and keep at least one line to match.
+            let skip_front = f.min(lead);
+            let skip_back = f.min(trail).min(old.len().saturating_sub(skip_front));
             if f > 0 && skip_front == 0 && skip_back == 0 {
                 break; // nothing left to fuzz
+            }
+            if f > 0 && skip_front + skip_back >= old.len() {
+                break; // nothing left to match
             }
             let core = &old[skip_front..old.len() - skip_back];
             // An old side that must end at EOF ("\ No newline") only matches there.
@@ -251,10 +257,14 @@ fn search(
 
 /// The first few lines that differ between `old` and the file at `at`.
 fn mismatches(lines: &[&[u8]], at: usize, old: &[&[u8]], eq: Eq) -> Vec<Mismatch> {
+    // Line endings are shown (`\r` at the end of a CRLF line), so a CRLF/LF mismatch
+    // does not read as "expected `a`, found `a`".
     let show = |b: &[u8]| {
-        String::from_utf8_lossy(b)
-            .trim_end_matches('\r')
-            .to_string()
+        let t = String::from_utf8_lossy(b);
+        match t.strip_suffix('\r') {
+            Some(x) => format!("{x}\\r"),
+            None => t.into_owned(),
+        }
     };
     old.iter()
         .enumerate()
@@ -344,6 +354,28 @@ mod tests {
         let h = hunks("@@ -1,2 +1,2 @@\n a\n-b\n+B\n");
         let r = apply_hunks(b"a\r\nb\r\n", &h, 0).unwrap();
         assert_eq!(r.bytes, b"a\r\nB\r\n");
+    }
+
+    #[test]
+    fn context_only_hunk_with_fuzz_does_not_panic() {
+        let h = hunks("@@ -1,3 +1,3 @@\n a\n b\n c\n");
+        for f in 0..5 {
+            let _ = apply_hunks(b"a\nb\nc\n", &h, f);
+            let _ = apply_hunks(b"x\ny\n", &h, f);
+        }
+    }
+
+    #[test]
+    fn crlf_mismatch_shows_the_line_endings() {
+        let h = hunks("@@ -1,2 +1,2 @@\n a\r\n-b\r\n+B\r\n");
+        let e = apply_hunks(b"a\nb\n", &h, 0).err().unwrap();
+        match &e[0] {
+            HunkOutcome::Failed { mismatches, .. } => {
+                assert_eq!(mismatches[0].expected, "a\\r");
+                assert_eq!(mismatches[0].found.as_deref(), Some("a"));
+            }
+            o => panic!("{o:?}"),
+        }
     }
 
     #[test]

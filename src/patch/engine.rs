@@ -3,7 +3,7 @@
 //! here, which is what makes `prepare` atomic and `check-patches` fast.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use serde::Serialize;
@@ -24,6 +24,9 @@ pub trait Source {
     fn read(&self, path: &str) -> Result<Option<FileEntry>, String>;
     /// The first component of `path` (or `path` itself) that is a symlink, if any.
     fn symlink_in(&self, path: &str) -> Option<String>;
+    /// The first component of `path` (or `path` itself) that is a gitlink (a submodule
+    /// such as era 1's `llm/llama.cpp`), if any: its files belong to another repository.
+    fn gitlink_in(&self, path: &str) -> Option<String>;
     /// A cheap identity of the file's content (a blob id), for memoising results.
     fn id(&self, path: &str) -> Option<[u8; 20]>;
 }
@@ -95,44 +98,61 @@ pub struct PatchReport {
     pub files: Vec<FileReport>,
 }
 
-/// Refuses a path that would write outside the tree: absolute, `..`, `.git`, or through
-/// a symlink in the tree.
+/// Refuses a path that would write outside the tree: absolute, `.` or `..`, `.git` in
+/// any letter case, NUL or control characters, through a symlink in the tree, or into a
+/// gitlink (submodule) whose files belong to another repository. The one check of both
+/// `prepare --check` and `prepare` (and `check-patches`, `rebase-patches`).
 pub fn check_path(
     src: &dyn Source,
     patch: &Patch,
     fp: &FilePatch,
     path: &str,
 ) -> Result<(), PatchError> {
-    let bad = |why: String| PatchError {
+    let bad = |why: String, help: &str| PatchError {
         patch: patch.name.clone(),
         line: fp.line,
         why,
-        help: "patches may only change files inside the tree; fix the paths in the diff header"
-            .into(),
+        help: help.into(),
     };
+    let inside = "patches may only change files inside the tree; fix the paths in the diff header";
     if path.is_empty() {
-        return Err(bad("empty path".into()));
+        return Err(bad("empty path".into(), inside));
     }
-    let p = Path::new(path);
-    if p.is_absolute() {
-        return Err(bad(format!("path `{path}` is absolute")));
+    let shown = crate::safe::show(path);
+    if Path::new(path).is_absolute() {
+        return Err(bad(format!("path `{shown}` is absolute"), inside));
     }
-    for c in p.components() {
-        match c {
-            Component::ParentDir => {
-                return Err(bad(format!("path `{path}` leaves the tree (`..`)")))
-            }
-            Component::Normal(n) if n == ".git" => {
-                return Err(bad(format!("path `{path}` writes into the git directory")))
-            }
-            Component::Normal(_) | Component::CurDir => {}
-            _ => return Err(bad(format!("path `{path}` is not a plain relative path"))),
+    for c in path.split('/') {
+        if c == ".." {
+            return Err(bad(
+                format!("path `{shown}` leaves the tree (`..`)"),
+                inside,
+            ));
+        }
+        if c.eq_ignore_ascii_case(".git") {
+            return Err(bad(
+                format!("path `{shown}` writes into the git directory"),
+                inside,
+            ));
+        }
+        if let Err(why) = crate::safe::file_name(c) {
+            return Err(bad(
+                format!("path `{shown}` is not a plain relative path: {why}"),
+                inside,
+            ));
         }
     }
     if let Some(link) = src.symlink_in(path) {
-        return Err(bad(format!(
-            "path `{path}` goes through the symlink `{link}` in the tree"
-        )));
+        return Err(bad(
+            format!("path `{shown}` goes through the symlink `{link}` in the tree"),
+            inside,
+        ));
+    }
+    if let Some(link) = src.gitlink_in(path) {
+        return Err(bad(
+            format!("path `{shown}` is inside the submodule `{link}` (a gitlink): its files belong to another repository"),
+            "patch the submodule's files in a series of its own, with `# target: llama.cpp` in its series file and repo = \"llama.cpp\" in the recipe",
+        ));
     }
     Ok(())
 }
@@ -286,11 +306,20 @@ fn run(
             }
         };
         if fp.action == Action::Create {
-            if let Ok(Some(_)) = view(fp.path()) {
-                rep.error = Some(format!("{} already exists", fp.path()));
-                reports.push(rep);
-                ok = false;
-                continue;
+            match view(fp.path()) {
+                Ok(Some(_)) => {
+                    rep.error = Some(format!("{} already exists", fp.path()));
+                    reports.push(rep);
+                    ok = false;
+                    continue;
+                }
+                Err(e) => {
+                    rep.error = Some(format!("{} cannot be created: {e}", fp.path()));
+                    reports.push(rep);
+                    ok = false;
+                    continue;
+                }
+                Ok(None) => {}
             }
         } else if old.is_none() {
             rep.error = Some(format!(
@@ -344,6 +373,12 @@ fn run(
                             .or(old.as_ref().map(|e| e.mode))
                             .unwrap_or(0o100644);
                         let new_path = fp.new_path.clone().unwrap_or_default();
+                        if fp.action != Action::Modify {
+                            if let Some(why) = file_dir_conflict(src, base, &changes, &new_path) {
+                                rep.error = Some(why);
+                                ok = false;
+                            }
+                        }
                         if fp.action == Action::Rename {
                             changes.insert(fp.old_path.clone().unwrap_or_default(), None);
                         }
@@ -363,15 +398,94 @@ fn run(
     (reports, ok.then_some(changes))
 }
 
-/// A directory on disk.
-pub struct DirSource(pub PathBuf);
+/// Why a file cannot be created at `path`: a leading directory of it is a file (in the
+/// tree or made by an earlier patch), or `path` is a directory (files below it exist).
+fn file_dir_conflict(
+    src: &dyn Source,
+    base: &Overlay,
+    changes: &Overlay,
+    path: &str,
+) -> Option<String> {
+    let is_file = |p: &str| -> bool {
+        match changes.get(p).or_else(|| base.get(p)) {
+            Some(e) => e.is_some(),
+            None => matches!(src.read(p), Ok(Some(_))),
+        }
+    };
+    let mut prefix = String::new();
+    let parts: Vec<&str> = path.split('/').collect();
+    for c in &parts[..parts.len().saturating_sub(1)] {
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
+        prefix.push_str(c);
+        if is_file(&prefix) {
+            return Some(format!(
+                "{path} cannot be created: {prefix} is a file, not a directory"
+            ));
+        }
+    }
+    let below = format!("{path}/");
+    let live = |o: &Overlay| {
+        o.range(below.clone()..)
+            .take_while(|(k, _)| k.starts_with(&below))
+            .any(|(_, e)| e.is_some())
+    };
+    if live(changes) || live(base) || src.read(path).is_err() {
+        return Some(format!("{path} cannot be created: it is a directory"));
+    }
+    None
+}
+
+/// A directory on disk, with the gitlinks of its git HEAD (a fetched tree).
+pub struct DirSource {
+    root: PathBuf,
+    gitlinks: Vec<String>,
+}
+
+impl DirSource {
+    pub fn new(root: PathBuf) -> DirSource {
+        let mut gitlinks = Vec::new();
+        if let Ok(repo) = git2::Repository::open(&root) {
+            if let Ok(tree) = repo.head().and_then(|h| h.peel_to_tree()) {
+                let _ = tree.walk(git2::TreeWalkMode::PreOrder, |dir, e| {
+                    if e.filemode() == 0o160000 {
+                        gitlinks.push(format!("{dir}{}", e.name().unwrap_or("")));
+                    }
+                    git2::TreeWalkResult::Ok
+                });
+            }
+        }
+        DirSource { root, gitlinks }
+    }
+}
+
+/// The first prefix of `path` (or `path`) in `links`.
+fn prefix_in(links: &[String], path: &str) -> Option<String> {
+    links
+        .iter()
+        .find(|l| {
+            path == l.as_str()
+                || (path.starts_with(l.as_str()) && path.as_bytes().get(l.len()) == Some(&b'/'))
+        })
+        .cloned()
+}
 
 impl Source for DirSource {
     fn read(&self, path: &str) -> Result<Option<FileEntry>, String> {
         use std::os::unix::fs::PermissionsExt;
-        let p = self.0.join(path);
+        let p = self.root.join(path);
         match std::fs::symlink_metadata(&p) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            // Below a file (`README.md/x`) is as absent as a missing file; the caller
+            // reports the file in the way, in --check and prepare alike.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(e.to_string()),
             Ok(m) if m.is_dir() => Err("is a directory".into()),
             Ok(m) => {
@@ -389,7 +503,7 @@ impl Source for DirSource {
         }
     }
     fn symlink_in(&self, path: &str) -> Option<String> {
-        let mut cur = self.0.clone();
+        let mut cur = self.root.clone();
         let mut rel = PathBuf::new();
         for c in Path::new(path).components() {
             cur.push(c);
@@ -402,6 +516,9 @@ impl Source for DirSource {
             }
         }
         None
+    }
+    fn gitlink_in(&self, path: &str) -> Option<String> {
+        prefix_in(&self.gitlinks, path)
     }
     fn id(&self, _path: &str) -> Option<[u8; 20]> {
         None
@@ -438,6 +555,18 @@ impl Source for GitSource<'_> {
             rel.push(c);
             match self.tree.get_path(&rel) {
                 Ok(e) if e.filemode() == 0o120000 => return Some(rel.display().to_string()),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+    fn gitlink_in(&self, path: &str) -> Option<String> {
+        let mut rel = PathBuf::new();
+        for c in Path::new(path).components() {
+            rel.push(c);
+            match self.tree.get_path(&rel) {
+                Ok(e) if e.filemode() == 0o160000 => return Some(rel.display().to_string()),
                 Ok(_) => {}
                 Err(_) => return None,
             }

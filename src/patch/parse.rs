@@ -255,6 +255,16 @@ pub fn parse(name: &str, bytes: &[u8]) -> Result<Patch, PatchError> {
             i += 1;
         }
         for m in [fp.old_mode, fp.new_mode].into_iter().flatten() {
+            if ![0o100644, 0o100755, 0o120000, 0o160000].contains(&m) {
+                return Err(err(
+                    start,
+                    format!(
+                        "{}: mode {m:o} is not a mode git stores for a file (100644 or 100755)",
+                        crate::safe::show(fp.path())
+                    ),
+                    "use `new mode 100644` (or 100755 for an executable); setuid, world-writable and other modes are refused",
+                ));
+            }
             if m == 0o120000 || m == 0o160000 {
                 return Err(err(
                     start,

@@ -223,7 +223,7 @@ pub fn prepare(
     sources.insert(
         RepoName::Ollama,
         (
-            Box::new(DirSource(fetched.ollama_tree.clone())),
+            Box::new(DirSource::new(fetched.ollama_tree.clone())),
             format!("ollama {tag}"),
         ),
     );
@@ -231,7 +231,7 @@ pub fn prepare(
         sources.insert(
             RepoName::LlamaCpp,
             (
-                Box::new(DirSource(t.clone())),
+                Box::new(DirSource::new(t.clone())),
                 format!("llama.cpp {}", &c[..12.min(c.len())]),
             ),
         );

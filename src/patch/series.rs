@@ -2,7 +2,6 @@
 //! patch, `sha256sum` format) and the patches. A recipe pins a series by the SHA-256 of its
 //! SHA256SUMS file, so editing a patch without refreshing both is caught.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -27,6 +26,20 @@ pub enum SeriesError {
     },
     #[error("{file}:{line}: malformed line; expected `<64 hex digits>  <patch file name>`")]
     BadSumLine { file: PathBuf, line: usize },
+    #[error("{file}:{line}: `{entry}` is not a patch file name: {why}\n  help: list plain file names of patches inside the series directory, one a line")]
+    BadEntry {
+        file: PathBuf,
+        line: usize,
+        entry: String,
+        why: String,
+    },
+    #[error("{file}:{line}: {patch} is listed twice (first on line {first})\n  help: keep one line per patch (`sha256sum $(cat series) > SHA256SUMS` writes it)")]
+    DuplicateSum {
+        file: PathBuf,
+        line: usize,
+        first: usize,
+        patch: String,
+    },
     #[error("{sums}: {patch} is in the series but has no checksum line")]
     NoSum { sums: PathBuf, patch: String },
     #[error("{sums}: {patch} has a checksum line but is not in the series file")]
@@ -58,10 +71,28 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 fn read(path: &Path) -> Result<String, SeriesError> {
-    fs::read_to_string(path).map_err(|e| SeriesError::Unreadable {
+    crate::safe::read_text(path, crate::safe::MAX_TEXT).map_err(|e| SeriesError::Unreadable {
         file: path.to_path_buf(),
         why: e.to_string(),
     })
+}
+
+/// A series entry is a plain file name inside the series directory: never a path.
+fn check_entry(file: &Path, line: usize, entry: &str) -> Result<(), SeriesError> {
+    crate::safe::file_name(entry)
+        .and_then(|_| {
+            if entry == "series" || entry == "SHA256SUMS" {
+                Err(format!("`{entry}` is the series' own file"))
+            } else {
+                Ok(())
+            }
+        })
+        .map_err(|why| SeriesError::BadEntry {
+            file: file.to_path_buf(),
+            line,
+            entry: crate::safe::show(entry),
+            why,
+        })
 }
 
 impl Series {
@@ -92,6 +123,7 @@ impl Series {
             if entry.is_empty() {
                 continue;
             }
+            check_entry(&series_file, i + 1, entry)?;
             if !dir.join(entry).is_file() {
                 return Err(SeriesError::MissingPatch {
                     file: series_file,
@@ -107,8 +139,13 @@ impl Series {
             if line.trim().is_empty() {
                 continue;
             }
+            // `sha256sum` writes `HASH  name` (text mode) or `HASH *name` (-b).
             let (hex, name) = line
-                .split_once("  ")
+                .split_once(' ')
+                .and_then(|(h, rest)| {
+                    let n = rest.strip_prefix(' ').or_else(|| rest.strip_prefix('*'))?;
+                    Some((h, n))
+                })
                 .filter(|(h, n)| {
                     h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) && !n.is_empty()
                 })
@@ -116,12 +153,18 @@ impl Series {
                     file: sums_file.clone(),
                     line: i + 1,
                 })?;
-            sums.push((
-                name.trim_start_matches('*').to_string(),
-                hex.to_ascii_lowercase(),
-            ));
+            check_entry(&sums_file, i + 1, name)?;
+            if let Some((_, _, first)) = sums.iter().find(|(n, _, _)| n == name) {
+                return Err(SeriesError::DuplicateSum {
+                    file: sums_file.clone(),
+                    line: i + 1,
+                    first: *first,
+                    patch: name.to_string(),
+                });
+            }
+            sums.push((name.to_string(), hex.to_ascii_lowercase(), i + 1));
         }
-        for (name, _) in &sums {
+        for (name, _, _) in &sums {
             if !patches.contains(name) {
                 return Err(SeriesError::ExtraSum {
                     sums: sums_file,
@@ -132,16 +175,18 @@ impl Series {
         for p in &patches {
             let expected = sums
                 .iter()
-                .find(|(n, _)| n == p)
-                .map(|(_, h)| h.clone())
+                .find(|(n, _, _)| n == p)
+                .map(|(_, h, _)| h.clone())
                 .ok_or_else(|| SeriesError::NoSum {
                     sums: sums_file.clone(),
                     patch: p.clone(),
                 })?;
             let path = dir.join(p);
-            let bytes = fs::read(&path).map_err(|e| SeriesError::Unreadable {
-                file: path.clone(),
-                why: e.to_string(),
+            let bytes = crate::safe::read_regular(&path, crate::safe::MAX_PATCH).map_err(|e| {
+                SeriesError::Unreadable {
+                    file: path.clone(),
+                    why: e.to_string(),
+                }
             })?;
             let actual = sha256_hex(&bytes);
             if actual != expected {
@@ -171,11 +216,13 @@ impl Series {
         for name in &self.patches {
             let path = self.dir.join(name);
             let shown = path.display().to_string();
-            let bytes = fs::read(&path).map_err(|e| PatchError {
-                patch: shown.clone(),
-                line: 0,
-                why: e.to_string(),
-                help: "check the series directory".into(),
+            let bytes = crate::safe::read_regular(&path, crate::safe::MAX_PATCH).map_err(|e| {
+                PatchError {
+                    patch: shown.clone(),
+                    line: 0,
+                    why: e.to_string(),
+                    help: "check the series directory".into(),
+                }
             })?;
             let mut p = parse(&shown, &bytes)?;
             match &p.upstream_status {
@@ -217,14 +264,17 @@ impl Series {
         let mut patches = Vec::new();
         for (i, line) in read(&series_file)?.lines().enumerate() {
             let entry = line.split('#').next().unwrap_or("").trim();
-            if entry.is_empty() {
+            if entry.is_empty() || entry.starts_with('#') {
                 continue;
             }
+            check_entry(&series_file, i + 1, entry)?;
             let path = dir.join(entry);
-            let bytes = fs::read(&path).map_err(|_| SeriesError::MissingPatch {
-                file: series_file.clone(),
-                line: i + 1,
-                entry: entry.into(),
+            let bytes = crate::safe::read_regular(&path, crate::safe::MAX_PATCH).map_err(|_| {
+                SeriesError::MissingPatch {
+                    file: series_file.clone(),
+                    line: i + 1,
+                    entry: entry.into(),
+                }
             })?;
             patches.push((entry.to_string(), bytes));
         }

@@ -63,6 +63,12 @@ pub enum RebaseError {
         expected: String,
         actual: String,
     },
+    #[error("{file}: `{field}` {why}\n  help: the rebase state was edited or is damaged and is not trusted; nothing under patches/ or recipes/ is written before a rebase finishes, so remove {dir} and start again", dir = .file.parent().map(|p| p.display().to_string()).unwrap_or_default())]
+    State {
+        file: PathBuf,
+        field: String,
+        why: String,
+    },
     #[error("{what}: {source}")]
     Git { what: String, source: git2::Error },
     #[error("{what}: {source}")]
@@ -82,7 +88,8 @@ impl RebaseError {
             | RebaseError::Era(_)
             | RebaseError::InProgress { .. }
             | RebaseError::NotInProgress { .. }
-            | RebaseError::OldBase { .. } => BAD_INPUT,
+            | RebaseError::OldBase { .. }
+            | RebaseError::State { .. } => BAD_INPUT,
             RebaseError::Source(
                 SourceError::BadMirrorArg { .. }
                 | SourceError::Unreadable { .. }
@@ -90,7 +97,10 @@ impl RebaseError {
                 | SourceError::NoSource { .. }
                 | SourceError::OfflineMissing { .. }
                 | SourceError::MovedTag { .. }
-                | SourceError::CommitNotFound { .. },
+                | SourceError::CommitNotFound { .. }
+                | SourceError::HostileTree { .. }
+                | SourceError::BadCacheDir { .. }
+                | SourceError::FsckFailed { .. },
             ) => BAD_INPUT,
             _ => FAILURE,
         }
@@ -270,12 +280,15 @@ fn absolute(p: &Path) -> PathBuf {
         .unwrap_or_else(|_| p.to_path_buf())
 }
 
-fn state_dir(project: &Project, recipe: &Path) -> PathBuf {
-    let stem = recipe
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "recipe".into());
-    project.work_dir().join("rebase").join(stem)
+/// `work/rebase/<recipe name>`, from the validated name only.
+fn state_dir(project: &Project, recipe: &Path) -> Result<PathBuf, RebaseError> {
+    let name = crate::safe::recipe_name_of(recipe).map_err(|why| {
+        RebaseError::Usage(format!(
+            "{}: {why}\n  help: rename the recipe file",
+            crate::safe::show(&recipe.display().to_string())
+        ))
+    })?;
+    Ok(project.work_dir().join("rebase").join(name))
 }
 
 /// Writes a file of the rebase's own state (under work/): temp file + rename, no fsync —
@@ -291,13 +304,200 @@ fn write_scratch(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 fn load_state(dir: &Path) -> Result<State, RebaseError> {
     let p = dir.join("state.json");
-    let bytes = fs::read(&p).map_err(ioerr(format!("reading {}", p.display())))?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        RebaseError::Usage(format!(
-            "{}: not a rebase state file ({e})\n  help: --abort removes it",
-            p.display()
-        ))
+    let bytes = crate::safe::read_regular(&p, 64 * crate::safe::MAX_TEXT).map_err(|e| {
+        RebaseError::State {
+            file: p.clone(),
+            field: "(file)".into(),
+            why: format!("cannot be read: {e}"),
+        }
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| RebaseError::State {
+        file: p.clone(),
+        field: "(file)".into(),
+        why: format!("is not a rebase state file: {e}"),
     })
+}
+
+fn is_oid(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Checks a loaded state against what it may name: every path is re-derived from the
+/// project and the recipe (the series directories under patches/, the recipe, its
+/// template, the copies under the state dir) and must match; indices are in range;
+/// object ids are ids. A state that fails is refused, never acted on.
+fn validate_state(
+    dir: &Path,
+    project: &Project,
+    recipe_path: &Path,
+    st: &State,
+    action: &Action<'_>,
+) -> Result<(), RebaseError> {
+    let file = dir.join("state.json");
+    let bad = |field: &str, why: String| RebaseError::State {
+        file: file.clone(),
+        field: field.to_string(),
+        why,
+    };
+    let recipe = absolute(recipe_path);
+    if st.recipe != recipe {
+        return Err(bad(
+            "recipe",
+            format!(
+                "names {} but this is the rebase of {}",
+                st.recipe.display(),
+                recipe.display()
+            ),
+        ));
+    }
+    if !is_oid(&st.onto_commit) {
+        return Err(bad("onto_commit", "is not a commit id".into()));
+    }
+    if let Err(why) = crate::safe::text(&st.onto) {
+        return Err(bad("onto", why));
+    }
+    let patches_dir = absolute(&project.patches_dir());
+    let recipes_dir = absolute(&project.recipes_dir());
+    let recipe_dir = recipe.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut allowed: Vec<PathBuf> = vec![recipe.clone()];
+    for (i, j) in st.jobs.iter().enumerate() {
+        let f = |x: &str| format!("jobs[{i}].{x}");
+        crate::safe::file_name(&j.name).map_err(|why| bad(&f("name"), why))?;
+        if j.dir != patches_dir.join(&j.name) {
+            return Err(bad(
+                &f("dir"),
+                format!(
+                    "is {} but series `{}` lives in {}",
+                    j.dir.display(),
+                    j.name,
+                    patches_dir.join(&j.name).display()
+                ),
+            ));
+        }
+        let pin_ok = j.pin_file == recipe
+            || (j.pin_file.starts_with(&recipes_dir) || j.pin_file.starts_with(&recipe_dir))
+                && j.pin_file.extension().is_some_and(|e| e == "toml")
+                && !j
+                    .pin_file
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir);
+        if !pin_ok {
+            return Err(bad(
+                &f("pin_file"),
+                format!(
+                    "{} is neither the recipe nor a template in {}",
+                    j.pin_file.display(),
+                    recipes_dir.display()
+                ),
+            ));
+        }
+        for p in &j.patches {
+            crate::safe::file_name(p).map_err(|why| bad(&f("patches"), why))?;
+        }
+        for (k, v) in [("old_base", &j.old_base), ("new_base", &j.new_base)] {
+            if !is_oid(v) {
+                return Err(bad(&f(k), "is not a commit id".into()));
+            }
+        }
+        allowed.push(j.pin_file.clone());
+        allowed.push(j.dir.join("series"));
+        allowed.push(j.dir.join("SHA256SUMS"));
+        allowed.extend(j.patches.iter().map(|p| j.dir.join(p)));
+    }
+    let canon: Vec<PathBuf> = allowed.iter().map(|p| absolute(p)).collect();
+    for (i, o) in st.originals.iter().enumerate() {
+        if !allowed.contains(&o.path) && !canon.contains(&o.path) {
+            return Err(bad(
+                &format!("originals[{i}].path"),
+                format!("names {}, which this rebase never writes", o.path.display()),
+            ));
+        }
+        if o.copy != dir.join("orig").join(format!("{i:04}")) {
+            return Err(bad(
+                &format!("originals[{i}].copy"),
+                format!("is {}, outside the state's own copies", o.copy.display()),
+            ));
+        }
+        if o.sha256
+            .as_ref()
+            .is_some_and(|h| h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(bad(
+                &format!("originals[{i}].sha256"),
+                "is not a SHA-256".into(),
+            ));
+        }
+    }
+    if st.results.len() != st.jobs.len() {
+        return Err(bad(
+            "results",
+            format!(
+                "has {} entries for {} series",
+                st.results.len(),
+                st.jobs.len()
+            ),
+        ));
+    }
+    for (i, (rs, j)) in st.results.iter().zip(&st.jobs).enumerate() {
+        for r in rs {
+            if !j.patches.contains(&r.patch) {
+                return Err(bad(
+                    &format!("results[{i}]"),
+                    format!(
+                        "names `{}`, not a patch of series `{}`",
+                        crate::safe::show(&r.patch),
+                        j.name
+                    ),
+                ));
+            }
+        }
+    }
+    if st.cur.0 > st.jobs.len()
+        || st
+            .jobs
+            .get(st.cur.0)
+            .is_some_and(|j| st.cur.1 > j.patches.len())
+        || (st.cur.0 == st.jobs.len() && st.cur.1 != 0)
+    {
+        return Err(bad(
+            "cur",
+            format!(
+                "({}, {}) is outside the series and their patches",
+                st.cur.0, st.cur.1
+            ),
+        ));
+    }
+    for (k, v) in [
+        ("o_tree", &st.o_tree),
+        ("p_tree", &st.p_tree),
+        ("n_commit", &st.n_commit),
+    ] {
+        if v.as_deref().is_some_and(|v| !is_oid(v)) {
+            return Err(bad(k, "is not an object id".into()));
+        }
+    }
+    if let Some(p) = &st.pending {
+        for path in p.paths.iter().chain(p.conflicts.iter().map(|c| &c.path)) {
+            crate::safe::rel_path(path).map_err(|why| bad("pending.paths", why))?;
+        }
+    }
+    if matches!(action, Action::Continue | Action::Skip) {
+        if st.pending.is_none() {
+            return Err(bad(
+                "pending",
+                "is null: no conflict to continue from or skip".into(),
+            ));
+        }
+        if st.cur.0 >= st.jobs.len() || st.cur.1 >= st.jobs[st.cur.0].patches.len() {
+            return Err(bad("cur", "names no patch in progress".into()));
+        }
+        for (k, v) in [("n_commit", &st.n_commit), ("p_tree", &st.p_tree)] {
+            if v.is_none() {
+                return Err(bad(k, "is null while a conflict is pending".into()));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn save_state(dir: &Path, st: &State) -> Result<(), RebaseError> {
@@ -313,30 +513,73 @@ pub fn rebase(
     recipe_path: &Path,
     action: Action<'_>,
 ) -> Result<RebaseReport, RebaseError> {
-    let dir = state_dir(project, recipe_path);
+    let dir = state_dir(project, recipe_path)?;
     let shown = recipe_path.display().to_string();
-    // One rebase-patches per recipe at a time (the state is read, then rewritten).
-    let lock_path = dir.with_extension("lock");
-    if let Some(parent) = lock_path.parent() {
-        fs::create_dir_all(parent).map_err(ioerr(format!("creating {}", parent.display())))?;
-    }
-    let lock =
-        fs::File::create(&lock_path).map_err(ioerr(format!("creating {}", lock_path.display())))?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(fs::TryLockError::WouldBlock) => {
-            return Err(RebaseError::Usage(format!(
-                "another rebase-patches of {shown} is running (it holds {})\n  help: wait for it to finish",
-                lock_path.display()
-            )))
-        }
-        Err(fs::TryLockError::Error(e)) => {
-            return Err(RebaseError::Io {
-                what: format!("locking {}", lock_path.display()),
-                source: e,
+    // Refusals that need no lock come first: they write nothing.
+    let in_progress = dir.join("state.json").exists();
+    match action {
+        Action::Start { .. } if in_progress => {
+            return Err(RebaseError::InProgress {
+                recipe: shown,
+                state: dir,
             })
         }
+        Action::Continue | Action::Skip | Action::Abort if !in_progress => {
+            return Err(RebaseError::NotInProgress {
+                recipe: shown,
+                state: dir,
+            })
+        }
+        _ => {}
     }
+    // A state that is not trusted is refused before anything is created (and checked
+    // again under the lock).
+    if in_progress && !matches!(action, Action::Start { .. }) {
+        let st = load_state(&dir)?;
+        validate_state(&dir, project, recipe_path, &st, &action)?;
+    }
+    // One rebase-patches per recipe at a time (the state is read, then rewritten).
+    let lock_path = dir.with_extension("lock");
+    let parent = lock_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let made_parent = !parent.exists();
+    fs::create_dir_all(&parent).map_err(ioerr(format!("creating {}", parent.display())))?;
+    let made_lock = !lock_path.exists();
+    let lock =
+        fs::File::create(&lock_path).map_err(ioerr(format!("creating {}", lock_path.display())))?;
+    let res = match lock.try_lock() {
+        Ok(()) => locked(project, mirrors, recipe_path, &dir, action, shown),
+        Err(fs::TryLockError::WouldBlock) => Err(RebaseError::Usage(format!(
+            "another rebase-patches of {shown} is running (it holds {})\n  help: wait for it to finish",
+            lock_path.display()
+        ))),
+        Err(fs::TryLockError::Error(e)) => Err(RebaseError::Io {
+            what: format!("locking {}", lock_path.display()),
+            source: e,
+        }),
+    };
+    // A refused or failed run leaves no lock file it made (nor work/rebase/).
+    if res.is_err() && made_lock {
+        drop(lock);
+        let _ = fs::remove_file(&lock_path);
+        if made_parent {
+            let _ = fs::remove_dir(&parent);
+        }
+    }
+    res
+}
+
+fn locked(
+    project: &Project,
+    mirrors: &Mirrors,
+    recipe_path: &Path,
+    dir: &Path,
+    action: Action<'_>,
+    shown: String,
+) -> Result<RebaseReport, RebaseError> {
+    let dir = dir.to_path_buf();
     match action {
         Action::Start {
             onto,
@@ -358,6 +601,7 @@ pub fn rebase(
                 });
             }
             let mut st = load_state(&dir)?;
+            validate_state(&dir, project, recipe_path, &st, &action)?;
             match action {
                 Action::Abort => abort(&dir, st),
                 Action::Skip => {
@@ -794,8 +1038,8 @@ fn drive(s: &Scratch, dir: &Path, mut st: State) -> Result<RebaseReport, RebaseE
         }
         while st.cur.1 < patches.len() {
             let (patch, bytes) = &patches[st.cur.1];
-            let o = oid(st.o_tree.as_deref().unwrap())?;
-            let n_commit = oid(st.n_commit.as_deref().unwrap())?;
+            let o = oid(st.o_tree.as_deref().unwrap_or_default())?;
+            let n_commit = oid(st.n_commit.as_deref().unwrap_or_default())?;
             let n = commit_tree(s, &n_commit.to_string())?;
             let p = match merge::old_side(s, o, patch, job.fuzz)? {
                 Ok(p) => p,
@@ -1060,8 +1304,14 @@ fn resolve_current(s: &Scratch, dir: &Path, st: &mut State) -> Result<(), Rebase
     })?;
     let job = st.jobs[st.cur.0].clone();
     let patches = job_patches(&job)?;
-    let (patch, bytes) = &patches[st.cur.1];
-    let n_commit = oid(st.n_commit.as_deref().unwrap())?;
+    let (patch, bytes) = patches.get(st.cur.1).ok_or_else(|| {
+        RebaseError::Usage(format!(
+            "series `{}` has {} patches now, fewer than when the rebase stopped\n  help: --abort and start again",
+            job.name,
+            patches.len()
+        ))
+    })?;
+    let n_commit = oid(st.n_commit.as_deref().unwrap_or_default())?;
     let n = commit_tree(s, &n_commit.to_string())?;
     let mut changes = Overlay::new();
     for path in &pending.paths {

@@ -2,7 +2,6 @@
 //! file:line:column and the fix; checking goes on after an error so one run shows them all.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -42,10 +41,13 @@ impl Ctx {
 }
 
 fn parse(path: &Path) -> Result<Parsed, Diagnostic> {
-    let text = fs::read_to_string(path).map_err(|e| Diagnostic {
+    let text = crate::safe::read_text(path, crate::safe::MAX_TEXT).map_err(|e| Diagnostic {
         location: Location::file_only(path),
         message: format!("cannot read the recipe: {e}"),
-        help: "check the path; recipes are TOML files (see docs/recipe.md)".into(),
+        help: format!(
+            "check the path; recipes are regular TOML files of at most {} KiB (see docs/recipe.md)",
+            crate::safe::MAX_TEXT / 1024
+        ),
     })?;
     match toml::from_str::<RawRecipe>(&text) {
         Ok(raw) => Ok(Parsed {
@@ -75,6 +77,8 @@ fn help_for_parse_error(message: &str) -> String {
         "use one of the values listed above".into()
     } else if message.starts_with("missing field") {
         "add the key; docs/recipe.md lists the required keys of each table".into()
+    } else if message.starts_with("invalid value") {
+        "give a value in the range docs/recipe.md shows for this key (e.g. `fuzz` is a whole number, 0 or more)".into()
     } else if message.starts_with("unknown era") {
         "use an era label from UPSTREAM.md §1: 0, 1a, 1b, 2, 3, 4 or 5".into()
     } else {
@@ -90,6 +94,15 @@ fn is_commit(s: &str) -> bool {
 
 /// Loads a recipe or template and resolves it against its template.
 pub fn load(path: &Path, project: &Project) -> Result<Recipe, Diagnostics> {
+    if let Err(why) = crate::safe::recipe_name_of(path) {
+        return Err(Diagnostics(vec![Diagnostic {
+            location: Location::file_only(Path::new(&crate::safe::show(
+                &path.display().to_string(),
+            ))),
+            message: why,
+            help: "rename the file, e.g. ollama-v0.24.0.toml (the name becomes work/builds/<name> and work/rebase/<name>)".into(),
+        }]));
+    }
     let me = parse(path).map_err(|d| Diagnostics(vec![d]))?;
     let mut cx = Ctx { diags: Vec::new() };
 
@@ -112,7 +125,7 @@ pub fn load(path: &Path, project: &Project) -> Result<Recipe, Diagnostics> {
                             "extend one of the templates in recipes/ (era-1a, era-1b, era-4, era-5)",
                         );
                     }
-                    if let Some(ext) = &t.raw.extends {
+                    if let (Some(ext), Some(_)) = (&t.raw.extends, &t.raw.template) {
                         cx.err(
                             t.at(ext.span()),
                             "templates cannot extend other templates",
@@ -126,12 +139,8 @@ pub fn load(path: &Path, project: &Project) -> Result<Recipe, Diagnostics> {
                     None
                 }
             },
-            Err(help) => {
-                cx.err(
-                    me.at(ext.span()),
-                    format!("template `{}` not found", ext.get_ref()),
-                    help,
-                );
+            Err((message, help)) => {
+                cx.err(me.at(ext.span()), message, help);
                 None
             }
         },
@@ -157,8 +166,25 @@ pub fn load(path: &Path, project: &Project) -> Result<Recipe, Diagnostics> {
 }
 
 /// `era-4` → `<project>/recipes/era-4.toml`; a value with `/` or `.toml` is a path
-/// relative to the recipe.
-fn resolve_template(name: &str, recipe: &Path, project: &Project) -> Result<PathBuf, String> {
+/// relative to the recipe, which may not be absolute or climb with `..`.
+fn resolve_template(
+    name: &str,
+    recipe: &Path,
+    project: &Project,
+) -> Result<PathBuf, (String, String)> {
+    let shown = crate::safe::show(name);
+    if name.starts_with('/')
+        || name.split('/').any(|c| c == "..")
+        || crate::safe::text(name).is_err()
+    {
+        return Err((
+            format!("`extends = \"{shown}\"` is an absolute path or climbs with `..`"),
+            format!(
+                "name a template in {} (`era-4`), or a path below the recipe's directory",
+                project.recipes_dir().display()
+            ),
+        ));
+    }
     let candidate = if name.contains('/') || name.ends_with(".toml") {
         recipe.parent().unwrap_or(Path::new(".")).join(name)
     } else {
@@ -168,15 +194,18 @@ fn resolve_template(name: &str, recipe: &Path, project: &Project) -> Result<Path
         return Ok(candidate);
     }
     let available = project.template_names();
-    Err(format!(
-        "looked for {}; templates available in {}: {}",
-        candidate.display(),
-        project.recipes_dir().display(),
-        if available.is_empty() {
-            "none".to_string()
-        } else {
-            available.join(", ")
-        }
+    Err((
+        format!("template `{shown}` not found"),
+        format!(
+            "looked for {}; templates available in {}: {}",
+            candidate.display(),
+            project.recipes_dir().display(),
+            if available.is_empty() {
+                "none".to_string()
+            } else {
+                available.join(", ")
+            }
+        ),
     ))
 }
 
@@ -572,6 +601,24 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
             mi.and_then(|i| i.env.as_ref()),
         ),
     };
+    check_values(me, t, &build, &image, cx);
+    for (p, u) in [url, pick(me, t, |r| r.llamacpp.as_ref()?.url.as_ref())]
+        .into_iter()
+        .flatten()
+    {
+        let v = u.get_ref();
+        if let Err(why) = crate::safe::text(v) {
+            cx.err(p.at(u.span()), why, "write the URL on one line");
+        } else if v.starts_with('-') {
+            cx.err(
+                p.at(u.span()),
+                format!(
+                    "`{v}` is not a URL: it starts with `-` and git would read it as an option"
+                ),
+                "write the repository's URL, e.g. https://github.com/ollama/ollama.git",
+            );
+        }
+    }
     for key in image.base.keys() {
         if key != "builder" && key != "runtime" {
             cx.err(
@@ -622,4 +669,285 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
             .or_else(|| t.and_then(|t| t.raw.smoke.clone()))
             .unwrap_or_default(),
     })
+}
+
+/// Where `key` is assigned in `p` (`key =` or `"key" =`), else where `fallback` is, else
+/// the file.
+fn key_at(p: &Parsed, key: &str, fallback: &str) -> Location {
+    for k in [key, fallback] {
+        if k.is_empty() {
+            continue;
+        }
+        for (i, _) in p.text.match_indices(k) {
+            let b = p.text.as_bytes();
+            let before_ok = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_');
+            let after = p.text[i + k.len()..].trim_start_matches(['"', '\'']);
+            let after = after.trim_start_matches([' ', '\t']);
+            if before_ok && (after.starts_with('=') || after.starts_with(']')) {
+                return p.at(i..i);
+            }
+        }
+    }
+    Location::file_only(&p.path)
+}
+
+/// Values that reach a shell, a Dockerfile or a path, checked at load so `recipe check`
+/// refuses what the renderers would (src/safe.rs has the rules).
+fn check_values(me: &Parsed, t: Option<&Parsed>, build: &Build, image: &Image, cx: &mut Ctx) {
+    let mb = me.raw.build.as_ref();
+    let mi = me.raw.image.as_ref();
+    // The file that holds a list (the recipe's replaces the template's).
+    let list_file = |in_me: bool| if in_me { me } else { t.unwrap_or(me) };
+    // The file that holds a map key (the recipe's wins).
+    let map_file = |m: Option<&BTreeMap<String, String>>, k: &str| {
+        if m.is_some_and(|m| m.contains_key(k)) {
+            me
+        } else {
+            t.unwrap_or(me)
+        }
+    };
+    let text_help = "write the value on one line, without control characters: it reaches a shell and the Dockerfile";
+    let texts = |cx: &mut Ctx, key: &str, in_me: bool, vals: &[String]| {
+        for v in vals {
+            if let Err(why) = crate::safe::text(v) {
+                let f = list_file(in_me);
+                cx.err(
+                    key_at(f, key, ""),
+                    format!("[build] {key}: {why}"),
+                    text_help,
+                );
+            }
+        }
+    };
+    texts(
+        cx,
+        "cmake_options",
+        mb.is_some_and(|b| b.cmake_options.is_some()),
+        &build.cmake_options,
+    );
+    texts(
+        cx,
+        "presets",
+        mb.is_some_and(|b| b.presets.is_some()),
+        &build.presets,
+    );
+    texts(
+        cx,
+        "go_flags",
+        mb.is_some_and(|b| b.go_flags.is_some()),
+        &build.go_flags,
+    );
+    texts(
+        cx,
+        "sparse",
+        mb.is_some_and(|b| b.sparse.is_some()),
+        &build.sparse,
+    );
+    texts(
+        cx,
+        "missing_ok",
+        mb.is_some_and(|b| b.missing_ok.is_some()),
+        &build.missing_ok,
+    );
+    for (key, in_me, vals) in [
+        (
+            "check_libs",
+            mb.is_some_and(|b| b.check_libs.is_some()),
+            &build.check_libs,
+        ),
+        (
+            "keep_build_dirs",
+            mb.is_some_and(|b| b.keep_build_dirs.is_some()),
+            &build.keep_build_dirs,
+        ),
+    ] {
+        for v in vals {
+            if let Err(why) = crate::safe::rel_path(v) {
+                cx.err(
+                    key_at(list_file(in_me), key, ""),
+                    format!("[build] {key}: {why}"),
+                    "give a relative path inside the tree (no `..`, no leading `/`)",
+                );
+            }
+        }
+    }
+    let in_me = mb.is_some_and(|b| b.builder_packages.is_some());
+    for pkg in &build.builder_packages {
+        if let Err(why) = crate::safe::package_name(pkg) {
+            cx.err(
+                key_at(list_file(in_me), "builder_packages", ""),
+                format!("[build] builder_packages: {why}"),
+                "list Debian package names only (`apt-cache policy NAME` shows one exists)",
+            );
+        }
+    }
+    if let Some(v) = &build.cmake_min {
+        if let Err(why) = crate::safe::dotted_version(v) {
+            let in_me = mb.is_some_and(|b| b.cmake_min.is_some());
+            cx.err(
+                key_at(list_file(in_me), "cmake_min", ""),
+                format!("[build] cmake_min: {why}"),
+                "write the least CMake version the era needs, e.g. cmake_min = \"3.21\"",
+            );
+        }
+    }
+    let env_check = |cx: &mut Ctx,
+                     table: &str,
+                     m: Option<&BTreeMap<String, String>>,
+                     fallback: &str,
+                     env: &BTreeMap<String, String>| {
+        for (k, v) in env {
+            let f = map_file(m, k);
+            if let Err(why) = crate::safe::env_key(k) {
+                cx.err(
+                    key_at(f, k, fallback),
+                    format!("[{table}] key {why}"),
+                    "name the variable with letters, digits and `_` only",
+                );
+            }
+            if let Err(why) = crate::safe::env_value(v) {
+                cx.err(
+                    key_at(f, k, fallback),
+                    format!("[{table}] {k}: {why}"),
+                    text_help,
+                );
+            }
+        }
+    };
+    env_check(
+        cx,
+        "build.env",
+        mb.and_then(|b| b.env.as_ref()),
+        "env",
+        &build.env,
+    );
+    env_check(
+        cx,
+        "image.env",
+        mi.and_then(|i| i.env.as_ref()),
+        "env",
+        &image.env,
+    );
+    let in_me = mb.is_some_and(|b| b.steps.is_some());
+    let sf = list_file(in_me);
+    for (i, step) in build.steps.iter().enumerate() {
+        let n = i + 1;
+        let bad = |cx: &mut Ctx, what: &str, why: String, help: &str| {
+            cx.err(
+                key_at(sf, "steps", ""),
+                format!("[[build.steps]] #{n} {what}: {why}"),
+                help,
+            );
+        };
+        if let Err(why) = crate::safe::text(&step.name) {
+            bad(cx, "name", why, text_help);
+        }
+        if let Some(c) = &step.cwd {
+            if let Err(why) = crate::safe::text(c) {
+                bad(cx, "cwd", why, text_help);
+            } else if c.split('/').any(|x| x == "..") || c.starts_with('/') {
+                bad(
+                    cx,
+                    "cwd",
+                    format!("`{c}` leaves the tree"),
+                    "give a directory relative to the Ollama tree, or `{llama}/DIR`",
+                );
+            }
+        }
+        for a in &step.run {
+            if let Err(why) = crate::safe::text(a) {
+                bad(cx, "run", why, text_help);
+            }
+        }
+        for (k, v) in &step.env {
+            if let Err(why) = crate::safe::env_key(k) {
+                bad(
+                    cx,
+                    "env key",
+                    why,
+                    "name the variable with letters, digits and `_` only",
+                );
+            }
+            if let Err(why) = crate::safe::text(v) {
+                bad(cx, &format!("env {k}"), why, text_help);
+            }
+        }
+    }
+    let in_me = mb.is_some_and(|b| b.regenerate.is_some());
+    for r in &build.regenerate {
+        if let Err(why) = crate::safe::rel_path(&r.path) {
+            cx.err(
+                key_at(list_file(in_me), "regenerate", ""),
+                format!("[[build.regenerate]] path: {why}"),
+                "give a relative path inside the tree",
+            );
+        }
+        for a in &r.run {
+            if let Err(why) = crate::safe::text(a) {
+                cx.err(
+                    key_at(list_file(in_me), "regenerate", ""),
+                    format!("[[build.regenerate]] run: {why}"),
+                    text_help,
+                );
+            }
+        }
+    }
+    let in_me = mi.is_some_and(|i| i.runtime_packages.is_some());
+    for pkg in &image.runtime_packages {
+        if let Err(why) = crate::safe::package_name(pkg) {
+            cx.err(
+                key_at(list_file(in_me), "runtime_packages", ""),
+                format!("[image] runtime_packages: {why}"),
+                "list Debian package names only (`apt-cache policy NAME` shows one exists)",
+            );
+        }
+    }
+    for v in &image.variants {
+        if let Err(why) = crate::safe::text(v) {
+            cx.err(
+                key_at(
+                    list_file(mi.is_some_and(|i| i.variants.is_some())),
+                    "variants",
+                    "",
+                ),
+                format!("[image] variants: {why}"),
+                text_help,
+            );
+        }
+    }
+    for (k, v) in &image.base {
+        if let Err(why) = crate::safe::image_ref(v) {
+            cx.err(
+                key_at(map_file(mi.and_then(|i| i.base.as_ref()), k), k, "base"),
+                format!("[image.base] {k}: {why}"),
+                "name an image, e.g. builder = \"localhost/ollama-vulkan-builder:trixie\"",
+            );
+        }
+    }
+    let smoke = me
+        .raw
+        .smoke
+        .as_ref()
+        .or_else(|| t.and_then(|t| t.raw.smoke.as_ref()));
+    if let Some(sm) = smoke {
+        let f = if me.raw.smoke.is_some() {
+            me
+        } else {
+            t.unwrap_or(me)
+        };
+        for (k, v) in sm
+            .vulkan_env
+            .iter()
+            .chain(&sm.cpu_env)
+            .chain(&sm.select_cpu_device_env)
+        {
+            if let Err(why) = crate::safe::env_key(k).and_then(|_| crate::safe::text(v)) {
+                cx.err(
+                    key_at(f, k, "smoke"),
+                    format!("[smoke] {why}"),
+                    "name the variable with letters, digits and `_`, its value on one line",
+                );
+            }
+        }
+    }
 }

@@ -35,6 +35,11 @@ pub enum NewError {
     Template { name: String, diags: Diagnostics },
     #[error("the generated recipe does not pass its own check (a bug in ollama-vulkan):\n{0}")]
     Generated(Diagnostics),
+    #[error("-o {path}: {source}\n  help: pass a regular file or `-` (stdout)")]
+    Refused {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("writing {path}: {source}")]
     Io {
         path: PathBuf,
@@ -241,19 +246,42 @@ pub fn new_recipe(
             .join("recipes")
             .join(format!("ollama-{}.toml", req.tag)),
     };
+    let to_stdout = path.as_os_str() == "-" || path.as_os_str() == "/dev/stdout";
+    // A symlink, FIFO or device at the target is refused, a regular file keeps its mode.
+    let mode = if to_stdout {
+        0o644
+    } else {
+        crate::fsutil::target_mode(&path).map_err(|source| NewError::Refused {
+            path: path.clone(),
+            source,
+        })?
+    };
     // Check the text before it lands, through the same loader users run.
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|source| NewError::Io {
+    let dir = if to_stdout {
+        std::env::temp_dir()
+    } else {
+        path.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf()
+    };
+    std::fs::create_dir_all(&dir).map_err(|source| NewError::Io {
         path: dir.to_path_buf(),
         source,
     })?;
+    // A hidden directory beside the target holds the probe, so a killed run leaves no
+    // `*.toml` behind, and the probe's own name is a valid recipe name.
+    let probe_dir = tempfile::Builder::new()
+        .prefix(".recipe-new-")
+        .tempdir_in(&dir)
+        .map_err(|source| NewError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
     let probe = tempfile::Builder::new()
-        .prefix(".recipe-")
+        .prefix("probe-")
         .suffix(".toml")
-        .tempfile_in(dir)
+        .tempfile_in(probe_dir.path())
         .map_err(|source| NewError::Io {
             path: dir.to_path_buf(),
             source,
@@ -263,10 +291,29 @@ pub fn new_recipe(
         source,
     })?;
     super::load(probe.path(), project).map_err(NewError::Generated)?;
-    probe.persist(&path).map_err(|e| NewError::Io {
-        path: path.clone(),
-        source: e.error,
-    })?;
+    if to_stdout {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())
+            .and_then(|_| out.flush())
+            .map_err(|source| NewError::Io {
+                path: path.clone(),
+                source,
+            })?;
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        probe
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(|source| NewError::Io {
+                path: probe.path().to_path_buf(),
+                source,
+            })?;
+        probe.persist(&path).map_err(|e| NewError::Io {
+            path: path.clone(),
+            source: e.error,
+        })?;
+    }
 
     Ok(NewOutcome {
         tag: req.tag.to_string(),

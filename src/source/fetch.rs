@@ -146,6 +146,35 @@ fn commit_in(repos: &[Repo], name: RepoName, commit: &str) -> Result<(usize, Oid
 pub fn fetch(recipe: &Recipe, mirrors: &Mirrors, dest: &Path) -> Result<Fetched, SourceError> {
     let tag = recipe.ollama.tag.as_deref().unwrap_or_default();
     let expected = recipe.ollama.commit.as_deref().unwrap_or_default();
+    // The mirror is opened and its tree checked before anything is created under `dest`:
+    // a refused mirror (offline, unknown tag, moved tag, hostile tree) writes nothing.
+    let wants = [
+        Want::Tag(tag.to_string()),
+        Want::Commit(expected.to_string()),
+        Want::Shallow,
+    ];
+    let ollama_repos = mirrors.open(RepoName::Ollama, Some(&recipe.ollama.url), &wants)?;
+    let repo = &ollama_repos[0];
+    let actual = resolve_tag(repo, tag)?;
+    if actual.to_string() != expected {
+        return Err(SourceError::MovedTag {
+            name: RepoName::Ollama,
+            tag: tag.to_string(),
+            expected: expected.to_string(),
+            actual: actual.to_string(),
+        });
+    }
+    match repo.git.find_commit(actual).and_then(|c| c.tree()) {
+        Ok(tree) => super::tree::check_tree(&tree, &format!("ollama {tag}"))?,
+        Err(e) if e.class() == git2::ErrorClass::Tree || e.class() == git2::ErrorClass::Object => {
+            return Err(SourceError::HostileTree {
+                what: format!("ollama {tag}"),
+                path: "(the root tree)".into(),
+                why: format!("git cannot parse it ({})", e.message()),
+            })
+        }
+        Err(_) => {} // a partial mirror: materialise says what is missing
+    }
     let src = dest.join("src");
     fs::create_dir_all(&src).map_err(io(format!("creating {}", src.display())))?;
     let lock_path = dest.join(".fetch.lock");
@@ -165,22 +194,6 @@ pub fn fetch(recipe: &Recipe, mirrors: &Mirrors, dest: &Path) -> Result<Fetched,
         }
     }
 
-    let wants = [
-        Want::Tag(tag.to_string()),
-        Want::Commit(expected.to_string()),
-        Want::Shallow,
-    ];
-    let ollama_repos = mirrors.open(RepoName::Ollama, Some(&recipe.ollama.url), &wants)?;
-    let repo = &ollama_repos[0];
-    let actual = resolve_tag(repo, tag)?;
-    if actual.to_string() != expected {
-        return Err(SourceError::MovedTag {
-            name: RepoName::Ollama,
-            tag: tag.to_string(),
-            expected: expected.to_string(),
-            actual: actual.to_string(),
-        });
-    }
     let sparse = Sparse::new(&recipe.build.sparse);
     let mut gaps = Gaps {
         recipe,

@@ -159,8 +159,12 @@ pub fn cached_mirror(
     use super::Want;
     let io = |what: String| move |source| SourceError::Io { what, source };
     let dir = cache.join("git");
-    fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
     let path = dir.join(format!("{}.git", name.as_str()));
+    if offline && !path.exists() {
+        // Refused before anything is created.
+        return Err(SourceError::OfflineMissing { name, path });
+    }
+    fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
     let lock_path = dir.join(format!("{}.lock", name.as_str()));
     let lock =
         fs::File::create(&lock_path).map_err(io(format!("creating {}", lock_path.display())))?;
@@ -226,7 +230,15 @@ pub fn cached_mirror(
         return Err(SourceError::OfflineMissing { name, path });
     }
     let everything = wants.contains(&Want::Everything);
-    let mut args = vec!["fetch", "--no-tags", "--quiet"];
+    // Objects from the network are checked (a tree entry named `..` or `.git` is refused
+    // by git itself), and the URL can never be read as an option.
+    let mut args = vec![
+        "-c",
+        "transfer.fsckObjects=true",
+        "fetch",
+        "--no-tags",
+        "--quiet",
+    ];
     if everything && path.join("shallow").exists() {
         args.push("--unshallow"); // an earlier build fetched pins only; the survey needs history
     } else if !everything && wants.contains(&Want::Shallow) {
@@ -237,9 +249,20 @@ pub fn cached_mirror(
         "fetching {} into the cache from {url}",
         name.as_str()
     ));
+    args.push("--end-of-options");
     args.push(url);
     args.extend(refspecs.iter().map(String::as_str));
-    run_git(&args, Some(&path)).map_err(|(w, d)| fetch_err(w, d))?;
+    run_git(&args, Some(&path)).map_err(|(_, d)| {
+        if d.contains("fsck") {
+            SourceError::FsckFailed {
+                name,
+                url: url.to_string(),
+                detail: crate::fsutil::last_lines(&d, 6),
+            }
+        } else {
+            fetch_err("fetch".into(), d)
+        }
+    })?;
     Ok(path)
 }
 
@@ -320,7 +343,9 @@ pub fn commit_tree_changes(
 /// work tree, without reading blobs the mirror lacks.
 pub fn move_head(dir: &Path, id: Oid, paths: &[String]) -> Result<(), git2::Error> {
     let repo = Repository::open(dir)?;
-    repo.set_head_detached(id)?;
+    // The commit must exist before anything changes; HEAD moves last, once the index
+    // holds the files, so a failure never leaves HEAD ahead of the index.
+    repo.find_commit(id)?;
     for chunk in paths.chunks(200) {
         let mut a = vec!["update-index", "--no-skip-worktree", "--"];
         a.extend(chunk.iter().map(String::as_str));
@@ -329,6 +354,7 @@ pub fn move_head(dir: &Path, id: Oid, paths: &[String]) -> Result<(), git2::Erro
         a.extend(chunk.iter().map(String::as_str));
         run_git(&a, Some(dir)).map_err(|(_, d)| git2::Error::from_str(&d))?;
     }
+    repo.set_head_detached(id)?;
     Ok(())
 }
 

@@ -53,7 +53,7 @@ impl std::str::FromStr for RepoName {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("--mirror {arg}: expected NAME=PATH with NAME `ollama` or `llama.cpp`, e.g. --mirror ollama=/srv/mirrors/ollama.git")]
+    #[error("--mirror {arg}: expected NAME=PATH with NAME `ollama` or `llama.cpp`\n  help: e.g. --mirror ollama=/srv/mirrors/ollama.git")]
     BadMirrorArg { arg: String },
     #[error("mirror {name}={path}: {why}\n  help: pass the path of a bare or normal git repository (the fetch tool prints one, e.g. .../ollama+ollama/repo)")]
     Unreadable {
@@ -105,6 +105,20 @@ pub enum SourceError {
     },
     #[error("{}: {} is missing from the mirror and regenerating it with `{}` failed:\n{}\n  help: {}", .0.what, .0.path, .0.command, .0.detail, .0.help)]
     Regenerate(Box<RegenerateFailure>),
+    #[error("{what}: the mirror's tree has an entry `{path}` that would write outside the tree: {why}; nothing was written\n  help: this mirror is damaged or hostile: use a clean mirror of the upstream repository")]
+    HostileTree {
+        what: String,
+        path: String,
+        why: String,
+    },
+    #[error("git refused the objects {url} sent for {name} (transfer.fsckObjects):\n{detail}\n  help: the upstream is damaged or hostile (a tree entry such as `..` or `.git`); nothing from it is used")]
+    FsckFailed {
+        name: RepoName,
+        url: String,
+        detail: String,
+    },
+    #[error("--cache-dir {path}: {why}\n  help: pass a directory (it is created if missing), or leave --cache-dir out")]
+    BadCacheDir { path: PathBuf, why: String },
     #[error("{what}: {source}")]
     Git { what: String, source: git2::Error },
     #[error("{what}: {source}")]
@@ -145,6 +159,14 @@ impl Mirrors {
                 .parse()
                 .map_err(|_| SourceError::BadMirrorArg { arg: arg.clone() })?;
             explicit.entry(name).or_default().push(PathBuf::from(path));
+        }
+        if let Ok(m) = fs::metadata(&cache_dir) {
+            if !m.is_dir() {
+                return Err(SourceError::BadCacheDir {
+                    path: cache_dir,
+                    why: "not a directory".into(),
+                });
+            }
         }
         Ok(Mirrors {
             explicit,

@@ -66,18 +66,87 @@ pub fn matches_path(pattern: &str, path: &str) -> bool {
     glob(pattern.as_bytes(), path.as_bytes())
 }
 
+/// `*` within a component, `**` (and `**/`) across components. Memoised on (pattern
+/// position, path position), so every pattern costs at most |pattern| × |path|² steps:
+/// `**/**/**/…` no longer takes exponential time.
 fn glob(p: &[u8], s: &[u8]) -> bool {
-    match p {
-        [] => s.is_empty(),
-        [b'*', b'*', rest @ ..] => {
-            let rest = rest.strip_prefix(b"/").unwrap_or(rest);
-            (0..=s.len()).any(|i| glob(rest, &s[i..]))
-        }
-        [b'*', rest @ ..] => (0..=s.len())
-            .take_while(|&i| i == 0 || s[i - 1] != b'/')
-            .any(|i| glob(rest, &s[i..])),
-        [c, rest @ ..] => s.first() == Some(c) && glob(rest, &s[1..]),
+    let mut memo = vec![None; (p.len() + 1) * (s.len() + 1)];
+    glob_at(p, s, 0, 0, &mut memo)
+}
+
+fn glob_at(p: &[u8], s: &[u8], pi: usize, si: usize, memo: &mut [Option<bool>]) -> bool {
+    let key = pi * (s.len() + 1) + si;
+    if let Some(v) = memo[key] {
+        return v;
     }
+    let v = match &p[pi..] {
+        [] => si == s.len(),
+        [b'*', b'*', rest @ ..] => {
+            let skip = if rest.first() == Some(&b'/') { 3 } else { 2 };
+            (si..=s.len()).any(|i| glob_at(p, s, pi + skip, i, memo))
+        }
+        [b'*', ..] => (si..=s.len())
+            .take_while(|&i| i == si || s[i - 1] != b'/')
+            .any(|i| glob_at(p, s, pi + 1, i, memo)),
+        [c, ..] => s.get(si) == Some(c) && glob_at(p, s, pi + 1, si + 1, memo),
+    };
+    memo[key] = Some(v);
+    v
+}
+
+/// Refuses a tree a hostile mirror could use to write outside the destination: entry
+/// names that are empty, `.`, `..`, hold `/`, NUL or control characters, or are `.git` in
+/// any letter case; two entries of one name; and entries below a symlink of the same
+/// tree. Runs over the whole tree before anything is written.
+pub fn check_tree(tree: &git2::Tree<'_>, what: &str) -> Result<(), SourceError> {
+    let mut failure: Option<SourceError> = None;
+    let mut links: Vec<String> = Vec::new();
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let walked = tree.walk(TreeWalkMode::PreOrder, |root, entry| {
+        let bad = |path: String, why: String| SourceError::HostileTree {
+            what: what.to_string(),
+            path,
+            why,
+        };
+        let raw = entry.name_bytes();
+        let Ok(name) = std::str::from_utf8(raw) else {
+            failure = Some(bad(
+                format!("{root}{}", String::from_utf8_lossy(raw)),
+                "the name is not UTF-8".into(),
+            ));
+            return TreeWalkResult::Abort;
+        };
+        let path = format!("{root}{name}");
+        if let Err(why) = crate::safe::file_name(name) {
+            failure = Some(bad(crate::safe::show(&path), why));
+            return TreeWalkResult::Abort;
+        }
+        if !seen.insert(path.clone()) {
+            failure = Some(bad(path, "two entries of the tree have this name".into()));
+            return TreeWalkResult::Abort;
+        }
+        if let Some(l) = links
+            .iter()
+            .find(|l| path.starts_with(l.as_str()) && path.as_bytes().get(l.len()) == Some(&b'/'))
+        {
+            failure = Some(bad(
+                path.clone(),
+                format!("it lies below `{l}`, a symlink of the same tree"),
+            ));
+            return TreeWalkResult::Abort;
+        }
+        if entry.filemode() == 0o120000 {
+            links.push(path);
+        }
+        TreeWalkResult::Ok
+    });
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    walked.map_err(|source| SourceError::Git {
+        what: format!("{what}: walking the tree"),
+        source,
+    })
 }
 
 /// What happened to the paths of a tree.
@@ -114,6 +183,7 @@ pub fn materialise(req: &TreeRequest<'_>) -> Result<Materialised, SourceError> {
     let tree = commit
         .tree()
         .map_err(git(format!("{}: reading tree", req.what)))?;
+    check_tree(&tree, req.what)?;
     fs::create_dir_all(req.dest).map_err(io(format!("creating {}", req.dest.display())))?;
     let odb = req
         .repo
@@ -139,6 +209,16 @@ pub fn materialise(req: &TreeRequest<'_>) -> Result<Materialised, SourceError> {
             return TreeWalkResult::Ok;
         }
         let target = req.dest.join(&path);
+        if let Some(link) = symlink_below(req.dest, &path) {
+            failure = Some(SourceError::HostileTree {
+                what: req.what.to_string(),
+                path: path.clone(),
+                why: format!(
+                    "`{link}` in the destination is a symlink; refusing to write through it"
+                ),
+            });
+            return TreeWalkResult::Abort;
+        }
         if let Some(parent) = target.parent() {
             if let Err(e) = fs::create_dir_all(parent) {
                 failure = Some(SourceError::Io {
@@ -212,6 +292,21 @@ pub fn materialise(req: &TreeRequest<'_>) -> Result<Materialised, SourceError> {
         out.bytes as f64 / 1048576.0
     ));
     Ok(out)
+}
+
+/// The first directory of `path` (below `dest`) that is a symlink on disk.
+fn symlink_below(dest: &Path, path: &str) -> Option<String> {
+    let mut cur = dest.to_path_buf();
+    let parts: Vec<&str> = path.split('/').collect();
+    for (i, c) in parts[..parts.len().saturating_sub(1)].iter().enumerate() {
+        cur.push(c);
+        match fs::symlink_metadata(&cur) {
+            Ok(m) if m.file_type().is_symlink() => return Some(parts[..=i].join("/")),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+    None
 }
 
 /// Writes a file with the commit's time as its mtime: the same pin gives the same mtimes,
@@ -305,5 +400,15 @@ mod tests {
         ));
         assert!(matches_path("**/testdata/", "testdata/x"));
         assert!(!matches_path("**/testdata/", "src/testdata"));
+    }
+
+    #[test]
+    fn many_double_stars_stay_fast() {
+        let pat = format!("{}Z", "**/".repeat(14));
+        let path = "a/".repeat(40) + "b";
+        let t = std::time::Instant::now();
+        assert!(!matches_path(&pat, &path));
+        assert!(matches_path(&pat, "a/b/Z"));
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
     }
 }

@@ -31,6 +31,16 @@ fn test_tools() -> Vec<(&'static str, &'static str, &'static str)> {
             "fixture payloads are gzipped as upstream's are",
         ),
         ("id", "coreutils", "the image tests read uids"),
+        (
+            "mkfifo",
+            "coreutils",
+            "the bad-input corpus feeds FIFOs as recipes and series files",
+        ),
+        (
+            "tar",
+            "tar",
+            "the bad-input corpus packs a tiny base image for podman import",
+        ),
         ("sh", "dash", "fixture scripts"),
         (
             "gcc",

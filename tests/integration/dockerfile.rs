@@ -98,7 +98,7 @@ fn from_dist_dockerfile_is_the_runtime_stage_over_dist() {
     assert!(d.contains("COPY dist/bin/ollama /usr/bin/ollama"));
     assert!(d.contains("COPY dist/lib/ollama /usr/lib/ollama"));
     assert!(
-        d.contains("RUN pkgs=\"ca-certificates libvulkan1 mesa-vulkan-drivers vulkan-tools\""),
+        d.contains("RUN pkgs='ca-certificates libvulkan1 mesa-vulkan-drivers vulkan-tools'"),
         "{d}"
     );
     // Every FROM is an ARG with a default: bases can be overridden.

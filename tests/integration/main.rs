@@ -8,6 +8,7 @@ mod ci_script;
 mod dockerfile;
 mod era;
 mod fetch;
+mod hostile;
 mod image;
 mod prepare;
 mod provision;
