@@ -199,6 +199,8 @@ impl Engine {
                 Ok(0) => break,
                 Ok(_) => {
                     let _ = logf.write_all(&line);
+                    // The engine is mid-build here: a kill leaves it running, orphaned.
+                    crate::killpoint::hit("image.engine-output");
                     if !quiet {
                         eprint!("  | {}", String::from_utf8_lossy(&line));
                         if !line.ends_with(b"\n") {
@@ -324,6 +326,7 @@ impl Engine {
                         let _ = std::fs::remove_file(&tmp);
                         return Err(e);
                     }
+                    crate::killpoint::hit("image.export-pushed");
                     std::fs::rename(&tmp, p).map_err(|e| ImageError::Io {
                         what: format!("moving the archive to {}", p.display()),
                         source: e,

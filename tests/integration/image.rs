@@ -8,10 +8,10 @@ use std::process::Command;
 
 use crate::support::{containers_storage_conf, shared_cache, Fixture, Run};
 
-const RUNTIME_BASE: &str = "localhost/ollama-vulkan-test-runtime:trixie";
+pub(crate) const RUNTIME_BASE: &str = "localhost/ollama-vulkan-test-runtime:trixie";
 
 /// The binary with the test run's container storage and the shared gguf python.
-fn tool(fx: &Fixture, args: &[&str]) -> Run {
+pub(crate) fn tool(fx: &Fixture, args: &[&str]) -> Run {
     let mut cmd = fx.scratch.command(args);
     cmd.env("CONTAINERS_STORAGE_CONF", containers_storage_conf())
         .env("OLLAMA_VULKAN_PYTHON", crate::support::smoke_python());
@@ -34,7 +34,7 @@ fn engine(program: &str, args: &[&str]) -> String {
 
 /// The runtime base; its root tarball is cached between test runs (mmdebstrap once), and
 /// it is made once per run (the tests share it).
-fn runtime_base(fx: &Fixture) -> serde_json::Value {
+pub(crate) fn runtime_base(fx: &Fixture) -> serde_json::Value {
     static ONCE: std::sync::Mutex<Option<serde_json::Value>> = std::sync::Mutex::new(None);
     let mut once = ONCE.lock().unwrap();
     if let Some(v) = once.as_ref() {
