@@ -142,22 +142,26 @@ impl Engine {
         duct::cmd(&self.program, args)
     }
 
-    /// Runs the engine quietly; its combined output on failure.
+    /// Runs the engine quietly: its stdout (callers parse it: a container name, an id,
+    /// JSON), or its stdout and stderr on failure. stderr is kept apart: engines warn
+    /// there (e.g. podman about a CNI config without its plugins), which must not end up
+    /// in a container name.
     pub fn quiet(&self, what: &str, args: Vec<String>) -> Result<String, ImageError> {
         let out = self
             .cmd(args.clone())
-            .stderr_to_stdout()
             .stdout_capture()
+            .stderr_capture()
             .unchecked()
             .run()
             .map_err(|e| ImageError::Engine(format!("running {}: {e}", self.kind.name())))?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         if !out.status.success() {
+            let all = text + &String::from_utf8_lossy(&out.stderr);
             return Err(ImageError::Engine(format!(
                 "{what} failed: {} {}\n{}",
                 self.kind.name(),
                 args.join(" "),
-                crate::fsutil::last_lines(&text, 15)
+                crate::fsutil::last_lines(&all, 15)
             )));
         }
         Ok(text)
@@ -448,7 +452,34 @@ fn hard_limits() -> (u64, u64) {
 
 #[cfg(test)]
 mod tests {
-    use super::Output;
+    use super::{Engine, EngineKind, Output};
+
+    #[test]
+    fn quiet_returns_stdout_without_the_engines_warnings() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("buildah");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\necho 'level=warning msg=\"Error validating CNI config\"' >&2\necho working-container\n[ \"$1\" = fail ] && exit 3\nexit 0\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let e = Engine {
+            kind: EngineKind::Buildah,
+            program: fake,
+        };
+        let out = e.quiet("from", vec!["from".into()]).unwrap();
+        assert_eq!(out.trim(), "working-container");
+        let err = e
+            .quiet("failing", vec!["fail".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("CNI config") && err.contains("working-container"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn outputs_parse() {

@@ -10,6 +10,7 @@ mod fetch;
 mod fuzz_corpus;
 mod image;
 mod killpoints;
+mod offline;
 mod prepare;
 mod rebase;
 mod recipe_check;
