@@ -13,17 +13,14 @@ use crate::project::Project;
 /// templates (recipes/) and series (patches/). The file is written to a per-process temp
 /// dir because `recipe::load` reads a path (as the CLI does).
 pub fn recipe(data: &[u8]) {
-    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    let dir = DIR.get_or_init(|| {
-        let base = if std::path::Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
-        };
-        let d = base.join(format!("ollama-vulkan-fuzz-{}", std::process::id()));
-        std::fs::create_dir_all(&d).expect("temp dir");
-        d
-    });
+    let base = if std::path::Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    // Made and removed per input: nothing is left behind (a tmpfs makes this cheap).
+    let dir = base.join(format!("ollama-vulkan-fuzz-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join("ollama-v0.24.0.toml");
     std::fs::write(&path, data).expect("write the input");
     let project = Project {
@@ -34,6 +31,7 @@ pub fn recipe(data: &[u8]) {
         let _ = crate::image::render(&r);
         let _ = serde_json::to_string(&r);
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The patch parser on `data` as a patch file; a parsed patch's reports are rendered too.
