@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The mode a rewritten `path` keeps: its own when it is a regular file, 0644 when it does
 /// not exist. Anything else (a symlink, FIFO, device node, directory) is refused with
@@ -36,6 +36,12 @@ pub fn target_mode(path: &Path) -> io::Result<u32> {
 /// Writes to a temporary file beside `path`, syncs it, then renames it over `path`. The
 /// file keeps the mode it had (new files get 0644); a `path` that is not a regular file
 /// is refused (see [`target_mode`]).
+///
+/// The temporary file has a fixed name ([`temp_path`]), not a random one: a writer
+/// killed before the rename leaves it, and the next write of the same file (the rerun)
+/// replaces it instead of leaving one more. It is made with O_EXCL after removing any
+/// leftover, so a symlink planted under that name is never followed. Writers of one file
+/// are serialised by their stage's lock.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mode = target_mode(path)?;
@@ -44,15 +50,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".ollama-vulkan-")
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(mode))?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = temp_path(path);
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)?;
+    // The mode above is filtered by the umask; set it exactly.
+    f.set_permissions(fs::Permissions::from_mode(mode))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    crate::killpoint::hit("atomic.before-rename");
+    fs::rename(&tmp, path)
 }
 
 /// `-o FILE` of a command: `-` (or `/dev/stdout`) is stdout, anything else
@@ -64,6 +79,16 @@ pub fn write_output(path: &Path, bytes: &[u8]) -> io::Result<()> {
         return out.flush();
     }
     write_atomic(path, bytes)
+}
+
+/// The temporary file [`write_atomic`] writes `path` through: `.NAME.ollama-vulkan~`
+/// beside it. A stage that may not write `path` again after a kill removes it.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.ollama-vulkan~"))
 }
 
 /// The last `n` lines of `text` (error messages quote the end of a tool's output).

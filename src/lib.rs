@@ -8,7 +8,10 @@ pub mod build;
 pub mod diag;
 pub mod error;
 pub mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod image;
+pub mod killpoint;
 pub mod patch;
 pub mod progress;
 pub mod project;

@@ -248,6 +248,13 @@ pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
     let manifest_path = dist.join("manifest.json");
     let key = input_key(req, &builder);
     if read_manifest_key(&manifest_path).as_deref() == Some(key.as_str()) {
+        // A build killed after its swap left the old dist aside: drop it, unless another
+        // build of this dir is running (it holds the lock and may be mid-swap).
+        if let Ok(lock) = fs::File::create(dest.join(".build.lock")) {
+            if lock.try_lock().is_ok() {
+                remove_stale_dists(&dest);
+            }
+        }
         return Ok(Built {
             dist,
             manifest: manifest_path,
@@ -259,6 +266,8 @@ pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
     let lock =
         fs::File::create(dest.join(".build.lock")).map_err(io("creating the build lock".into()))?;
     lock.lock().map_err(io("locking the build dir".into()))?;
+    crate::killpoint::hit("build.locked");
+    remove_stale_dists(&dest);
     let tmp = dest.join("dist.tmp");
     if tmp.exists() {
         fs::remove_dir_all(&tmp)
@@ -276,6 +285,7 @@ pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
         },
     )?;
     let fetch_and_prepare_s = t0.elapsed().as_secs_f64();
+    crate::killpoint::hit("build.prepared");
     let sources: serde_json::Value = fs::read(dest.join("sources.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -376,6 +386,7 @@ pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
             total,
             req.quiet,
         )?);
+        crate::killpoint::hit("build.step-done");
     }
     let compile_s = t1.elapsed().as_secs_f64();
 
@@ -385,6 +396,7 @@ pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
     let glslc_extensions = toolchain::shader_support(&builder, &dest.join("probe-glslc"));
     let versions = toolchain::versions(&builder);
     let checks_s = t2.elapsed().as_secs_f64();
+    crate::killpoint::hit("build.checked");
 
     let mut dist_files = Vec::new();
     walk(&tmp, &tmp, &mut dist_files);
@@ -447,11 +459,14 @@ pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
     let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
     crate::fsutil::write_atomic(&tmp.join("manifest.json"), &json)
         .map_err(io("writing the manifest".into()))?;
+    crate::killpoint::hit("build.manifest-written");
     // Swap: the old dist (if any) goes aside, the new one takes its name, the old goes.
     if dist.exists() {
         let old = dest.join(format!("dist.old-{}", std::process::id()));
         fs::rename(&dist, &old).map_err(io("moving the old dist aside".into()))?;
+        crate::killpoint::hit("build.old-aside");
         fs::rename(&tmp, &dist).map_err(io("moving the new dist into place".into()))?;
+        crate::killpoint::hit("build.swapped");
         let _ = fs::remove_dir_all(old);
     } else {
         fs::rename(&tmp, &dist).map_err(io("moving the new dist into place".into()))?;
@@ -461,6 +476,15 @@ pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
         manifest: manifest_path,
         cached: false,
     })
+}
+
+/// Removes the `dist.old-PID` dirs a build killed mid-swap left (call under the build lock).
+fn remove_stale_dists(dest: &Path) {
+    for e in fs::read_dir(dest).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().starts_with("dist.old-") {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<DistFile>) {

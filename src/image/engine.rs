@@ -371,6 +371,8 @@ impl Engine {
                 Ok(0) => break,
                 Ok(_) => {
                     let _ = logf.write_all(&line);
+                    // The engine is mid-build here: a kill leaves it running, orphaned.
+                    crate::killpoint::hit("image.engine-output");
                     if !quiet {
                         eprint!("  | {}", String::from_utf8_lossy(&line));
                         if !line.ends_with(b"\n") {
@@ -496,6 +498,7 @@ impl Engine {
                         let _ = std::fs::remove_file(&tmp);
                         return Err(e);
                     }
+                    crate::killpoint::hit("image.export-pushed");
                     std::fs::rename(&tmp, p).map_err(|e| ImageError::Io {
                         what: format!("moving the archive to {}", p.display()),
                         source: e,
@@ -614,7 +617,34 @@ fn hard_limits() -> (u64, u64) {
 
 #[cfg(test)]
 mod tests {
-    use super::{Output, Shape};
+    use super::{Engine, EngineKind, Output, Shape};
+
+    #[test]
+    fn quiet_returns_stdout_without_the_engines_warnings() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("buildah");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\necho 'level=warning msg=\"Error validating CNI config\"' >&2\necho working-container\n[ \"$1\" = fail ] && exit 3\nexit 0\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let e = Engine {
+            kind: EngineKind::Buildah,
+            program: fake,
+        };
+        let out = e.quiet("from", vec!["from".into()]).unwrap();
+        assert_eq!(out.trim(), "working-container");
+        let err = e
+            .quiet("failing", vec!["fail".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("CNI config") && err.contains("working-container"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn values_from_stdout_are_shape_checked() {

@@ -513,8 +513,10 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
     };
     crate::fsutil::write_atomic(&dockerfile, text.as_bytes())
         .map_err(io(format!("writing {}", dockerfile.display())))?;
+    crate::killpoint::hit("image.dockerfile-written");
     crate::fsutil::write_atomic(&ignore, ignore_text.as_bytes())
         .map_err(io(format!("writing {}", ignore.display())))?;
+    crate::killpoint::hit("image.ignore-written");
 
     let tag = req.tag.clone().unwrap_or_else(|| default_tag(r));
     let epoch = source_date_epoch(&dest, r);
@@ -617,10 +619,12 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
     }
     req.engine
         .streamed(&format!("building {tag}"), args, &env, &log, req.quiet)?;
+    crate::killpoint::hit("image.built");
     let mut output_bytes = None;
     if let Some(out) = &req.output {
         let progress = crate::progress::Progress::start(format!("exporting {tag}"));
         req.engine.export(&tag, out)?;
+        crate::killpoint::hit("image.exported");
         let p = match out {
             Output::OciArchive(p) | Output::Oci(p) => p,
         };

@@ -381,7 +381,8 @@ fn split_diff_paths(rest: &str) -> Option<(String, String)> {
     let rest = rest.trim_end_matches('\r');
     if let Some(stripped) = rest.strip_prefix("a/") {
         let n = stripped.len();
-        if n % 2 == 1 {
+        // Paths are bytes from the patch: the middle may fall inside a UTF-8 character.
+        if n % 2 == 1 && stripped.is_char_boundary((n - 1) / 2) {
             let half = (n - 1) / 2;
             let (x, y) = (&stripped[..half], &stripped[half..]);
             if let Some(y) = y.strip_prefix(" b/") {
@@ -437,6 +438,17 @@ mod tests {
         let e = parse("t.patch", cut.as_bytes()).unwrap_err();
         assert_eq!(e.line, 15);
         assert!(e.why.contains("has 2 old and 1 new lines"), "{e}");
+    }
+
+    #[test]
+    fn a_diff_line_split_inside_a_utf8_character_is_no_panic() {
+        // Found by the `apply` fuzz target: the middle byte of `aaé b/` is inside `é`.
+        assert_eq!(
+            split_diff_paths("a/aaé b/"),
+            Some(("a/aaé".to_string(), "b/".to_string()))
+        );
+        let p = "diff --git a/aaé b/\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n";
+        let _ = parse("p", p.as_bytes());
     }
 
     #[test]

@@ -219,6 +219,7 @@ pub fn prepare(
     }
 
     let fetched: Fetched = fetch(recipe, mirrors, dest)?;
+    crate::killpoint::hit("prepare.fetched");
     let mut sources: BTreeMap<RepoName, (Box<dyn Source>, String)> = BTreeMap::new();
     sources.insert(
         RepoName::Ollama,
@@ -251,6 +252,7 @@ pub fn prepare(
             runs,
         });
     }
+    crate::killpoint::hit("prepare.applied");
     let mut trees = Vec::new();
     for (repo, steps) in steps {
         let path = match repo {
@@ -336,6 +338,7 @@ fn write_tree(
         parent = commit_tree_changes(&repo, parent, &changes, (&name, &email), &message)
             .map_err(|e| werr(format!("committing {}", patch.name))(e.message().to_string()))?;
         commits.push(parent.to_string());
+        crate::killpoint::hit("prepare.committed");
         final_state.extend(changed.clone());
     }
     for (path, entry) in &final_state {
@@ -348,6 +351,7 @@ fn write_tree(
                 let mode = if e.mode == 0o100755 { 0o755 } else { 0o644 };
                 fs::set_permissions(&file, fs::Permissions::from_mode(mode))
                     .map_err(|x| werr(format!("chmod {}", file.display()))(x.to_string()))?;
+                crate::killpoint::hit("prepare.file-written");
             }
             None => {
                 if file.exists() {
@@ -358,8 +362,10 @@ fn write_tree(
         }
     }
     let paths: Vec<String> = final_state.keys().cloned().collect();
+    crate::killpoint::hit("prepare.files-written");
     move_head(dir, parent, &paths)
         .map_err(|e| werr(format!("moving HEAD of {}", dir.display()))(e.message().to_string()))?;
+    crate::killpoint::hit("prepare.head-moved");
     Ok(PreparedTree {
         repo: repo_name,
         path: dir.to_path_buf(),

@@ -610,10 +610,15 @@ fn locked(
                     skip_current(&mut st)?;
                     drive(&s, &dir, st)
                 }
+                _ if dir.join(FINISH).exists() => replay_finish(&dir, &st),
                 _ => {
                     let repos = open_repos(mirrors, &st.jobs)?;
                     let s = scratch(&dir, &repos)?;
-                    resolve_current(&s, &dir, &mut st)?;
+                    // No conflict pending: the run was stopped between patches (killed);
+                    // the state names the next patch, so carry on from there.
+                    if st.pending.is_some() {
+                        resolve_current(&s, &dir, &mut st)?;
+                    }
                     drive(&s, &dir, st)
                 }
             }
@@ -923,6 +928,11 @@ fn start(
         });
     }
 
+    // No state.json (checked by the caller): anything here is what a killed start or end
+    // left (a scratch repo possibly without its alternates); start from nothing.
+    if dir.exists() {
+        fs::remove_dir_all(dir).map_err(ioerr(format!("removing the stale {}", dir.display())))?;
+    }
     // Copies of every file the rebase may write, for --abort and the change check.
     fs::create_dir_all(dir).map_err(ioerr(format!("creating {}", dir.display())))?;
     let mut files: Vec<PathBuf> = vec![absolute(recipe_path)];
@@ -940,6 +950,7 @@ fn start(
         let bytes = fs::read(f).ok();
         if let Some(b) = &bytes {
             write_scratch(&copy, b).map_err(ioerr(format!("writing {}", copy.display())))?;
+            crate::killpoint::hit("rebase.original-saved");
         }
         originals.push(Original {
             path: fs::canonicalize(f).unwrap_or_else(|_| f.clone()),
@@ -967,6 +978,7 @@ fn start(
     let repos = Repos { ollama, llama };
     let s = scratch(dir, &repos)?;
     save_state(dir, &st)?;
+    crate::killpoint::hit("rebase.started");
     let res = drive(&s, dir, st);
     if res.is_err() {
         // A failure before any conflict leaves nothing behind.
@@ -1085,6 +1097,7 @@ fn drive(s: &Scratch, dir: &Path, mut st: State) -> Result<RebaseReport, RebaseE
                     let op = out_path(dir, &job, &patch.name);
                     write_scratch(&op, &text)
                         .map_err(ioerr(format!("writing {}", op.display())))?;
+                    crate::killpoint::hit("rebase.patch-exported");
                     let c = s
                         .commit(result, Some(n_commit), &patch_message(patch))
                         .map_err(gerr("committing the rebased patch"))?;
@@ -1120,6 +1133,7 @@ fn drive(s: &Scratch, dir: &Path, mut st: State) -> Result<RebaseReport, RebaseE
                         renames,
                         files,
                     });
+                    crate::killpoint::hit("rebase.worktree-written");
                     save_state(dir, &st)?;
                     return Ok(stopped(dir, &st, &job, patch));
                 }
@@ -1127,6 +1141,7 @@ fn drive(s: &Scratch, dir: &Path, mut st: State) -> Result<RebaseReport, RebaseE
             st.o_tree = Some(p.to_string());
             st.cur.1 += 1;
             save_state(dir, &st)?;
+            crate::killpoint::hit("rebase.patch-done");
         }
         st.cur = (st.cur.0 + 1, 0);
         st.o_tree = None;
@@ -1359,6 +1374,7 @@ fn resolve_current(s: &Scratch, dir: &Path, st: &mut State) -> Result<(), Rebase
             .map_err(gerr(format!("exporting {}", patch.name)))?;
         let op = out_path(dir, &job, &patch.name);
         write_scratch(&op, &text).map_err(ioerr(format!("writing {}", op.display())))?;
+        crate::killpoint::hit("rebase.resolution-exported");
         let c = s
             .commit(r, Some(n_commit), &patch_message(patch))
             .map_err(gerr("committing the resolved patch"))?;
@@ -1437,6 +1453,7 @@ fn abort(dir: &Path, st: State) -> Result<RebaseReport, RebaseError> {
                     fs::read(&o.copy).map_err(ioerr(format!("reading {}", o.copy.display())))?;
                 crate::fsutil::write_atomic(&o.path, &b)
                     .map_err(ioerr(format!("restoring {}", o.path.display())))?;
+                crate::killpoint::hit("rebase.abort-restored");
             }
             None => {
                 let _ = fs::remove_file(&o.path);
@@ -1444,8 +1461,9 @@ fn abort(dir: &Path, st: State) -> Result<RebaseReport, RebaseError> {
         }
         restored.push(o.path.clone());
     }
+    clear_temps(&st);
     let rep = report_of(&st, Finish::Aborted { restored });
-    fs::remove_dir_all(dir).map_err(ioerr(format!("removing {}", dir.display())))?;
+    remove_state(dir)?;
     Ok(rep)
 }
 
@@ -1661,21 +1679,94 @@ fn finish(dir: &Path, st: State) -> Result<RebaseReport, RebaseError> {
         }
     }
 
-    for (path, bytes) in &writes {
-        crate::fsutil::write_atomic(path, bytes)
+    // Journal first: a run killed while writing patches/ and recipes/ leaves files that
+    // are neither the originals nor the result; `--continue` replays the journal.
+    let mut journal = Journal {
+        writes: Vec::new(),
+        removes,
+        notes,
+    };
+    for (i, (path, bytes)) in writes.iter().enumerate() {
+        let staged = dir.join("finish").join(format!("{i:04}"));
+        write_scratch(&staged, bytes).map_err(ioerr(format!("writing {}", staged.display())))?;
+        journal.writes.push((path.clone(), staged));
+    }
+    let p = dir.join(FINISH);
+    write_scratch(
+        &p,
+        &serde_json::to_vec_pretty(&journal).expect("journal serialises"),
+    )
+    .map_err(ioerr(format!("writing {}", p.display())))?;
+    crate::killpoint::hit("rebase.journal-written");
+    apply_journal(dir, &st, journal)
+}
+
+/// The files `finish` writes, staged under the state dir before any is written.
+#[derive(Serialize, Deserialize)]
+struct Journal {
+    /// (target, staged copy)
+    writes: Vec<(PathBuf, PathBuf)>,
+    removes: Vec<PathBuf>,
+    notes: Vec<String>,
+}
+
+const FINISH: &str = "finish.json";
+
+fn replay_finish(dir: &Path, st: &State) -> Result<RebaseReport, RebaseError> {
+    let p = dir.join(FINISH);
+    let bytes = fs::read(&p).map_err(ioerr(format!("reading {}", p.display())))?;
+    let journal: Journal = serde_json::from_slice(&bytes).map_err(|e| {
+        RebaseError::Usage(format!(
+            "{}: not a rebase journal ({e})\n  help: --abort restores the series",
+            p.display()
+        ))
+    })?;
+    apply_journal(dir, st, journal)
+}
+
+/// Writes the journal's files (again: each write is whole, so replaying is safe), then
+/// drops the state: state.json first, so a kill while removing the rest leaves no rebase
+/// in progress.
+fn apply_journal(dir: &Path, st: &State, j: Journal) -> Result<RebaseReport, RebaseError> {
+    for (path, staged) in &j.writes {
+        let bytes = fs::read(staged).map_err(ioerr(format!("reading {}", staged.display())))?;
+        crate::fsutil::write_atomic(path, &bytes)
             .map_err(ioerr(format!("writing {}", path.display())))?;
+        crate::killpoint::hit("rebase.finish-written");
     }
-    for p in &removes {
-        fs::remove_file(p).map_err(ioerr(format!("removing {}", p.display())))?;
+    for p in &j.removes {
+        match fs::remove_file(p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(ioerr(format!("removing {}", p.display()))(e))
+            }
+            _ => {}
+        }
     }
+    clear_temps(st);
     let mut rep = report_of(
-        &st,
+        st,
         Finish::Done {
-            written: writes.keys().cloned().collect(),
-            removed: removes,
+            written: j.writes.into_iter().map(|(p, _)| p).collect(),
+            removed: j.removes,
         },
     );
-    rep.notes = notes;
-    fs::remove_dir_all(dir).map_err(ioerr(format!("removing {}", dir.display())))?;
+    rep.notes = j.notes;
+    remove_state(dir)?;
     Ok(rep)
+}
+
+/// Removes what a run killed inside [`crate::fsutil::write_atomic`] left beside the files
+/// the rebase writes (it may not write that file again: --abort skips unchanged ones).
+fn clear_temps(st: &State) {
+    for o in &st.originals {
+        let _ = fs::remove_file(crate::fsutil::temp_path(&o.path));
+    }
+}
+
+/// Ends the rebase: state.json goes first (the rebase is over from then on), then the rest.
+fn remove_state(dir: &Path) -> Result<(), RebaseError> {
+    let p = dir.join("state.json");
+    fs::remove_file(&p).map_err(ioerr(format!("removing {}", p.display())))?;
+    crate::killpoint::hit("rebase.state-removed");
+    fs::remove_dir_all(dir).map_err(ioerr(format!("removing {}", dir.display())))
 }

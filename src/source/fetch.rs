@@ -101,7 +101,9 @@ fn swap_into_place(tmp: &Path, dest: &Path) -> Result<(), SourceError> {
     if dest.exists() {
         let trash = dest.with_extension(format!("old-{}", std::process::id()));
         fs::rename(dest, &trash).map_err(io(format!("moving the old {} aside", dest.display())))?;
+        crate::killpoint::hit("fetch.old-aside");
         fs::rename(tmp, dest).map_err(io(format!("moving the new tree to {}", dest.display())))?;
+        crate::killpoint::hit("fetch.swapped");
         let _ = fs::remove_dir_all(&trash);
     } else {
         fs::rename(tmp, dest).map_err(io(format!("moving the new tree to {}", dest.display())))?;
@@ -182,6 +184,7 @@ pub fn fetch(recipe: &Recipe, mirrors: &Mirrors, dest: &Path) -> Result<Fetched,
         fs::File::create(&lock_path).map_err(io(format!("creating {}", lock_path.display())))?;
     lock.lock()
         .map_err(io(format!("locking {}", lock_path.display())))?;
+    crate::killpoint::hit("fetch.locked");
     // Under the lock no other fetch is running here, so temporary trees left by a killed
     // run (kill -9 skips every cleanup) are stale: remove them.
     for e in fs::read_dir(&src)
@@ -204,6 +207,7 @@ pub fn fetch(recipe: &Recipe, mirrors: &Mirrors, dest: &Path) -> Result<Fetched,
     let what = format!("ollama {tag}");
     let tmp = temp_dir_in(&src, ".ollama-")?;
     let mut guard = Cleanup(Some(tmp.clone()));
+    crate::killpoint::hit("fetch.tmp-created");
     let mut ollama = materialise(&TreeRequest {
         mirror: &repo.path,
         repo: &repo.git,
@@ -214,6 +218,7 @@ pub fn fetch(recipe: &Recipe, mirrors: &Mirrors, dest: &Path) -> Result<Fetched,
         what: &what,
     })?;
     gaps.fill(RepoName::Ollama, &tmp, expected, &mut ollama, &what)?;
+    crate::killpoint::hit("fetch.ollama-written");
 
     // The llama.cpp pin: the recipe's, else what the Ollama tree records.
     let llama_commit = match (&recipe.llamacpp.commit, recipe.llamacpp.source) {
@@ -276,6 +281,7 @@ pub fn fetch(recipe: &Recipe, mirrors: &Mirrors, dest: &Path) -> Result<Fetched,
             what: &lwhat,
         })?;
         gaps.fill(RepoName::LlamaCpp, &ltmp, commit, &mut m, &lwhat)?;
+        crate::killpoint::hit("fetch.llama-written");
         if recipe.llamacpp.source == LlamaSource::Submodule && !m.skipped_missing.is_empty() {
             // Era 1's gen_common.sh commits in this tree (`git am` of Ollama's
             // llm/patches), and git refuses to write a tree naming blobs it lacks: record
@@ -317,8 +323,10 @@ pub fn fetch(recipe: &Recipe, mirrors: &Mirrors, dest: &Path) -> Result<Fetched,
         &actual.to_string(),
         llama_commit.as_deref(),
     );
+    crate::killpoint::hit("fetch.before-swap");
     swap_into_place(&tmp, &ollama_tree)?;
     guard.0 = None;
+    crate::killpoint::hit("fetch.ollama-in-place");
     if !carried.is_empty() {
         gaps.notes.push(format!(
             "kept the build output of the same pins ({}): the compile is incremental",

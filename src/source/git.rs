@@ -170,6 +170,13 @@ pub fn cached_mirror(
         fs::File::create(&lock_path).map_err(io(format!("creating {}", lock_path.display())))?;
     lock.lock()
         .map_err(io(format!("locking {}", lock_path.display())))?;
+    // Under the lock: a `.NAME-*` dir is a new mirror a killed run never renamed into place.
+    let stale = format!(".{}-", name.as_str());
+    for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().starts_with(&stale) {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
     let fetch_err = |what: String, detail: String| SourceError::Fetch {
         name,
         url: url.to_string(),
@@ -194,8 +201,10 @@ pub fn cached_mirror(
         )
         .map_err(|(w, d)| fetch_err(w, d))?;
         let tmp = tmp.keep();
+        crate::killpoint::hit("fetch.mirror-initialised");
         fs::rename(&tmp, &path)
             .map_err(io(format!("moving the new mirror to {}", path.display())))?;
+        crate::killpoint::hit("fetch.mirror-created");
     }
     let repo = Repository::open_bare(&path).map_err(|source| SourceError::Git {
         what: format!("opening {}", path.display()),

@@ -424,7 +424,7 @@ fn cache_fetches_only_what_the_pin_needs_then_works_offline() {
 }
 
 /// Moves a trailing `[ollama] url = ...` table into the recipe's own [ollama] table.
-fn merge_ollama_url(text: &str) -> String {
+pub(crate) fn merge_ollama_url(text: &str) -> String {
     let (body, tail) = text.rsplit_once("\n[ollama]\nurl = ").unwrap();
     let url_line = format!("url = {}", tail.trim());
     body.replacen("[ollama]\n", &format!("[ollama]\n{url_line}\n"), 1)

@@ -7,7 +7,7 @@
 //! after, never by mtime.
 //!
 //! Adding a case is one entry in an area's table (see `recipe_cases` and its neighbours);
-//! larger inputs live in tests/integration/hostile/ (docs/RELIABILITY-corpus.md).
+//! larger inputs live in tests/integration/hostile/ (docs/RELIABILITY.md, "Bad-input corpus").
 
 use std::collections::BTreeMap;
 use std::fs;

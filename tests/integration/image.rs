@@ -13,7 +13,7 @@ use std::process::Command;
 
 use crate::support::{containers_storage_conf, shared_cache, Fixture, Run};
 
-const RUNTIME_BASE: &str = "localhost/ollama-vulkan-test-runtime:trixie";
+pub(crate) const RUNTIME_BASE: &str = "localhost/ollama-vulkan-test-runtime:trixie";
 
 /// A directory of `podman`/`buildah` wrappers that warn on stderr like an engine on a
 /// machine whose CNI config names plugins that are not installed, then exec the real one.
@@ -49,7 +49,7 @@ fn chatty_engines() -> PathBuf {
 
 /// The binary with the test run's container storage, chatty engines first on PATH, and
 /// the shared gguf python.
-fn tool(fx: &Fixture, args: &[&str]) -> Run {
+pub(crate) fn tool(fx: &Fixture, args: &[&str]) -> Run {
     let mut cmd = fx.scratch.command(args);
     let path = format!(
         "{}:{}",
@@ -79,7 +79,7 @@ fn engine(program: &str, args: &[&str]) -> String {
 /// The runtime base; its root tarball is cached between test runs (mmdebstrap once), and
 /// it is made once per run (the tests share it). A failure is kept and reported by each
 /// test that needs the base, with its cause (no test dies of another's poisoned lock).
-fn runtime_base(fx: &Fixture) -> serde_json::Value {
+pub(crate) fn runtime_base(fx: &Fixture) -> serde_json::Value {
     static ONCE: std::sync::Mutex<Option<Result<serde_json::Value, String>>> =
         std::sync::Mutex::new(None);
     let mut once = ONCE

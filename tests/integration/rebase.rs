@@ -18,9 +18,9 @@ fn app_go() -> String {
 
 const GPU_GO: &str = "package gpu\n\n// GetGPUInfo lists the GPUs.\nfunc GetGPUInfo() []string {\n\tvar out []string\n\tout = append(out, \"cuda\")\n\tout = append(out, \"rocm\")\n\treturn out\n}\n\n// Count is how many there are.\nfunc Count() int {\n\treturn len(GetGPUInfo())\n}\n";
 
-struct Setup {
-    fx: Fixture,
-    recipe: PathBuf,
+pub(crate) struct Setup {
+    pub(crate) fx: Fixture,
+    pub(crate) recipe: PathBuf,
     /// The patches as first written.
     orig: Vec<String>,
 }
@@ -29,7 +29,7 @@ impl Setup {
     fn run(&self, args: &[&str]) -> Run {
         self.fx.run(args)
     }
-    fn rebase(&self, extra: &[&str]) -> Run {
+    pub(crate) fn rebase(&self, extra: &[&str]) -> Run {
         let mut a = vec!["rebase-patches", self.recipe.to_str().unwrap()];
         a.extend_from_slice(extra);
         self.run(&a)
@@ -40,7 +40,7 @@ impl Setup {
     fn patch(&self, name: &str) -> String {
         fs::read_to_string(self.series_dir().join(name)).unwrap()
     }
-    fn state_dir(&self) -> PathBuf {
+    pub(crate) fn state_dir(&self) -> PathBuf {
         let stem = self
             .recipe
             .file_stem()
@@ -52,7 +52,7 @@ impl Setup {
 }
 
 /// Tags derived from v0.20.0, each with one kind of upstream change.
-fn upstream(fx: &Fixture) {
+pub(crate) fn upstream(fx: &Fixture) {
     let up = &fx.ollama;
     let c9 = fx.llama.commits[8][..9].to_string();
     up.release("v0.19.0", Layout::Four { fetch_head: &c9 });
@@ -143,7 +143,7 @@ fn gpu_patch(fx: &Fixture) -> String {
     )
 }
 
-fn both(fx: &Fixture) -> Vec<(&'static str, String)> {
+pub(crate) fn both(fx: &Fixture) -> Vec<(&'static str, String)> {
     vec![
         ("0001-vk.patch", vulkan_patch(fx)),
         ("0002-gpu.patch", gpu_patch(fx)),
@@ -151,9 +151,9 @@ fn both(fx: &Fixture) -> Vec<(&'static str, String)> {
 }
 
 /// The fixture, the derived tags, and a per-tag recipe for v0.20.0 pinning series `vk`.
-type Make = dyn Fn(&Fixture) -> Vec<(&'static str, String)>;
+pub(crate) type Make = dyn Fn(&Fixture) -> Vec<(&'static str, String)>;
 
-fn setup(make: &Make) -> Setup {
+pub(crate) fn setup(make: &Make) -> Setup {
     let fx = Fixture::new();
     upstream(&fx);
     let patches = make(&fx);
@@ -174,7 +174,7 @@ fn setup(make: &Make) -> Setup {
 }
 
 /// Every file under the project (recipes, patches, work/recipes): path and bytes.
-fn project_files(s: &Setup) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn project_files(s: &Setup) -> Vec<(String, Vec<u8>)> {
     let root = s.fx.scratch.project();
     let mut out = Vec::new();
     let mut stack = vec![root.clone()];
