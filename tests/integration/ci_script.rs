@@ -31,6 +31,7 @@ fn test_tools() -> Vec<(&'static str, &'static str, &'static str)> {
             "fixture payloads are gzipped as upstream's are",
         ),
         ("id", "coreutils", "the image tests read uids"),
+        ("cp", "coreutils", "the kill tests copy fixture trees"),
         (
             "mkfifo",
             "coreutils",
