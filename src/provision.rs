@@ -49,10 +49,13 @@ pub const PODMAN: Need = need(
 );
 pub const BUILDAH: Need = need(&["buildah"], "buildah", "`--engine buildah` builds with it");
 /// podman's OCI runtime: `podman run` needs one, `build --isolation chroot` does not.
+/// runc, not crun: crun refuses hosts with cgroup v1 or hybrid hierarchies ("cgroups in
+/// hybrid mode not supported"), and podman's `crun | runc` dependency picks crun unless
+/// runc is installed with it.
 pub const OCI_RUNTIME: Need = need(
-    &["runc", "crun"],
+    &["runc"],
     "runc",
-    "podman starts containers with an OCI runtime",
+    "podman starts containers with it (crun cannot on cgroup v1/hybrid hosts)",
 );
 pub const PYTHON_VENV: Need = Need {
     commands: &["python3"],

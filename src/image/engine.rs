@@ -175,13 +175,18 @@ fn docker_answers(p: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// podman and runc in one apt transaction, so podman's `crun | runc` dependency is
+/// met by runc (see provision::OCI_RUNTIME).
+const PODMAN_WITH_RUNTIME: [crate::provision::Need; 2] =
+    [crate::provision::PODMAN, crate::provision::OCI_RUNTIME];
+
 impl Engine {
     /// The engine to use; podman (or buildah when chosen) is installed first where the
     /// provisioning policy allows (crate::provision).
     pub fn detect(choice: EngineChoice) -> Result<Engine, ImageError> {
         let pick = |kind: EngineKind| find(kind.name()).map(|program| Engine { kind, program });
-        let installed = |kind: EngineKind, need: crate::provision::Need| {
-            crate::provision::ensure(&[need])?;
+        let installed = |kind: EngineKind, needs: &[crate::provision::Need]| {
+            crate::provision::ensure(needs)?;
             pick(kind).ok_or_else(|| {
                 ImageError::Engine(format!(
                     "{} is still not on PATH after installing it",
@@ -197,10 +202,10 @@ impl Engine {
         match choice {
             EngineChoice::Podman => pick(EngineKind::Podman)
                 .map(Ok)
-                .unwrap_or_else(|| installed(EngineKind::Podman, crate::provision::PODMAN)),
+                .unwrap_or_else(|| installed(EngineKind::Podman, &PODMAN_WITH_RUNTIME)),
             EngineChoice::Buildah => pick(EngineKind::Buildah)
                 .map(Ok)
-                .unwrap_or_else(|| installed(EngineKind::Buildah, crate::provision::BUILDAH)),
+                .unwrap_or_else(|| installed(EngineKind::Buildah, &[crate::provision::BUILDAH])),
             EngineChoice::Docker => {
                 let e = pick(EngineKind::Docker).ok_or_else(|| missing("docker"))?;
                 if !docker_answers(&e.program) {
@@ -216,7 +221,7 @@ impl Engine {
                 .or_else(|| pick(EngineKind::Docker).filter(|e| docker_answers(&e.program)))
             {
                 Some(e) => Ok(e),
-                None => installed(EngineKind::Podman, crate::provision::PODMAN),
+                None => installed(EngineKind::Podman, &PODMAN_WITH_RUNTIME),
             },
         }
     }
@@ -586,12 +591,20 @@ impl Engine {
             return Vec::new();
         }
         let (nofile, nproc) = hard_limits();
-        vec![
+        let mut flags = vec![
             "--ulimit".into(),
             format!("nofile={nofile}:{nofile}"),
             "--ulimit".into(),
             format!("nproc={nproc}:{nproc}"),
-        ]
+        ];
+        // Without a unified cgroup v2 hierarchy crun cannot start containers ("cgroups in
+        // hybrid mode not supported"): use runc, which podman may not prefer.
+        if !Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            if let Some(runc) = find("runc") {
+                flags.extend(["--runtime".into(), runc.display().to_string()]);
+            }
+        }
+        flags
     }
 }
 

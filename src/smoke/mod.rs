@@ -277,9 +277,13 @@ impl Drop for Server {
                 .run();
         }
         if let Some(mut c) = self.child.take() {
+            if let Ok(Some(_)) = c.try_wait() {
+                return; // exited by itself (the engine could not start it): nothing to stop
+            }
             let _ = Command::new("kill")
                 .arg("-TERM")
                 .arg(c.id().to_string())
+                .stderr(Stdio::null())
                 .status();
             let start = Instant::now();
             while start.elapsed() < Duration::from_secs(10) {
@@ -820,16 +824,20 @@ fn code(st: std::process::ExitStatus) -> String {
     }
 }
 
-/// The engine's error lines in a container's log (`Error: …`, `level=error`), joined.
+/// The engine's error in a container's log: its `Error: …` lines (podman's verdict), else
+/// its `level=error`/`level=fatal` log lines, each once.
 fn engine_error(log: &str) -> Option<String> {
-    let lines: Vec<&str> = log
-        .lines()
-        .map(str::trim)
-        .filter(|l| {
-            l.starts_with("Error:") || l.contains("level=error") || l.contains("level=fatal")
-        })
-        .collect();
-    (!lines.is_empty()).then(|| lines.join("\n"))
+    let pick = |f: &dyn Fn(&str) -> bool| {
+        let mut lines: Vec<&str> = Vec::new();
+        for l in log.lines().map(str::trim).filter(|l| f(l)) {
+            if !lines.contains(&l) {
+                lines.push(l);
+            }
+        }
+        (!lines.is_empty()).then(|| lines.join("\n"))
+    };
+    pick(&|l| l.starts_with("Error:"))
+        .or_else(|| pick(&|l| l.contains("level=error") || l.contains("level=fatal")))
 }
 
 fn find_device(log: &str) -> Option<String> {
@@ -1008,6 +1016,23 @@ llm_load_tensors: offloaded 3/3 layers to GPU
             find_device(log).as_deref(),
             Some("llvmpipe (LLVM 19.1.7, 256 bits)")
         );
+    }
+
+    #[test]
+    fn the_engines_verdict_is_quoted_not_its_noise() {
+        let log = "time=\"x\" level=error msg=\"Removing timer for container c healthcheck: unable to get systemd connection\"\nError: OCI runtime error: crun: cgroups in hybrid mode not supported, drop all controllers from cgroupv2\ntime=\"x\" level=error msg=\"Removing timer\"\nError: OCI runtime error: crun: cgroups in hybrid mode not supported, drop all controllers from cgroupv2\n";
+        assert_eq!(
+            super::engine_error(log).as_deref(),
+            Some("Error: OCI runtime error: crun: cgroups in hybrid mode not supported, drop all controllers from cgroupv2")
+        );
+        assert_eq!(
+            super::engine_error(
+                "time=\"x\" level=fatal msg=\"netavark: No such file or directory (os error 2)\"\n"
+            )
+            .as_deref(),
+            Some("time=\"x\" level=fatal msg=\"netavark: No such file or directory (os error 2)\"")
+        );
+        assert_eq!(super::engine_error("time=x level=info msg=ok\n"), None);
     }
 
     #[test]
