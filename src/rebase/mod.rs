@@ -481,20 +481,25 @@ fn validate_state(
             crate::safe::rel_path(path).map_err(|why| bad("pending.paths", why))?;
         }
     }
+    // --continue after a kill between patches has no conflict pending and carries on from
+    // `cur` (which may be past the last patch); --skip needs a conflict to skip.
+    if matches!(action, Action::Skip) && st.pending.is_none() {
+        return Err(bad("pending", "is null: no conflict to skip".into()));
+    }
     if matches!(action, Action::Continue | Action::Skip) {
-        if st.pending.is_none() {
-            return Err(bad(
-                "pending",
-                "is null: no conflict to continue from or skip".into(),
-            ));
-        }
-        if st.cur.0 >= st.jobs.len() || st.cur.1 >= st.jobs[st.cur.0].patches.len() {
-            return Err(bad("cur", "names no patch in progress".into()));
-        }
-        for (k, v) in [("n_commit", &st.n_commit), ("p_tree", &st.p_tree)] {
-            if v.is_none() {
-                return Err(bad(k, "is null while a conflict is pending".into()));
+        if st.pending.is_some() {
+            if st.cur.0 >= st.jobs.len() || st.cur.1 >= st.jobs[st.cur.0].patches.len() {
+                return Err(bad("cur", "names no patch in progress".into()));
             }
+            for (k, v) in [("n_commit", &st.n_commit), ("p_tree", &st.p_tree)] {
+                if v.is_none() {
+                    return Err(bad(k, "is null while a conflict is pending".into()));
+                }
+            }
+        } else if st.cur.0 > st.jobs.len()
+            || (st.cur.0 < st.jobs.len() && st.cur.1 > st.jobs[st.cur.0].patches.len())
+        {
+            return Err(bad("cur", "is past the series".into()));
         }
     }
     Ok(())
