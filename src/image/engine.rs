@@ -277,14 +277,18 @@ impl Engine {
     pub fn quiet(&self, what: &str, args: Vec<String>) -> Result<String, ImageError> {
         let c = self.capture(&args)?;
         if !c.ok {
-            return Err(ImageError::Engine(format!(
-                "{what} failed: {} {}\n{}",
-                self.kind.name(),
-                args.join(" "),
-                c.context()
-            )));
+            return Err(self.failed(what, &args, &c));
         }
         Ok(c.stdout)
+    }
+
+    fn failed(&self, what: &str, args: &[String], c: &Captured) -> ImageError {
+        ImageError::Engine(format!(
+            "{what} failed: {} {}\n{}",
+            self.kind.name(),
+            args.join(" "),
+            c.context()
+        ))
     }
 
     /// One value the engine prints on stdout, checked against its shape: Ok(None) when
@@ -312,12 +316,7 @@ impl Engine {
     ) -> Result<String, ImageError> {
         let c = self.capture(&args)?;
         if !c.ok {
-            return Err(ImageError::Engine(format!(
-                "{what} failed: {} {}\n{}",
-                self.kind.name(),
-                args.join(" "),
-                c.context()
-            )));
+            return Err(self.failed(what, &args, &c));
         }
         self.checked(what, &args, &c, shape)
     }

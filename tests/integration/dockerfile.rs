@@ -21,16 +21,7 @@ fn render_with(fx: &Fixture, tag: &str, extra: &[&str]) -> String {
     let mut with_out = args.clone();
     with_out.extend_from_slice(&["-o", out.to_str().unwrap()]);
     fx.run(&with_out).ok();
-    let lint = std::process::Command::new(crate::support::hadolint())
-        .args(["--no-color", "--failure-threshold", "error"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        lint.status.success(),
-        "hadolint: {}",
-        String::from_utf8_lossy(&lint.stdout)
-    );
+    crate::support::assert_hadolint_clean(&out);
     let run = fx.run(&args);
     run.ok();
     assert_eq!(

