@@ -67,192 +67,222 @@ pub enum Command {
     #[command(subcommand)]
     Recipe(RecipeCommand),
     /// Materialise clean Ollama and llama.cpp trees at the recipe's pins.
-    Fetch {
-        #[arg(value_name = "RECIPE")]
-        recipe: PathBuf,
-        /// Build directory; trees go to DEST/src (default: work/builds/<recipe name>).
-        #[arg(long, value_name = "DIR")]
-        dest: Option<PathBuf>,
-    },
+    Fetch(FetchArgs),
     /// Build a Vulkan-enabled Ollama: fetch → prepare → compile → dist + manifest.
-    Build {
-        /// A per-tag recipe (or give --ollama TAG to make one on the fly).
-        #[arg(
-            value_name = "RECIPE",
-            required_unless_present = "ollama",
-            conflicts_with = "ollama"
-        )]
-        recipe: Option<PathBuf>,
-        /// Make the recipe for this Ollama tag first (`recipe new`), then build it.
-        #[arg(long, value_name = "TAG")]
-        ollama: Option<String>,
-        /// Where compile steps run.
-        #[arg(long, value_enum, default_value_t = ollama_vulkan::build::builder::BuilderChoice::Auto)]
-        builder: ollama_vulkan::build::builder::BuilderChoice,
-        /// Build directory (default: work/builds/<recipe name>).
-        #[arg(long, value_name = "DIR")]
-        dest: Option<PathBuf>,
-        /// Parallel compile jobs (default: the number of CPUs).
-        #[arg(short, long, value_name = "N")]
-        jobs: Option<usize>,
-        /// Allow N lines of patch fuzz (a warning).
-        #[arg(long, value_name = "N")]
-        fuzz: Option<usize>,
-        /// Then build the container image from the new dist (`image --from-dist`).
-        #[arg(long)]
-        image: bool,
-        #[command(flatten)]
-        image_args: ImageArgs,
-    },
+    Build(BuildArgs),
     /// Build the recipe's container image (linux variant, amd64): renders
     /// Dockerfile.linux into the build directory and builds it with a local engine, no
     /// registry. By default the builder stage compiles the prepared trees with the era's
     /// build steps; --from-dist puts an existing dist into the runtime stage instead.
-    Image {
-        #[arg(value_name = "RECIPE")]
-        recipe: PathBuf,
-        /// Build directory, the build context (default: work/builds/<recipe name>).
-        #[arg(long, value_name = "DIR")]
-        dest: Option<PathBuf>,
-        /// The runtime stage alone, over the dist `build` made (no compile in the image).
-        #[arg(long)]
-        from_dist: bool,
-        #[command(flatten)]
-        image_args: ImageArgs,
-    },
+    Image(ImageArgs),
     /// Make a base image from Debian packages with mmdebstrap and import it locally
     /// (localhost/ollama-vulkan-ROLE:SUITE): image builds then need no registry.
-    Base {
-        /// Debian suite.
-        #[arg(long, default_value = "trixie", value_name = "SUITE")]
-        suite: String,
-        /// builder: every era's build deps + the host's Go; runtime: minbase + the Vulkan
-        /// loader and Mesa ICDs.
-        #[arg(long, value_enum)]
-        role: ollama_vulkan::image::base::Role,
-        #[arg(long, value_enum, default_value_t = ollama_vulkan::image::base::Arch::Amd64)]
-        arch: ollama_vulkan::image::base::Arch,
-        /// Also vulkan-tools (vulkaninfo) in a runtime base.
-        #[arg(long)]
-        with_tools: bool,
-        /// Image name (default: localhost/ollama-vulkan-ROLE:SUITE).
-        #[arg(long, value_name = "NAME")]
-        tag: Option<String>,
-        /// Container engine to import into.
-        #[arg(long, value_enum, default_value_t = ollama_vulkan::image::engine::EngineChoice::Auto)]
-        engine: ollama_vulkan::image::engine::EngineChoice,
-    },
+    Base(BaseArgs),
     /// Prove a dist or an image works: tokens generated through Vulkan (and on CPU with
     /// Vulkan off).
-    Smoke {
-        /// The dist directory `build` made (work/builds/<recipe>/dist).
-        #[arg(
-            value_name = "DIST",
-            required_unless_present = "image",
-            conflicts_with = "image"
-        )]
-        dist: Option<PathBuf>,
-        /// Run the smoke test in a container of this image (podman): the server answers
-        /// on a published port; /dev/dri is passed through when present.
-        #[arg(long, value_name = "IMAGE")]
-        image: Option<String>,
-        /// Container engine for --image (podman runs it; with buildah, podman is used).
-        #[arg(long, value_enum, default_value_t = ollama_vulkan::image::engine::EngineChoice::Auto)]
-        engine: ollama_vulkan::image::engine::EngineChoice,
-        /// Tokens to generate per run.
-        #[arg(long, default_value_t = 16, value_name = "N")]
-        tokens: usize,
-        /// Skip the CPU-fallback run.
-        #[arg(long)]
-        no_cpu_fallback: bool,
-        /// Use CPU-type Vulkan devices (Mesa lavapipe): default when no GPU device node
-        /// (/dev/dri/renderD*, /dev/nvidia0) exists.
-        #[arg(long)]
-        lavapipe: bool,
-        /// Run the dist on this machine's libraries even if it was built in the builder
-        /// root (a dist copied to a GPU machine with a new enough libc).
-        #[arg(long)]
-        on_host: bool,
-        /// Extra environment for the server in every run (repeatable), e.g.
-        /// `--env OLLAMA_VULKAN_MEMORY_FRACTION=0.5`.
-        #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env_var)]
-        env: Vec<(String, String)>,
-    },
+    Smoke(SmokeArgs),
     /// Render the recipe's multi-stage Dockerfile (linux variant): the builder stage replays
     /// the era's build steps over the prepared trees, the runtime stage gets the dist, the
     /// Vulkan loader and Mesa ICDs. Build context: the recipe's build directory.
-    Dockerfile {
-        #[arg(value_name = "RECIPE")]
-        recipe: PathBuf,
-        /// Write here (atomically) instead of stdout.
-        #[arg(short, long, value_name = "FILE")]
-        output: Option<PathBuf>,
-        /// The runtime stage alone, over dist/ in the build directory (`image --from-dist`).
-        #[arg(long)]
-        from_dist: bool,
-        /// vulkan-tools (vulkaninfo) in the runtime stage.
-        #[arg(long)]
-        with_tools: bool,
-    },
+    Dockerfile(DockerfileArgs),
     /// Check the toolchain a build needs and say exactly what to install.
-    Doctor {
-        #[arg(value_name = "RECIPE")]
-        recipe: Option<PathBuf>,
-        /// Check this builder (default: the host; `root` checks the trixie builder root,
-        /// making it if needed).
-        #[arg(long, value_enum, default_value_t = ollama_vulkan::build::builder::BuilderChoice::Host)]
-        builder: ollama_vulkan::build::builder::BuilderChoice,
-        /// Install what is missing first (apt-get, as root on Debian/Ubuntu): the host
-        /// packages the pipeline runs, and for `--builder host` its toolchain.
-        #[arg(long)]
-        fix: bool,
-    },
+    Doctor(DoctorArgs),
     /// Apply the recipe's patch series to fresh trees (all or nothing; one commit per patch).
-    Prepare {
-        #[arg(value_name = "RECIPE")]
-        recipe: PathBuf,
-        /// Build directory (default: work/builds/<recipe name>).
-        #[arg(long, value_name = "DIR")]
-        dest: Option<PathBuf>,
-        /// Apply nothing: report per patch and hunk against the pinned trees (from git
-        /// objects).
-        #[arg(long)]
-        check: bool,
-        /// Allow N lines of fuzz at each end of every hunk (overrides the recipe; reported
-        /// as a warning).
-        #[arg(long, value_name = "N")]
-        fuzz: Option<usize>,
-    },
+    Prepare(PrepareArgs),
     /// Check series against many tags in memory (no checkout): a tag × patch matrix.
-    CheckPatches {
-        /// Series names under patches/ (default: all).
-        #[arg(value_name = "SERIES")]
-        series: Vec<String>,
-        /// FROM..TO (inclusive; either side may be left out) or one tag.
-        #[arg(long, value_name = "RANGE", required_unless_present = "all_tags")]
-        tags: Option<String>,
-        /// Every tag of the mirror.
-        #[arg(long, conflicts_with = "tags")]
-        all_tags: bool,
-        /// Allow N lines of fuzz (default 0).
-        #[arg(long, value_name = "N", default_value_t = 0)]
-        fuzz: usize,
-    },
+    CheckPatches(CheckPatchesArgs),
     /// Carry the recipe's series onto another Ollama tag: a 3-way merge per patch (as
     /// `git am -3`), refreshed patches, SHA256SUMS and pins; stops at a conflict.
     RebasePatches(RebaseArgs),
     /// Classify Ollama tags into build eras (UPSTREAM.md §1), from git objects only.
     Era(EraArgs),
     /// Print a shell completion script.
-    Completions {
-        #[arg(value_enum)]
-        shell: clap_complete::Shell,
-    },
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    #[arg(value_name = "RECIPE")]
+    pub recipe: PathBuf,
+    /// Build directory; trees go to DEST/src (default: work/builds/<recipe name>).
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// A per-tag recipe (or give --ollama TAG to make one on the fly).
+    #[arg(
+        value_name = "RECIPE",
+        required_unless_present = "ollama",
+        conflicts_with = "ollama"
+    )]
+    pub recipe: Option<PathBuf>,
+    /// Make the recipe for this Ollama tag first (`recipe new`), then build it.
+    #[arg(long, value_name = "TAG")]
+    pub ollama: Option<String>,
+    /// Where compile steps run.
+    #[arg(long, value_enum, default_value_t = ollama_vulkan::build::builder::BuilderChoice::Auto)]
+    pub builder: ollama_vulkan::build::builder::BuilderChoice,
+    /// Build directory (default: work/builds/<recipe name>).
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
+    /// Parallel compile jobs (default: the number of CPUs).
+    #[arg(short, long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Allow N lines of patch fuzz (a warning).
+    #[arg(long, value_name = "N")]
+    pub fuzz: Option<usize>,
+    /// Then build the container image from the new dist (`image --from-dist`).
+    #[arg(long)]
+    pub image: bool,
+    #[command(flatten)]
+    pub image_args: ImageOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    #[arg(value_name = "RECIPE")]
+    pub recipe: PathBuf,
+    /// Build directory, the build context (default: work/builds/<recipe name>).
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
+    /// The runtime stage alone, over the dist `build` made (no compile in the image).
+    #[arg(long)]
+    pub from_dist: bool,
+    #[command(flatten)]
+    pub image_args: ImageOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct BaseArgs {
+    /// Debian suite.
+    #[arg(long, default_value = "trixie", value_name = "SUITE")]
+    pub suite: String,
+    /// builder: every era's build deps + the host's Go; runtime: minbase + the Vulkan
+    /// loader and Mesa ICDs.
+    #[arg(long, value_enum)]
+    pub role: ollama_vulkan::image::base::Role,
+    #[arg(long, value_enum, default_value_t = ollama_vulkan::image::base::Arch::Amd64)]
+    pub arch: ollama_vulkan::image::base::Arch,
+    /// Also vulkan-tools (vulkaninfo) in a runtime base.
+    #[arg(long)]
+    pub with_tools: bool,
+    /// Image name (default: localhost/ollama-vulkan-ROLE:SUITE).
+    #[arg(long, value_name = "NAME")]
+    pub tag: Option<String>,
+    /// Container engine to import into.
+    #[arg(long, value_enum, default_value_t = ollama_vulkan::image::engine::EngineChoice::Auto)]
+    pub engine: ollama_vulkan::image::engine::EngineChoice,
+}
+
+#[derive(Debug, Args)]
+pub struct SmokeArgs {
+    /// The dist directory `build` made (work/builds/<recipe>/dist).
+    #[arg(
+        value_name = "DIST",
+        required_unless_present = "image",
+        conflicts_with = "image"
+    )]
+    pub dist: Option<PathBuf>,
+    /// Run the smoke test in a container of this image (podman): the server answers
+    /// on a published port; /dev/dri is passed through when present.
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// Container engine for --image (podman runs it; with buildah, podman is used).
+    #[arg(long, value_enum, default_value_t = ollama_vulkan::image::engine::EngineChoice::Auto)]
+    pub engine: ollama_vulkan::image::engine::EngineChoice,
+    /// Tokens to generate per run.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub tokens: usize,
+    /// Skip the CPU-fallback run.
+    #[arg(long)]
+    pub no_cpu_fallback: bool,
+    /// Use CPU-type Vulkan devices (Mesa lavapipe): default when no GPU device node
+    /// (/dev/dri/renderD*, /dev/nvidia0) exists.
+    #[arg(long)]
+    pub lavapipe: bool,
+    /// Run the dist on this machine's libraries even if it was built in the builder
+    /// root (a dist copied to a GPU machine with a new enough libc).
+    #[arg(long)]
+    pub on_host: bool,
+    /// Extra environment for the server in every run (repeatable), e.g.
+    /// `--env OLLAMA_VULKAN_MEMORY_FRACTION=0.5`.
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env_var)]
+    pub env: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+pub struct DockerfileArgs {
+    #[arg(value_name = "RECIPE")]
+    pub recipe: PathBuf,
+    /// Write here (atomically) instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// The runtime stage alone, over dist/ in the build directory (`image --from-dist`).
+    #[arg(long)]
+    pub from_dist: bool,
+    /// vulkan-tools (vulkaninfo) in the runtime stage.
+    #[arg(long)]
+    pub with_tools: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[arg(value_name = "RECIPE")]
+    pub recipe: Option<PathBuf>,
+    /// Check this builder (default: the host; `root` checks the trixie builder root,
+    /// making it if needed).
+    #[arg(long, value_enum, default_value_t = ollama_vulkan::build::builder::BuilderChoice::Host)]
+    pub builder: ollama_vulkan::build::builder::BuilderChoice,
+    /// Install what is missing first (apt-get, as root on Debian/Ubuntu): the host
+    /// packages the pipeline runs, and for `--builder host` its toolchain.
+    #[arg(long)]
+    pub fix: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PrepareArgs {
+    #[arg(value_name = "RECIPE")]
+    pub recipe: PathBuf,
+    /// Build directory (default: work/builds/<recipe name>).
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
+    /// Apply nothing: report per patch and hunk against the pinned trees (from git
+    /// objects).
+    #[arg(long)]
+    pub check: bool,
+    /// Allow N lines of fuzz at each end of every hunk (overrides the recipe; reported
+    /// as a warning).
+    #[arg(long, value_name = "N")]
+    pub fuzz: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckPatchesArgs {
+    /// Series names under patches/ (default: all).
+    #[arg(value_name = "SERIES")]
+    pub series: Vec<String>,
+    /// FROM..TO (inclusive; either side may be left out) or one tag.
+    #[arg(long, value_name = "RANGE", required_unless_present = "all_tags")]
+    pub tags: Option<String>,
+    /// Every tag of the mirror.
+    #[arg(long, conflicts_with = "tags")]
+    pub all_tags: bool,
+    /// Allow N lines of fuzz (default 0).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub fuzz: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Image options shared by `image` and `build --image`.
 #[derive(Debug, Args)]
-pub struct ImageArgs {
+pub struct ImageOptions {
     /// Container engine (default: podman, else buildah, else docker with a daemon).
     #[arg(long, value_enum, default_value_t = ollama_vulkan::image::engine::EngineChoice::Auto)]
     pub engine: ollama_vulkan::image::engine::EngineChoice,

@@ -1,4 +1,7 @@
 //! The one error type the binary reports, and its exit codes (documented in README.md).
+//!
+//! Every stage error says which [`Kind`] it is in its own `impl HasKind` (next to the
+//! enum); errors that wrap another ask the wrapped one. The exit code is the kind's.
 
 use crate::diag::Diagnostics;
 use crate::project::ProjectError;
@@ -11,6 +14,46 @@ pub mod exit {
     pub const FAILURE: i32 = 1;
     pub const BAD_INPUT: i32 = 2;
     pub const UNSUPPORTED: i32 = 3;
+}
+
+/// What went wrong, as far as the caller is concerned: it decides the exit code and
+/// whether retrying with other input can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// The work itself failed (a compile, an engine, the disk): exit 1.
+    Failure,
+    /// A recipe, series, mirror, state file or argument is wrong: exit 2.
+    BadInput,
+    /// A real tag or era with no Vulkan path: exit 3.
+    Unsupported,
+}
+
+impl Kind {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Kind::Failure => exit::FAILURE,
+            Kind::BadInput => exit::BAD_INPUT,
+            Kind::Unsupported => exit::UNSUPPORTED,
+        }
+    }
+}
+
+/// Implemented by every error type: its kind, decided in one place.
+pub trait HasKind {
+    fn kind(&self) -> Kind;
+}
+
+impl HasKind for std::io::Error {
+    fn kind(&self) -> Kind {
+        Kind::Failure
+    }
+}
+
+impl HasKind for Diagnostics {
+    fn kind(&self) -> Kind {
+        Kind::BadInput
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,63 +91,29 @@ pub enum Error {
     },
 }
 
-impl Error {
-    pub fn exit_code(&self) -> i32 {
-        use exit::*;
+impl HasKind for Error {
+    fn kind(&self) -> Kind {
         match self {
-            Error::Recipe(_) | Error::Project(_) | Error::Usage(_) | Error::Era(_) => BAD_INPUT,
-            Error::Source(s) | Error::New(NewError::Source(s)) => source_code(s),
-            Error::New(NewError::Unsupported { .. }) => UNSUPPORTED,
-            Error::New(NewError::Era(_)) => BAD_INPUT,
-            Error::New(NewError::Template { .. } | NewError::Refused { .. }) => BAD_INPUT,
-            Error::New(_) | Error::Io { .. } | Error::Provision(_) => FAILURE,
-            Error::Prepare(p) => prepare_code(p),
-            Error::Build(b) => {
-                use crate::build::BuildError as B;
-                match b {
-                    B::Source(s) => source_code(s),
-                    B::Prepare(p) => prepare_code(p),
-                    B::NoSteps { .. } => UNSUPPORTED,
-                    _ => FAILURE,
-                }
-            }
-            Error::Smoke(crate::smoke::SmokeError::Dist { .. }) => BAD_INPUT,
-            Error::Smoke(_) => FAILURE,
-            Error::Rebase(r) => r.exit_code(),
-            Error::Image(crate::image::ImageError::Usage(_)) => BAD_INPUT,
-            Error::Image(_) => FAILURE,
-            Error::Check(c) => {
-                use crate::patch::check::CheckError as C;
-                match c {
-                    C::Source(s) => source_code(s),
-                    C::Series { .. } | C::Patch(_) | C::Usage(_) => BAD_INPUT,
-                }
-            }
+            Error::Recipe(d) => d.kind(),
+            Error::Source(e) => e.kind(),
+            Error::Era(e) => e.kind(),
+            Error::New(e) => e.kind(),
+            Error::Project(e) => e.kind(),
+            Error::Prepare(e) => e.kind(),
+            Error::Check(e) => e.kind(),
+            Error::Build(e) => e.kind(),
+            Error::Smoke(e) => e.kind(),
+            Error::Rebase(e) => e.kind(),
+            Error::Image(e) => e.kind(),
+            Error::Provision(e) => e.kind(),
+            Error::Usage(_) => Kind::BadInput,
+            Error::Io { .. } => Kind::Failure,
         }
     }
 }
 
-fn prepare_code(p: &crate::patch::prepare::PrepareError) -> i32 {
-    use crate::patch::prepare::PrepareError as P;
-    match p {
-        P::Source(s) => source_code(s),
-        P::Series { .. } | P::Patch(_) | P::NoTree { .. } => exit::BAD_INPUT,
-        P::Failed { .. } | P::Write { .. } => exit::FAILURE,
-    }
-}
-
-fn source_code(s: &SourceError) -> i32 {
-    match s {
-        SourceError::BadMirrorArg { .. }
-        | SourceError::Unreadable { .. }
-        | SourceError::TagNotFound { .. }
-        | SourceError::NoSource { .. }
-        | SourceError::OfflineMissing { .. }
-        | SourceError::MovedTag { .. }
-        | SourceError::CommitNotFound { .. }
-        | SourceError::HostileTree { .. }
-        | SourceError::BadCacheDir { .. }
-        | SourceError::FsckFailed { .. } => exit::BAD_INPUT,
-        _ => exit::FAILURE,
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        self.kind().exit_code()
     }
 }

@@ -11,6 +11,12 @@ pub enum ProjectError {
     NotFound(PathBuf),
 }
 
+impl crate::error::HasKind for ProjectError {
+    fn kind(&self) -> crate::error::Kind {
+        crate::error::Kind::BadInput
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Project {
     pub root: PathBuf,

@@ -178,6 +178,12 @@ pub enum ProvisionError {
     },
 }
 
+impl crate::error::HasKind for ProvisionError {
+    fn kind(&self) -> crate::error::Kind {
+        crate::error::Kind::Failure
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("installing {} with apt-get failed:\n{tail}\n  help: run `{command}` yourself (full output in {})", packages.join(" "), log.display())]
 pub struct AptFailure {

@@ -304,9 +304,11 @@ exec chroot "$root" "$@""#;
                 return Ok(Builder::Host);
             }
             BuilderChoice::Root if !root_ok => {
-                return Err(BuildError::Builder(
-                    "the trixie builder root needs a Debian or Ubuntu host and root (mmdebstrap, chroot, mount)\n  help: run as root, or pass --builder host to use this machine's toolchain (see `ollama-vulkan doctor`)".into(),
-                ))
+                return Err(BuildError::Builder {
+                    what: "the trixie builder root needs a Debian or Ubuntu host and root (mmdebstrap, chroot, mount)".into(),
+                    detail: None,
+                    help: "run as root, or pass --builder host to use this machine's toolchain (see `ollama-vulkan doctor`)".into(),
+                })
             }
             _ => {}
         }
@@ -327,19 +329,28 @@ exec chroot "$root" "$@""#;
             return Ok(builder);
         }
         if offline {
-            return Err(BuildError::Builder(format!(
-                "the builder root {} does not exist and --offline forbids making it\n  help: run once online, or pass --builder host",
-                path.display()
-            )));
+            return Err(BuildError::Builder {
+                what: format!(
+                    "the builder root {} does not exist and --offline forbids making it",
+                    path.display()
+                ),
+                detail: None,
+                help: "run once online, or pass --builder host".into(),
+            });
         }
         // Before anything is written: a refused install leaves the cache as it was.
         crate::provision::ensure(&[crate::provision::MMDEBSTRAP])?;
-        fs::create_dir_all(&dir)
-            .map_err(|e| BuildError::Builder(format!("creating {}: {e}", dir.display())))?;
-        let lock =
-            fs::File::create(dir.join(".lock")).map_err(|e| BuildError::Builder(e.to_string()))?;
-        lock.lock()
-            .map_err(|e| BuildError::Builder(e.to_string()))?;
+        fs::create_dir_all(&dir).map_err(|source| BuildError::Io {
+            what: format!("creating {}", dir.display()),
+            source,
+        })?;
+        let lock_path = dir.join(".lock");
+        let lock_err = |source| BuildError::Io {
+            what: format!("locking {}", lock_path.display()),
+            source,
+        };
+        let lock = fs::File::create(&lock_path).map_err(lock_err)?;
+        lock.lock().map_err(lock_err)?;
         if path.join("usr/bin/cmake").exists() {
             return Ok(builder); // made by a concurrent run while we waited
         }
@@ -369,18 +380,26 @@ exec chroot "$root" "$@""#;
         .stdout_capture()
         .unchecked()
         .run()
-        .map_err(|e| BuildError::Builder(format!("running mmdebstrap: {e}")))?;
+        .map_err(|source| BuildError::Io {
+            what: "running mmdebstrap".into(),
+            source,
+        })?;
         if !out.status.success() {
             let _ = fs::remove_dir_all(&tmp);
             let text = String::from_utf8_lossy(&out.stdout);
             let tail: Vec<&str> = text.lines().rev().take(15).collect();
-            return Err(BuildError::Builder(format!(
-                "mmdebstrap {SUITE} failed:\n{}\n  help: check that the Debian mirror serves {SUITE}, or pass --builder host",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            )));
+            return Err(BuildError::Builder {
+                what: format!("mmdebstrap {SUITE} failed"),
+                detail: Some(tail.into_iter().rev().collect::<Vec<_>>().join("\n")),
+                help: format!(
+                    "check that the Debian mirror serves {SUITE}, or pass --builder host"
+                ),
+            });
         }
-        fs::rename(&tmp, &path)
-            .map_err(|e| BuildError::Builder(format!("moving the root into place: {e}")))?;
+        fs::rename(&tmp, &path).map_err(|source| BuildError::Io {
+            what: "moving the root into place".into(),
+            source,
+        })?;
         progress.finish(&path.display().to_string());
         Ok(builder)
     }

@@ -246,3 +246,12 @@ pub fn render(r: &Report) -> String {
     }
     s
 }
+
+/// The builder packages doctor checks: the recipe's, else the newest template's (one
+/// builder root serves every era).
+pub fn default_packages(recipe: Option<&Recipe>, templates: &[Recipe]) -> Vec<String> {
+    recipe
+        .or_else(|| templates.last())
+        .map(|r| r.build.builder_packages.clone())
+        .unwrap_or_default()
+}

@@ -26,10 +26,21 @@ use run::{run_step, StepRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("{0}")]
-    Builder(String),
-    #[error("{0}")]
-    Io(String),
+    /// The builder root cannot be used or made (mmdebstrap, root, --offline).
+    #[error("{what}{}\n  help: {help}", detail.as_deref().map(|d| format!(":\n{d}")).unwrap_or_default())]
+    Builder {
+        what: String,
+        detail: Option<String>,
+        help: String,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    /// A program the build runs itself (gzip, ldd) failed.
+    #[error("{what}")]
+    Tool { what: String },
     #[error("step `{name}` failed: {detail}\n  log: {}", log.display())]
     Step {
         name: String,
@@ -50,6 +61,23 @@ pub enum BuildError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Provision(#[from] crate::provision::ProvisionError),
+}
+
+impl crate::error::HasKind for BuildError {
+    fn kind(&self) -> crate::error::Kind {
+        use crate::error::Kind;
+        match self {
+            BuildError::Source(e) => e.kind(),
+            BuildError::Prepare(e) => e.kind(),
+            BuildError::Provision(e) => e.kind(),
+            BuildError::NoSteps { .. } => Kind::Unsupported,
+            BuildError::Builder { .. }
+            | BuildError::Io { .. }
+            | BuildError::Tool { .. }
+            | BuildError::Step { .. }
+            | BuildError::LibCheck { .. } => Kind::Failure,
+        }
+    }
 }
 
 pub struct BuildRequest<'a> {
@@ -234,7 +262,7 @@ pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
             recipe: r.path.display().to_string(),
         });
     }
-    let io = |what: String| move |e: std::io::Error| BuildError::Io(format!("{what}: {e}"));
+    let io = |what: String| move |source: std::io::Error| BuildError::Io { what, source };
     fs::create_dir_all(req.dest).map_err(io(format!("creating {}", req.dest.display())))?;
     let dest =
         fs::canonicalize(req.dest).map_err(io(format!("resolving {}", req.dest.display())))?;
@@ -571,11 +599,9 @@ fn gunzip_for_check(lib: &Path) -> Result<Option<(tempfile::TempDir, PathBuf)>, 
         return Ok(None);
     }
     let dir = lib.parent().unwrap_or(Path::new("."));
-    let io = |e: std::io::Error| {
-        BuildError::Io(format!(
-            "unpacking {} for the library check: {e}",
-            lib.display()
-        ))
+    let io = |source: std::io::Error| BuildError::Io {
+        what: format!("unpacking {} for the library check", lib.display()),
+        source,
     };
     let tmp = tempfile::Builder::new()
         .prefix(".ldd-check-")
@@ -596,10 +622,9 @@ fn gunzip_for_check(lib: &Path) -> Result<Option<(tempfile::TempDir, PathBuf)>, 
             .map_err(io)?
             .success();
         if !ok {
-            return Err(BuildError::Io(format!(
-                "gzip -dc {} failed",
-                e.path().display()
-            )));
+            return Err(BuildError::Tool {
+                what: format!("gzip -dc {} failed", e.path().display()),
+            });
         }
         let mut perm = fs::metadata(&out).map_err(io)?.permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
@@ -668,7 +693,10 @@ fn check_libs(
                 .unchecked()
                 .run()
                 .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .map_err(|e| BuildError::Io(format!("running ldd: {e}")))?;
+                .map_err(|source| BuildError::Io {
+                    what: "running ldd".into(),
+                    source,
+                })?;
             let undefined: Vec<String> = text
                 .lines()
                 .filter_map(|l| l.trim().strip_prefix("undefined symbol: "))

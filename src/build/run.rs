@@ -53,16 +53,23 @@ pub fn run_step(
     quiet: bool,
 ) -> Result<StepRecord, BuildError> {
     if let Some(dir) = log.parent() {
-        fs::create_dir_all(dir)
-            .map_err(|e| BuildError::Io(format!("creating {}: {e}", dir.display())))?;
+        fs::create_dir_all(dir).map_err(|source| BuildError::Io {
+            what: format!("creating {}", dir.display()),
+            source,
+        })?;
     }
-    let mut f = fs::File::create(log)
-        .map_err(|e| BuildError::Io(format!("creating {}: {e}", log.display())))?;
+    let mut f = fs::File::create(log).map_err(|source| BuildError::Io {
+        what: format!("creating {}", log.display()),
+        source,
+    })?;
     let _ = writeln!(f, "$ (cd {} && {})", cwd.display(), argv.join(" "));
     for (k, v) in env {
         let _ = writeln!(f, "# {k}={v}");
     }
-    let f2 = f.try_clone().map_err(|e| BuildError::Io(e.to_string()))?;
+    let f2 = f.try_clone().map_err(|source| BuildError::Io {
+        what: format!("opening {} twice", log.display()),
+        source,
+    })?;
     let tty = !quiet && std::io::stderr().is_terminal();
     let label = format!("[{index}/{total}] {name}");
     if !quiet && !tty {

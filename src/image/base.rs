@@ -298,21 +298,26 @@ pub fn base(req: &BaseRequest<'_>) -> Result<BaseReport, ImageError> {
             .stdout_capture()
             .unchecked()
             .run()
-            .map_err(|e| ImageError::Engine(format!("running mmdebstrap: {e}")))?;
+            .map_err(|source| ImageError::Spawn {
+                program: "mmdebstrap".into(),
+                source,
+            })?;
         if !out.status.success() {
             let _ = fs::remove_file(&tmp);
-            return Err(ImageError::Engine(format!(
-                "mmdebstrap {} ({}) failed:\n{}\n  help: check that the Debian mirror serves {0} for {}{}",
-                req.suite,
-                variant,
-                crate::fsutil::last_lines(&String::from_utf8_lossy(&out.stdout), 15),
-                req.arch.name(),
-                if req.arch != Arch::host() {
-                    " and that qemu-user-static + binfmt-support are installed (foreign architecture)"
-                } else {
-                    ""
-                }
-            )));
+            return Err(ImageError::Command {
+                what: format!("mmdebstrap {} ({variant}) failed:", req.suite),
+                context: crate::fsutil::last_lines(&String::from_utf8_lossy(&out.stdout), 15),
+                help: Some(format!(
+                    "check that the Debian mirror serves {} for {}{}",
+                    req.suite,
+                    req.arch.name(),
+                    if req.arch != Arch::host() {
+                        " and that qemu-user-static + binfmt-support are installed (foreign architecture)"
+                    } else {
+                        ""
+                    }
+                )),
+            });
         }
         fs::rename(&tmp, &rootfs)
             .map_err(io(format!("moving the root to {}", rootfs.display())))?;

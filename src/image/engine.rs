@@ -187,17 +187,16 @@ impl Engine {
         let pick = |kind: EngineKind| find(kind.name()).map(|program| Engine { kind, program });
         let installed = |kind: EngineKind, needs: &[crate::provision::Need]| {
             crate::provision::ensure(needs)?;
-            pick(kind).ok_or_else(|| {
-                ImageError::Engine(format!(
-                    "{} is still not on PATH after installing it",
-                    kind.name()
-                ))
+            pick(kind).ok_or_else(|| ImageError::Unavailable {
+                what: format!("{} is still not on PATH after installing it", kind.name()),
+                help: format!("check what the package installed: dpkg -L {}", kind.name()),
             })
         };
         let missing = |name: &str| {
-            ImageError::Engine(format!(
-                "{name} is not installed\n  help: apt-get install -y podman runc (registry-free builds need no daemon), or pass --engine with one you have"
-            ))
+            ImageError::Unavailable {
+                what: format!("{name} is not installed"),
+                help: "apt-get install -y podman runc (registry-free builds need no daemon), or pass --engine with one you have".into(),
+            }
         };
         match choice {
             EngineChoice::Podman => pick(EngineKind::Podman)
@@ -209,10 +208,14 @@ impl Engine {
             EngineChoice::Docker => {
                 let e = pick(EngineKind::Docker).ok_or_else(|| missing("docker"))?;
                 if !docker_answers(&e.program) {
-                    return Err(ImageError::Engine(format!(
-                        "{} finds no Docker daemon (`docker info` fails)\n  help: start dockerd, or use --engine podman / buildah (no daemon needed)",
-                        e.program.display()
-                    )));
+                    return Err(ImageError::Unavailable {
+                        what: format!(
+                            "{} finds no Docker daemon (`docker info` fails)",
+                            e.program.display()
+                        ),
+                        help: "start dockerd, or use --engine podman / buildah (no daemon needed)"
+                            .into(),
+                    });
                 }
                 Ok(e)
             }
@@ -243,10 +246,9 @@ impl Engine {
                     kind: EngineKind::Podman,
                     program,
                 })
-                .ok_or_else(|| {
-                    ImageError::Engine(
-                        "running an image needs podman (buildah only builds)\n  help: apt-get install -y podman runc".into(),
-                    )
+                .ok_or_else(|| ImageError::Unavailable {
+                    what: "running an image needs podman (buildah only builds)".into(),
+                    help: "apt-get install -y podman runc".into(),
                 }),
             _ => Ok(self.clone()),
         }
@@ -264,7 +266,10 @@ impl Engine {
             .stderr_capture()
             .unchecked()
             .run()
-            .map_err(|e| ImageError::Engine(format!("running {}: {e}", self.kind.name())))?;
+            .map_err(|source| ImageError::Spawn {
+                program: self.kind.name().into(),
+                source,
+            })?;
         Ok(Captured {
             ok: out.status.success(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -283,12 +288,11 @@ impl Engine {
     }
 
     fn failed(&self, what: &str, args: &[String], c: &Captured) -> ImageError {
-        ImageError::Engine(format!(
-            "{what} failed: {} {}\n{}",
-            self.kind.name(),
-            args.join(" "),
-            c.context()
-        ))
+        ImageError::Command {
+            what: format!("{what} failed: {} {}", self.kind.name(), args.join(" ")),
+            context: c.context(),
+            help: None,
+        }
     }
 
     /// One value the engine prints on stdout, checked against its shape: Ok(None) when
@@ -328,14 +332,18 @@ impl Engine {
         c: &Captured,
         shape: Shape,
     ) -> Result<String, ImageError> {
-        shape.check(&c.stdout).map_err(|why| {
-            ImageError::Engine(format!(
-                "{what}: `{} {}` printed {} on stdout, {why}\n{}\n  help: this is the engine's output, not ours: check the engine with the same command",
+        shape.check(&c.stdout).map_err(|why| ImageError::Command {
+            what: format!(
+                "{what}: `{} {}` printed {} on stdout, {why}",
                 self.kind.name(),
                 args.join(" "),
-                shown(&c.stdout),
-                c.context()
-            ))
+                shown(&c.stdout)
+            ),
+            context: c.context(),
+            help: Some(
+                "this is the engine's output, not ours: check the engine with the same command"
+                    .into(),
+            ),
         })
     }
 
@@ -364,9 +372,10 @@ impl Engine {
         for (k, v) in env {
             cmd = cmd.env(k, v);
         }
-        let reader = cmd
-            .reader()
-            .map_err(|e| ImageError::Engine(format!("running {}: {e}", self.kind.name())))?;
+        let reader = cmd.reader().map_err(|source| ImageError::Spawn {
+            program: self.kind.name().into(),
+            source,
+        })?;
         let mut lines = BufReader::new(&reader);
         let mut line = Vec::new();
         loop {
@@ -385,16 +394,19 @@ impl Engine {
                     }
                 }
                 Err(e) => {
-                    return Err(ImageError::Engine(format!(
-                        "reading {} output: {e}",
-                        self.kind.name()
-                    )))
+                    return Err(ImageError::Io {
+                        what: format!("reading {} output", self.kind.name()),
+                        source: e,
+                    })
                 }
             }
         }
         let status = reader
             .try_wait()
-            .map_err(|e| ImageError::Engine(e.to_string()))?
+            .map_err(|source| ImageError::Io {
+                what: format!("waiting for {}", self.kind.name()),
+                source,
+            })?
             .map(|o| o.status);
         match status {
             Some(s) if s.success() => Ok(()),
@@ -482,9 +494,10 @@ impl Engine {
             }
         }
         match self.kind {
-            EngineKind::Docker => Err(ImageError::Engine(
-                "docker cannot write an OCI archive or layout here\n  help: use --engine podman or buildah for --output, or `docker save IMAGE` for a docker archive".into(),
-            )),
+            EngineKind::Docker => Err(ImageError::Unavailable {
+                what: "docker cannot write an OCI archive or layout here".into(),
+                help: "use --engine podman or buildah for --output, or `docker save IMAGE` for a docker archive".into(),
+            }),
             _ => {
                 if let Output::OciArchive(p) = out {
                     // Written whole or not at all: push to a temp name, then rename.

@@ -20,8 +20,22 @@ use engine::{Engine, Output};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    #[error("{0}")]
-    Engine(String),
+    /// An engine or tool is missing, or cannot do what was asked.
+    #[error("{what}\n  help: {help}")]
+    Unavailable { what: String, help: String },
+    /// A program could not be started at all.
+    #[error("running {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    /// A command failed, or printed what we refuse; `context` is its own output.
+    #[error("{what}\n{context}{}", help.as_deref().map(|h| format!("\n  help: {h}")).unwrap_or_default())]
+    Command {
+        what: String,
+        context: String,
+        help: Option<String>,
+    },
     #[error("{0}")]
     Usage(String),
     #[error("{what} failed ({engine} exit {status})\n  log: {}\n{tail}", log.display())]
@@ -39,6 +53,22 @@ pub enum ImageError {
     },
     #[error(transparent)]
     Provision(#[from] crate::provision::ProvisionError),
+}
+
+impl crate::error::HasKind for ImageError {
+    fn kind(&self) -> crate::error::Kind {
+        use crate::error::Kind;
+        match self {
+            ImageError::Usage(_) => Kind::BadInput,
+            // A refused install is a failure here, whatever provisioning thinks of it.
+            ImageError::Provision(_)
+            | ImageError::Unavailable { .. }
+            | ImageError::Spawn { .. }
+            | ImageError::Command { .. }
+            | ImageError::Failed { .. }
+            | ImageError::Io { .. } => Kind::Failure,
+        }
+    }
 }
 
 /// Which Dockerfile to render.
@@ -308,7 +338,24 @@ WORKDIR {SRC}/ollama\n\
         .replace("{{runtime_env}}", &runtime_env))
 }
 
-/// What `image` builds from.
+/// `--base ROLE=IMAGE` arguments as a role → image map.
+pub fn parse_bases(args: &[String]) -> Result<BTreeMap<String, String>, ImageError> {
+    let mut bases = BTreeMap::new();
+    for b in args {
+        match b.split_once('=') {
+            Some((role, img)) if !img.is_empty() => {
+                bases.insert(role.to_string(), img.to_string());
+            }
+            _ => {
+                return Err(ImageError::Usage(format!(
+                    "--base {b}: expected ROLE=IMAGE, e.g. --base runtime=localhost/ollama-vulkan-runtime:trixie"
+                )))
+            }
+        }
+    }
+    Ok(bases)
+}
+
 /// The base image of each stage the image needs (`runtime`, and `builder` unless
 /// from the dist): `--base` overrides, else the recipe's `[image] base`, else Debian's.
 pub fn bases_for(

@@ -24,6 +24,18 @@ pub enum CheckError {
     Usage(String),
 }
 
+impl crate::error::HasKind for CheckError {
+    fn kind(&self) -> crate::error::Kind {
+        use crate::error::Kind;
+        match self {
+            CheckError::Source(e) => e.kind(),
+            CheckError::Series { source, .. } => source.kind(),
+            CheckError::Patch(e) => e.kind(),
+            CheckError::Usage(_) => Kind::BadInput,
+        }
+    }
+}
+
 /// One cell: how a patch fared on a tag.
 #[derive(Debug, Clone, Serialize)]
 pub struct Cell {
@@ -174,6 +186,40 @@ pub fn check_series(
         applied: memo.misses,
         memo_hits: memo.hits,
     })
+}
+
+/// Which tags `check_many` runs a series over.
+pub enum Tags<'a> {
+    All,
+    /// `FROM..TO` or one tag (see [`select`]).
+    Range(&'a str),
+}
+
+/// Runs each named series (a directory under `patches_dir`) over its target's tags.
+pub fn check_many(
+    patches_dir: &std::path::Path,
+    mirrors: &crate::source::Mirrors,
+    names: &[String],
+    tags: Tags,
+    fuzz: usize,
+) -> Result<Vec<Matrix>, CheckError> {
+    let mut matrices = Vec::new();
+    for name in names {
+        let s = Series::load(&patches_dir.join(name)).map_err(|source| CheckError::Series {
+            name: name.clone(),
+            source,
+        })?;
+        let target = s.target.unwrap_or(RepoName::Ollama);
+        let url = crate::recipe::new::default_url(target);
+        let repos = mirrors.open(target, Some(url), &[crate::source::Want::Everything])?;
+        let all = ordered_tags(&repos[0]);
+        let chosen = match tags {
+            Tags::All => all,
+            Tags::Range(r) => select(&all, r)?,
+        };
+        matrices.push(check_series(&s, &repos[0], &chosen, fuzz)?);
+    }
+    Ok(matrices)
 }
 
 /// The matrix as text: consecutive tags with the same row share a line.

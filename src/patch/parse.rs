@@ -15,6 +15,12 @@ pub struct PatchError {
     pub help: String,
 }
 
+impl crate::error::HasKind for PatchError {
+    fn kind(&self) -> crate::error::Kind {
+        crate::error::Kind::BadInput
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Patch {
     /// File name in the series.

@@ -48,6 +48,19 @@ pub enum PrepareError {
     Write { what: String, detail: String },
 }
 
+impl crate::error::HasKind for PrepareError {
+    fn kind(&self) -> crate::error::Kind {
+        use crate::error::Kind;
+        match self {
+            PrepareError::Source(e) => e.kind(),
+            PrepareError::Series { source, .. } => source.kind(),
+            PrepareError::Patch(e) => e.kind(),
+            PrepareError::NoTree { .. } => Kind::BadInput,
+            PrepareError::Failed { .. } | PrepareError::Write { .. } => Kind::Failure,
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 pub struct PrepareOptions {
     /// Overrides every series' fuzz (`--fuzz N`).

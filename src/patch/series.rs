@@ -52,6 +52,12 @@ pub enum SeriesError {
     },
 }
 
+impl crate::error::HasKind for SeriesError {
+    fn kind(&self) -> crate::error::Kind {
+        crate::error::Kind::BadInput
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Series {
     pub name: String,
@@ -287,4 +293,18 @@ impl Series {
         })?;
         Ok(sha256_hex(out.as_bytes()))
     }
+}
+
+/// The series under `patches_dir` (directories with a `series` file), by name.
+pub fn discover(patches_dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(patches_dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().join("series").is_file())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
 }

@@ -78,10 +78,11 @@ pub enum RebaseError {
     },
 }
 
-impl RebaseError {
-    pub fn exit_code(&self) -> i32 {
-        use crate::error::exit::*;
+impl crate::error::HasKind for RebaseError {
+    fn kind(&self) -> crate::error::Kind {
+        use crate::error::Kind;
         match self {
+            RebaseError::Source(e) => e.kind(),
             RebaseError::Usage(_)
             | RebaseError::Recipe(_)
             | RebaseError::Patch(_)
@@ -89,20 +90,11 @@ impl RebaseError {
             | RebaseError::InProgress { .. }
             | RebaseError::NotInProgress { .. }
             | RebaseError::OldBase { .. }
-            | RebaseError::State { .. } => BAD_INPUT,
-            RebaseError::Source(
-                SourceError::BadMirrorArg { .. }
-                | SourceError::Unreadable { .. }
-                | SourceError::TagNotFound { .. }
-                | SourceError::NoSource { .. }
-                | SourceError::OfflineMissing { .. }
-                | SourceError::MovedTag { .. }
-                | SourceError::CommitNotFound { .. }
-                | SourceError::HostileTree { .. }
-                | SourceError::BadCacheDir { .. }
-                | SourceError::FsckFailed { .. },
-            ) => BAD_INPUT,
-            _ => FAILURE,
+            | RebaseError::State { .. } => Kind::BadInput,
+            RebaseError::Unresolved { .. }
+            | RebaseError::Changed { .. }
+            | RebaseError::Git { .. }
+            | RebaseError::Io { .. } => Kind::Failure,
         }
     }
 }
@@ -211,11 +203,13 @@ pub struct RebaseReport {
 }
 
 impl RebaseReport {
-    pub fn exit_code(&self) -> u8 {
+    /// The kind of failure the outcome reports as data (a conflict to resolve, another
+    /// era), or None when it finished or was aborted.
+    pub fn failure(&self) -> Option<crate::error::Kind> {
         match self.outcome {
-            Finish::Done { .. } | Finish::Aborted { .. } => 0,
-            Finish::Conflict { .. } => crate::error::exit::FAILURE as u8,
-            Finish::EraChange => crate::error::exit::UNSUPPORTED as u8,
+            Finish::Done { .. } | Finish::Aborted { .. } => None,
+            Finish::Conflict { .. } => Some(crate::error::Kind::Failure),
+            Finish::EraChange => Some(crate::error::Kind::Unsupported),
         }
     }
 }

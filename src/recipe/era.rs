@@ -152,6 +152,12 @@ pub enum EraError {
     Git { what: String, source: git2::Error },
 }
 
+impl crate::error::HasKind for EraError {
+    fn kind(&self) -> crate::error::Kind {
+        crate::error::Kind::BadInput
+    }
+}
+
 /// Reads only the handful of paths that decide the era, so classifying a tag costs a few
 /// object reads and no checkout.
 pub fn classify(

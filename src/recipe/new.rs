@@ -17,6 +17,14 @@ use crate::version::Version;
 pub const DEFAULT_OLLAMA_URL: &str = "https://github.com/ollama/ollama.git";
 pub const DEFAULT_LLAMACPP_URL: &str = "https://github.com/ggml-org/llama.cpp.git";
 
+/// The upstream URL of a repository when no recipe names one.
+pub fn default_url(repo: RepoName) -> &'static str {
+    match repo {
+        RepoName::Ollama => DEFAULT_OLLAMA_URL,
+        RepoName::LlamaCpp => DEFAULT_LLAMACPP_URL,
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum NewError {
     #[error(transparent)]
@@ -45,6 +53,20 @@ pub enum NewError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+impl crate::error::HasKind for NewError {
+    fn kind(&self) -> crate::error::Kind {
+        use crate::error::Kind;
+        match self {
+            NewError::Source(e) => e.kind(),
+            NewError::Era(_) | NewError::Template { .. } | NewError::Refused { .. } => {
+                Kind::BadInput
+            }
+            NewError::Unsupported { .. } => Kind::Unsupported,
+            NewError::Generated(_) | NewError::Io { .. } => Kind::Failure,
+        }
+    }
 }
 
 /// What `recipe new --json` prints.
@@ -386,6 +408,47 @@ pub struct EraRow {
     pub llamacpp_version: Option<String>,
     pub vulkan_path: bool,
     pub error: Option<String>,
+}
+
+/// `era`'s input: every tag of the Ollama repository, or these.
+pub enum EraTags<'a> {
+    All,
+    Some(&'a [String]),
+}
+
+/// Opens the Ollama repository (and llama.cpp mirrors given explicitly, to resolve pins)
+/// and classifies the tags in release order.
+pub fn survey_tags(
+    mirrors: &Mirrors,
+    ollama_url: &str,
+    tags: EraTags,
+) -> Result<Vec<EraRow>, SourceError> {
+    let wants: Vec<Want> = match tags {
+        EraTags::All => vec![Want::Everything],
+        EraTags::Some(t) => t.iter().map(|t| Want::Tag(t.clone())).collect(),
+    };
+    let repos = mirrors.open(RepoName::Ollama, Some(ollama_url), &wants)?;
+    let llama = if mirrors.has_explicit(RepoName::LlamaCpp) {
+        mirrors.open(RepoName::LlamaCpp, None, &[])?
+    } else {
+        Vec::new()
+    };
+    let mut tags = match tags {
+        EraTags::All => repos[0]
+            .git
+            .tag_names(None)
+            .map_err(|source| SourceError::Git {
+                what: "listing tags".into(),
+                source,
+            })?
+            .iter()
+            .flatten()
+            .map(str::to_string)
+            .collect(),
+        EraTags::Some(t) => t.to_vec(),
+    };
+    crate::version::sort_tags(&mut tags);
+    Ok(survey(&repos[0], &tags, &llama))
 }
 
 /// Classifies tags; with llama.cpp mirrors, also resolves each distinct pin once.

@@ -31,8 +31,8 @@ pub enum SmokeError {
         why: String,
         help: String,
     },
-    #[error("making the test model: {0}\n  help: the smoke test needs python3 with venv and pip (apt-get install python3-venv) and the PyPI package `gguf`")]
-    Model(String),
+    #[error("making the test model: {what}: {detail}\n  help: the smoke test needs python3 with venv and pip (apt-get install python3-venv) and the PyPI package `gguf`")]
+    Model { what: String, detail: String },
     #[error("{what}: {why}\n  server log: {log}\n{tail}")]
     Failed {
         what: String,
@@ -42,12 +42,50 @@ pub enum SmokeError {
     },
     #[error("interrupted; the server was stopped and the temporary files removed")]
     Interrupted,
-    #[error("{0}")]
-    Io(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Provision(#[from] crate::provision::ProvisionError),
     #[error(transparent)]
     Image(Box<crate::image::ImageError>),
+}
+
+impl crate::error::HasKind for SmokeError {
+    fn kind(&self) -> crate::error::Kind {
+        use crate::error::Kind;
+        match self {
+            SmokeError::Dist { .. } => Kind::BadInput,
+            // Smoke's own engine and base problems are failures of the run, whatever
+            // their kind was when `image` met them.
+            SmokeError::Provision(e) => e.kind(),
+            SmokeError::Model { .. }
+            | SmokeError::Failed { .. }
+            | SmokeError::Interrupted
+            | SmokeError::Io { .. }
+            | SmokeError::Image(_) => Kind::Failure,
+        }
+    }
+}
+
+/// Whether this machine has a GPU device node (/dev/nvidia0, /dev/dri/renderD*): without
+/// one, smoke selects CPU-type Vulkan devices (lavapipe) itself.
+pub fn has_gpu_device() -> bool {
+    Path::new("/dev/nvidia0").exists()
+        || fs::read_dir("/dev/dri")
+            .map(|rd| {
+                rd.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with("renderD"))
+            })
+            .unwrap_or(false)
+}
+
+/// An io error with what smoke was doing.
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SmokeError {
+    let what = what.into();
+    move |source| SmokeError::Io { what, source }
 }
 
 impl From<crate::image::ImageError> for SmokeError {
@@ -228,24 +266,26 @@ fn python(cache: &Path) -> Result<PathBuf, SmokeError> {
         return Ok(py);
     }
     let run = |cmd: &mut Command, what: &str| -> Result<(), SmokeError> {
-        let out = cmd
-            .output()
-            .map_err(|e| SmokeError::Model(format!("{what}: {e}")))?;
+        let out = cmd.output().map_err(|e| SmokeError::Model {
+            what: what.into(),
+            detail: e.to_string(),
+        })?;
         if !out.status.success() {
-            return Err(SmokeError::Model(format!(
-                "{what}: {}",
-                String::from_utf8_lossy(&out.stderr)
+            return Err(SmokeError::Model {
+                what: what.into(),
+                detail: String::from_utf8_lossy(&out.stderr)
                     .lines()
                     .last()
                     .unwrap_or("")
-            )));
+                    .to_string(),
+            });
         }
         Ok(())
     };
     crate::provision::ensure(&[crate::provision::PYTHON_VENV])?;
     let tmp = cache.join(format!(".smoke-venv-{}", std::process::id()));
     let _ = fs::remove_dir_all(&tmp);
-    fs::create_dir_all(cache).map_err(|e| SmokeError::Io(e.to_string()))?;
+    fs::create_dir_all(cache).map_err(io(format!("creating {}", cache.display())))?;
     crate::progress::note("making a Python venv with the `gguf` package (once)");
     run(
         Command::new("python3").args(["-m", "venv"]).arg(&tmp),
@@ -256,7 +296,7 @@ fn python(cache: &Path) -> Result<PathBuf, SmokeError> {
         "pip install gguf",
     )?;
     let _ = fs::remove_dir_all(&venv);
-    fs::rename(&tmp, &venv).map_err(|e| SmokeError::Io(e.to_string()))?;
+    fs::rename(&tmp, &venv).map_err(io(format!("moving the venv to {}", venv.display())))?;
     Ok(py)
 }
 
@@ -299,11 +339,8 @@ impl Drop for Server {
 }
 
 fn free_port() -> Result<u16, SmokeError> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| SmokeError::Io(format!("finding a free port: {e}")))?;
-    Ok(l.local_addr()
-        .map_err(|e| SmokeError::Io(e.to_string()))?
-        .port())
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(io("finding a free port"))?;
+    Ok(l.local_addr().map_err(io("finding a free port"))?.port())
 }
 
 /// Where `ollama serve` and `ollama create` run.
@@ -382,21 +419,25 @@ pub fn smoke(req: &SmokeRequest<'_>) -> Result<Report, SmokeError> {
     let work = tempfile::Builder::new()
         .prefix("ollama-vulkan-smoke-")
         .tempdir()
-        .map_err(|e| SmokeError::Io(e.to_string()))?;
+        .map_err(io("creating the smoke work dir"))?;
     let wdir = work.path().to_path_buf();
     let model = wdir.join("smoke.gguf");
     let py = python(req.cache)?;
     let script = wdir.join("make_model.py");
-    fs::write(&script, MAKE_MODEL).map_err(|e| SmokeError::Io(e.to_string()))?;
+    fs::write(&script, MAKE_MODEL).map_err(io(format!("writing {}", script.display())))?;
     let out = Command::new(&py)
         .arg(&script)
         .arg(&model)
         .output()
-        .map_err(|e| SmokeError::Model(e.to_string()))?;
+        .map_err(|e| SmokeError::Model {
+            what: format!("running {}", py.display()),
+            detail: e.to_string(),
+        })?;
     if !out.status.success() {
-        return Err(SmokeError::Model(
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ));
+        return Err(SmokeError::Model {
+            what: "make_model.py".into(),
+            detail: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
     }
     // In a container the work dir is /smoke, writable by an image's non-root user.
     let in_image = matches!(req.target, SmokeTarget::Image { .. });
@@ -408,18 +449,18 @@ pub fn smoke(req: &SmokeRequest<'_>) -> Result<Report, SmokeError> {
     if in_image {
         use std::os::unix::fs::PermissionsExt;
         for d in [wdir.clone(), wdir.join("models"), wdir.join("home")] {
-            fs::create_dir_all(&d).map_err(|e| SmokeError::Io(e.to_string()))?;
+            fs::create_dir_all(&d).map_err(io(format!("creating {}", d.display())))?;
             fs::set_permissions(&d, fs::Permissions::from_mode(0o777))
-                .map_err(|e| SmokeError::Io(e.to_string()))?;
+                .map_err(io(format!("opening {} to the container", d.display())))?;
         }
         fs::set_permissions(&model, fs::Permissions::from_mode(0o644))
-            .map_err(|e| SmokeError::Io(e.to_string()))?;
+            .map_err(io(format!("opening {} to the container", model.display())))?;
     }
     fs::write(
         wdir.join("Modelfile"),
         format!("FROM {}\n", seen.join("smoke.gguf").display()),
     )
-    .map_err(|e| SmokeError::Io(e.to_string()))?;
+    .map_err(io("writing the Modelfile"))?;
     let mut builder = info.builder.clone();
     // Server logs are kept (on success and failure: they are the evidence): next to the
     // dist (its parent is the build dir), or in the cache per image.
@@ -439,8 +480,7 @@ pub fn smoke(req: &SmokeRequest<'_>) -> Result<Report, SmokeError> {
         ),
         (None, SmokeTarget::Dist(_)) => unreachable!(),
     };
-    fs::create_dir_all(&keep)
-        .map_err(|e| SmokeError::Io(format!("creating {}: {e}", keep.display())))?;
+    fs::create_dir_all(&keep).map_err(io(format!("creating {}", keep.display())))?;
     if let Some(d) = &dist {
         builder.bind(&[wdir.clone(), d.clone(), keep.clone()]);
     }
@@ -527,10 +567,10 @@ fn run_mode(
         log: log.display().to_string(),
         tail: crate::fsutil::tail_file(log, 30),
     };
-    let logf = fs::File::create(log).map_err(|e| SmokeError::Io(e.to_string()))?;
+    let logf = fs::File::create(log).map_err(io(format!("creating {}", log.display())))?;
     let logf2 = logf
         .try_clone()
-        .map_err(|e| SmokeError::Io(e.to_string()))?;
+        .map_err(io(format!("opening {} twice", log.display())))?;
     let progress = crate::progress::Progress::start(match runner {
         Runner::Dist { .. } => format!("smoke ({mode}): ollama serve on 127.0.0.1:{port}"),
         Runner::Image { image, .. } => {
@@ -596,7 +636,7 @@ fn run_mode(
         .stdout(logf)
         .stderr(logf2)
         .spawn()
-        .map_err(|e| SmokeError::Io(format!("starting ollama serve: {e}")))?;
+        .map_err(io("starting ollama serve"))?;
     let mut server = Server {
         child: Some(child),
         container,
@@ -651,7 +691,7 @@ fn run_mode(
                 .stdout_capture()
                 .unchecked()
                 .run()
-                .map_err(|e| SmokeError::Io(format!("podman healthcheck run: {e}")))?;
+                .map_err(io("podman healthcheck run"))?;
             let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
             if out.status.success() {
                 healthcheck = Some("healthy".to_string());
@@ -698,7 +738,7 @@ fn run_mode(
         .stdout_capture()
         .unchecked()
         .run()
-        .map_err(|e| SmokeError::Io(format!("ollama create: {e}")))?;
+        .map_err(io("ollama create"))?;
     if !out.status.success() {
         return Err(fail(
             "ollama create failed",

@@ -128,6 +128,29 @@ pub enum SourceError {
     },
 }
 
+impl crate::error::HasKind for SourceError {
+    fn kind(&self) -> crate::error::Kind {
+        use crate::error::Kind;
+        match self {
+            SourceError::BadMirrorArg { .. }
+            | SourceError::Unreadable { .. }
+            | SourceError::TagNotFound { .. }
+            | SourceError::NoSource { .. }
+            | SourceError::OfflineMissing { .. }
+            | SourceError::MovedTag { .. }
+            | SourceError::CommitNotFound { .. }
+            | SourceError::HostileTree { .. }
+            | SourceError::BadCacheDir { .. }
+            | SourceError::FsckFailed { .. } => Kind::BadInput,
+            SourceError::Fetch { .. }
+            | SourceError::MissingBlob { .. }
+            | SourceError::Regenerate(_)
+            | SourceError::Git { .. }
+            | SourceError::Io { .. } => Kind::Failure,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct RegenerateFailure {
     pub what: String,
