@@ -32,7 +32,7 @@ pub enum BuilderChoice {
     Root,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Builder {
     Host,

@@ -61,6 +61,8 @@ pub enum BuildError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Provision(#[from] crate::provision::ProvisionError),
+    #[error(transparent)]
+    Contract(#[from] crate::contract::ContractError),
 }
 
 impl crate::error::HasKind for BuildError {
@@ -70,6 +72,7 @@ impl crate::error::HasKind for BuildError {
             BuildError::Source(e) => e.kind(),
             BuildError::Prepare(e) => e.kind(),
             BuildError::Provision(e) => e.kind(),
+            BuildError::Contract(e) => e.kind(),
             BuildError::NoSteps { .. } => Kind::Unsupported,
             BuildError::Builder { .. }
             | BuildError::Io { .. }
@@ -100,56 +103,7 @@ pub struct Built {
     pub cached: bool,
 }
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct LibCheck {
-    pub lib: String,
-    pub ok: bool,
-    pub undefined: Vec<String>,
-    pub missing_deps: Vec<String>,
-}
-
-/// What `manifest.json` holds.
-#[derive(Debug, Serialize)]
-pub struct Manifest {
-    pub schema: u32,
-    pub tool: String,
-    pub input_key: String,
-    pub recipe: serde_json::Value,
-    pub ollama_commit: String,
-    pub llamacpp_commit: Option<String>,
-    pub llamacpp_version: Option<String>,
-    pub series: Vec<serde_json::Value>,
-    pub sources: serde_json::Value,
-    pub builder: Builder,
-    /// How `smoke` switches Vulkan on and off for this era (from the template).
-    pub smoke: crate::recipe::model::Smoke,
-    pub toolchain: toolchain::Versions,
-    /// What glslc itself compiles (probed directly).
-    pub glslc_extensions: BTreeMap<String, bool>,
-    /// What the Vulkan build's CMake decided (from its configure output): the shader
-    /// variants actually compiled in.
-    pub vulkan_shader_features: BTreeMap<String, bool>,
-    pub steps: Vec<StepRecord>,
-    pub lib_checks: Vec<LibCheck>,
-    pub dist_files: Vec<DistFile>,
-    pub timings: Timings,
-}
-
-#[derive(Debug, Serialize)]
-pub struct DistFile {
-    pub path: String,
-    pub bytes: u64,
-}
-
-#[derive(Debug, Serialize, Default)]
-pub struct Timings {
-    pub fetch_and_prepare_s: f64,
-    pub compile_s: f64,
-    pub checks_s: f64,
-    pub total_s: f64,
-    /// Time outside the steps' subprocesses, as a fraction of the total.
-    pub orchestrator_fraction: f64,
-}
+pub use crate::contract::{DistFile, LibCheck, Manifest, Timings};
 
 /// The inputs that decide a dist, hashed.
 fn input_key(req: &BuildRequest<'_>, builder: &Builder) -> String {
@@ -248,9 +202,9 @@ fn slug(s: &str) -> String {
     out.trim_matches('-').to_string()
 }
 
-fn read_manifest_key(path: &Path) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_slice(&fs::read(path).ok()?).ok()?;
-    v.get("input_key")?.as_str().map(String::from)
+/// The input key of the dist at `dist`, if its manifest is one this version reads.
+fn read_manifest_key(dist: &Path) -> Option<String> {
+    Manifest::read(dist).ok().map(|m| m.input_key)
 }
 
 /// Builds (or finds cached) the recipe's dist.
@@ -275,7 +229,7 @@ pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
     let dist = dest.join("dist");
     let manifest_path = dist.join("manifest.json");
     let key = input_key(req, &builder);
-    if read_manifest_key(&manifest_path).as_deref() == Some(key.as_str()) {
+    if read_manifest_key(&dist).as_deref() == Some(key.as_str()) {
         // A build killed after its swap left the old dist aside: drop it, unless another
         // build of this dir is running (it holds the lock and may be mid-swap).
         if let Ok(lock) = fs::File::create(dest.join(".build.lock")) {
@@ -314,15 +268,9 @@ pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
     )?;
     let fetch_and_prepare_s = t0.elapsed().as_secs_f64();
     crate::killpoint::hit("build.prepared");
-    let sources: serde_json::Value = fs::read(dest.join("sources.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(serde_json::Value::Null);
+    let sources = crate::contract::Sources::read(&dest)?;
     let ollama_tree = dest.join("src/ollama");
-    let llama_tree = sources
-        .get("llamacpp_tree")
-        .and_then(|v| v.as_str())
-        .map(PathBuf::from);
+    let llama_tree = sources.llamacpp_tree.clone();
 
     fs::create_dir_all(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
     let caches = toolchain::cache_dirs(req.cache);
@@ -432,20 +380,17 @@ pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
     let step_s: f64 = records.iter().map(|s| s.seconds).sum();
     let total_s = started.elapsed().as_secs_f64();
     let manifest = Manifest {
-        schema: 1,
+        schema: crate::contract::MANIFEST_SCHEMA,
         tool: format!("ollama-vulkan {}", env!("CARGO_PKG_VERSION")),
         input_key: key,
-        recipe: serde_json::json!({
-            "path": r.path,
-            "era": r.era,
-            "tag": r.ollama.tag,
-            "template": r.template.as_ref().map(|t| &t.name),
-        }),
+        recipe: crate::contract::RecipeRef {
+            path: r.path.clone(),
+            era: r.era,
+            tag: r.ollama.tag.clone(),
+            template: r.template.as_ref().map(|t| t.name.clone()),
+        },
         ollama_commit: r.ollama.commit.clone().unwrap_or_default(),
-        llamacpp_commit: sources
-            .get("llamacpp_commit")
-            .and_then(|v| v.as_str())
-            .map(String::from),
+        llamacpp_commit: sources.llamacpp_commit.clone(),
         llamacpp_version: r.llamacpp.version.clone(),
         series: prepared
             .series
@@ -458,13 +403,20 @@ pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
                     .find(|t| t.repo.to_string() == s.repo)
                     .map(|t| t.commits.clone())
                     .unwrap_or_default();
-                serde_json::json!({
-                    "name": s.series,
-                    "repo": s.repo,
-                    "sha256": pin.map(|p| p.sha256.clone()),
-                    "patches": s.patches.iter().map(|p| serde_json::json!({"patch": p.patch, "status": p.status})).collect::<Vec<_>>(),
-                    "commits": commits,
-                })
+                crate::contract::AppliedSeries {
+                    name: s.series.clone(),
+                    repo: s.repo.clone(),
+                    sha256: pin.map(|p| p.sha256.clone()),
+                    patches: s
+                        .patches
+                        .iter()
+                        .map(|p| crate::contract::AppliedPatch {
+                            patch: p.patch.clone(),
+                            status: p.status,
+                        })
+                        .collect(),
+                    commits,
+                }
             })
             .collect(),
         sources,

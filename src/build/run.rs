@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::builder::Builder;
 use super::BuildError;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct StepRecord {
     pub name: String,
     pub argv: Vec<String>,

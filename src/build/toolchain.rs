@@ -80,7 +80,7 @@ pub fn version_line(stdout: &[u8], stderr: &[u8]) -> Option<String> {
     first(stdout).or_else(|| first(stderr))
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, Default)]
 pub struct Versions {
     pub go: Option<String>,
     pub cmake: Option<String>,

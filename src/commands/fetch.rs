@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use ollama_vulkan::error::Error;
-use ollama_vulkan::source::fetch::{fetch, Fetched};
+use ollama_vulkan::source::fetch::{fetch, Sources};
 use serde::Serialize;
 
 use super::{build_dir, emit, per_tag_recipe, Human, Report, Status};
@@ -31,7 +31,7 @@ struct FetchReport {
     #[serde(skip)]
     tag: String,
     #[serde(flatten)]
-    fetched: Fetched,
+    fetched: Sources,
     #[serde(skip)]
     seconds: f64,
 }

@@ -621,12 +621,8 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
         labels.push(("org.opencontainers.image.created".into(), rfc3339(t)));
     }
     if req.opts.from_dist {
-        if let Some(k) = fs::read(dest.join("dist/manifest.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|m| m["input_key"].as_str().map(String::from))
-        {
-            labels.push(("io.ollama-vulkan.dist-input-key".into(), k));
+        if let Ok(m) = crate::contract::Manifest::read(&dest.join("dist")) {
+            labels.push(("io.ollama-vulkan.dist-input-key".into(), m.input_key));
         }
     }
     let mut volumes = Vec::new();

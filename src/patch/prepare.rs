@@ -18,7 +18,7 @@ use super::parse::{Patch, PatchError};
 use super::report::SeriesRun;
 use super::series::{Series, SeriesError};
 use crate::recipe::model::{LlamaSource, Recipe};
-use crate::source::fetch::{fetch, Fetched};
+use crate::source::fetch::{fetch, Sources};
 use crate::source::git::{commit_tree_changes, move_head, TreeChange};
 use crate::source::{Mirrors, RepoName, SourceError, Want};
 
@@ -231,7 +231,7 @@ pub fn prepare(
         });
     }
 
-    let fetched: Fetched = fetch(recipe, mirrors, dest)?;
+    let fetched: Sources = fetch(recipe, mirrors, dest)?;
     crate::killpoint::hit("prepare.fetched");
     let mut sources: BTreeMap<RepoName, (Box<dyn Source>, String)> = BTreeMap::new();
     sources.insert(

@@ -51,13 +51,15 @@ pub enum SmokeError {
     Provision(#[from] crate::provision::ProvisionError),
     #[error(transparent)]
     Image(Box<crate::image::ImageError>),
+    #[error(transparent)]
+    Manifest(#[from] crate::contract::ContractError),
 }
 
 impl crate::error::HasKind for SmokeError {
     fn kind(&self) -> crate::error::Kind {
         use crate::error::Kind;
         match self {
-            SmokeError::Dist { .. } => Kind::BadInput,
+            SmokeError::Dist { .. } | SmokeError::Manifest(_) => Kind::BadInput,
             // Smoke's own engine and base problems are failures of the run, whatever
             // their kind was when `image` met them.
             SmokeError::Provision(e) => e.kind(),
@@ -193,30 +195,12 @@ fn read_dist(dist: &Path, on_host: bool) -> Result<DistInfo, SmokeError> {
             "pass the dist directory `build` printed (work/builds/<recipe>/dist)",
         ));
     }
-    let m: serde_json::Value =
-        serde_json::from_slice(&fs::read(dist.join("manifest.json")).map_err(|e| {
-            bad(
-                format!("manifest.json: {e}"),
-                "rebuild it with `ollama-vulkan build`",
-            )
-        })?)
-        .map_err(|e| {
-            bad(
-                format!("manifest.json: {e}"),
-                "rebuild it with `ollama-vulkan build`",
-            )
-        })?;
-    let builder = match m
-        .get("builder")
-        .and_then(|b| b.get("kind"))
-        .and_then(|k| k.as_str())
-    {
-        Some("root") if !on_host => Builder::Root {
-            path: PathBuf::from(m["builder"]["path"].as_str().unwrap_or_default()),
-            suite: m["builder"]["suite"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
+    let m = crate::contract::Manifest::read(dist)?;
+    let builder = match m.builder {
+        // The dist runs in the root it was built in (its libc), unless asked otherwise.
+        Builder::Root { path, suite, .. } if !on_host => Builder::Root {
+            path,
+            suite,
             packages: Vec::new(),
             binds: Vec::new(),
         },
@@ -233,20 +217,14 @@ fn read_dist(dist: &Path, on_host: bool) -> Result<DistInfo, SmokeError> {
             ));
         }
     }
-    let smoke: Smoke = m
-        .get("smoke")
-        .cloned()
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(|e| bad(format!("manifest.json smoke: {e}"), "rebuild it"))?
-        .unwrap_or_default();
     Ok(DistInfo {
-        tag: m["recipe"]["tag"].as_str().map(String::from),
-        era: m["recipe"]["era"].as_str().map(String::from),
+        tag: m.recipe.tag,
+        era: Some(m.recipe.era.label().to_string()),
         builder,
-        smoke,
+        smoke: m.smoke,
     })
 }
+
 
 /// A venv with `gguf` in the cache, made once (`OLLAMA_VULKAN_PYTHON` names a python that
 /// already has it).

@@ -5,7 +5,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use git2::Oid;
-use serde::Serialize;
 
 use super::git::{find_commit, resolve_tag, run_git};
 use super::regenerate::{regenerate, Regenerated};
@@ -14,21 +13,7 @@ use super::{Mirrors, Repo, RepoName, SourceError, Want};
 use crate::recipe::era::{classify, LlamaPin};
 use crate::recipe::model::{LlamaSource, Recipe};
 
-/// What `fetch --json` prints, and the input of the prepare stage.
-#[derive(Debug, Serialize)]
-pub struct Fetched {
-    pub ollama_tree: PathBuf,
-    pub llamacpp_tree: Option<PathBuf>,
-    pub ollama_commit: String,
-    pub llamacpp_commit: Option<String>,
-    pub ollama: Materialised,
-    pub llamacpp: Option<Materialised>,
-    /// Ollama's own llama/compat patches applied to the llama.cpp tree (era 5), in order.
-    pub compat_patches: Vec<CompatPatch>,
-    /// Files the mirror lacked and the build needs, remade from the pin's own generator.
-    pub regenerated: Vec<Regenerated>,
-    pub notes: Vec<String>,
-}
+pub use crate::contract::{CompatPatch, Sources};
 
 /// Paths a mirror may lack in `repo`'s tree: the recipe's missing_ok plus the files its
 /// regenerate rules can remake.
@@ -85,12 +70,6 @@ impl Gaps<'_> {
     }
 }
 
-#[derive(Debug, Serialize)]
-pub struct CompatPatch {
-    pub patch: String,
-    /// "applied" or "already applied".
-    pub status: &'static str,
-}
 
 fn io(what: String) -> impl FnOnce(std::io::Error) -> SourceError {
     move |source| SourceError::Io { what, source }
@@ -145,7 +124,7 @@ fn commit_in(repos: &[Repo], name: RepoName, commit: &str) -> Result<(usize, Oid
 /// Materialises the recipe's sources under `dest/src/`. Each tree is built in a temporary
 /// directory and renamed into place, so an interrupted run never leaves a tree that looks
 /// complete; two runs on the same `dest` are serialised by a lock.
-pub fn fetch(recipe: &Recipe, mirrors: &Mirrors, dest: &Path) -> Result<Fetched, SourceError> {
+pub fn fetch(recipe: &Recipe, mirrors: &Mirrors, dest: &Path) -> Result<Sources, SourceError> {
     let tag = recipe.ollama.tag.as_deref().unwrap_or_default();
     let expected = recipe.ollama.commit.as_deref().unwrap_or_default();
     // The mirror is opened and its tree checked before anything is created under `dest`:
@@ -334,7 +313,8 @@ pub fn fetch(recipe: &Recipe, mirrors: &Mirrors, dest: &Path) -> Result<Fetched,
         ));
         touch_previously_patched(dest, &ollama_tree, llamacpp_tree.as_deref());
     }
-    let fetched = Fetched {
+    let fetched = Sources {
+        schema: crate::contract::SOURCES_SCHEMA,
         ollama_tree,
         llamacpp_tree,
         ollama_commit: actual.to_string(),
@@ -347,7 +327,7 @@ pub fn fetch(recipe: &Recipe, mirrors: &Mirrors, dest: &Path) -> Result<Fetched,
     };
     // The sources part of the build manifest, next to the trees it describes.
     let manifest = dest.join("sources.json");
-    let json = serde_json::to_vec_pretty(&fetched).expect("Fetched serialises");
+    let json = serde_json::to_vec_pretty(&fetched).expect("Sources serialises");
     crate::fsutil::write_atomic(&manifest, &json)
         .map_err(io(format!("writing {}", manifest.display())))?;
     Ok(fetched)
@@ -369,12 +349,9 @@ fn carry_build_dirs(
     if recipe.build.keep_build_dirs.is_empty() || !old.is_dir() {
         return carried;
     }
-    let prev: Option<serde_json::Value> = fs::read(dest.join("sources.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
-    let same = prev.as_ref().is_some_and(|p| {
-        p.get("ollama_commit").and_then(|v| v.as_str()) == Some(ollama_commit)
-            && p.get("llamacpp_commit").and_then(|v| v.as_str()) == llama_commit
+    // A sources.json of another schema (or none) carries nothing over.
+    let same = Sources::read(dest).is_ok_and(|p| {
+        p.ollama_commit == ollama_commit && p.llamacpp_commit.as_deref() == llama_commit
     });
     if !same {
         return carried;
@@ -454,7 +431,10 @@ fn apply_compat(compat: &Path, tree: &Path) -> Result<Vec<CompatPatch>, SourceEr
             })?;
             "applied"
         };
-        out.push(CompatPatch { patch: rel, status });
+        out.push(CompatPatch {
+            patch: rel,
+            status: status.into(),
+        });
     }
     Ok(out)
 }

@@ -14,7 +14,7 @@ use crate::patch::series::sha256_hex;
 use crate::recipe::model::Regenerate;
 
 /// What the manifest records of one regenerated file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Regenerated {
     pub repo: String,
     pub path: String,

@@ -150,7 +150,7 @@ pub fn check_tree(tree: &git2::Tree<'_>, what: &str) -> Result<(), SourceError> 
 }
 
 /// What happened to the paths of a tree.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct Materialised {
     pub files: usize,
     pub bytes: u64,

@@ -163,6 +163,17 @@ fn smoke_bad_inputs() {
     fs::write(fake.join("bin/ollama"), "").unwrap();
     fx.run(&["smoke", fake.to_str().unwrap()])
         .fails(2, &["manifest.json", "ollama-vulkan build"]);
+    // A manifest of an older schema is refused by its version, not misread.
+    fs::write(
+        fake.join("manifest.json"),
+        r#"{"schema": 1, "tool": "ollama-vulkan 0.1.0", "recipe": {"tag": "v0.24.0"}}"#,
+    )
+    .unwrap();
+    fx.run(&["smoke", fake.to_str().unwrap()]).fails(
+        2,
+        &["schema 1 is not the schema 2", "ollama-vulkan 0.1.0", "ollama-vulkan build"],
+    );
+    fs::remove_file(fake.join("manifest.json")).unwrap();
     fx.run(&["smoke", fake.to_str().unwrap(), "--env", "NOVALUE"])
         .fails(2, &["`NOVALUE` is not KEY=VALUE"]);
     fx.run(&[
