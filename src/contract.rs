@@ -229,7 +229,11 @@ mod tests {
     #[test]
     fn sources_without_a_schema_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("sources.json"), r#"{"ollama_commit": "abc"}"#).unwrap();
+        fs::write(
+            dir.path().join("sources.json"),
+            r#"{"ollama_commit": "abc"}"#,
+        )
+        .unwrap();
         let e = Sources::read(dir.path()).unwrap_err().to_string();
         assert!(e.contains("schema (none)"), "{e}");
     }

@@ -207,7 +207,7 @@ fn read_manifest_key(dist: &Path) -> Option<String> {
     Manifest::read(dist).ok().map(|m| m.input_key)
 }
 
-/// Builds (or finds cached) the recipe's dist.
+/// Builds (or finds cached) the recipe's dist: the named steps below, in order.
 pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
     let started = Instant::now();
     let r = req.recipe;
@@ -216,7 +216,6 @@ pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
             recipe: r.path.display().to_string(),
         });
     }
-    let io = |what: String| move |source: std::io::Error| BuildError::Io { what, source };
     fs::create_dir_all(req.dest).map_err(io(format!("creating {}", req.dest.display())))?;
     let dest =
         fs::canonicalize(req.dest).map_err(io(format!("resolving {}", req.dest.display())))?;
@@ -226,35 +225,12 @@ pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
         &r.build.builder_packages,
         req.offline,
     )?;
-    let dist = dest.join("dist");
-    let manifest_path = dist.join("manifest.json");
     let key = input_key(req, &builder);
-    if read_manifest_key(&dist).as_deref() == Some(key.as_str()) {
-        // A build killed after its swap left the old dist aside: drop it, unless another
-        // build of this dir is running (it holds the lock and may be mid-swap).
-        if let Ok(lock) = fs::File::create(dest.join(".build.lock")) {
-            if lock.try_lock().is_ok() {
-                remove_stale_dists(&dest);
-            }
-        }
-        return Ok(Built {
-            dist,
-            manifest: manifest_path,
-            cached: true,
-        });
+    if let Some(built) = cached(&dest, &key) {
+        return Ok(built);
     }
-
-    // One build per directory at a time.
-    let lock =
-        fs::File::create(dest.join(".build.lock")).map_err(io("creating the build lock".into()))?;
-    lock.lock().map_err(io("locking the build dir".into()))?;
-    crate::killpoint::hit("build.locked");
-    remove_stale_dists(&dest);
+    let _lock = lock_build_dir(&dest)?;
     let tmp = dest.join("dist.tmp");
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp)
-            .map_err(io(format!("removing the unfinished {}", tmp.display())))?;
-    }
 
     let t0 = Instant::now();
     let prepared = prepare(
@@ -269,101 +245,19 @@ pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
     let fetch_and_prepare_s = t0.elapsed().as_secs_f64();
     crate::killpoint::hit("build.prepared");
     let sources = crate::contract::Sources::read(&dest)?;
-    let ollama_tree = dest.join("src/ollama");
-    let llama_tree = sources.llamacpp_tree.clone();
+    let trees = Trees {
+        ollama: dest.join("src/ollama"),
+        llama: sources.llamacpp_tree.clone(),
+    };
 
     fs::create_dir_all(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
     let caches = toolchain::cache_dirs(req.cache);
-    for (_, d) in &caches {
-        fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
-    }
-    let mut binds = vec![dest.clone()];
-    binds.extend(caches.iter().map(|(_, d)| d.clone()));
-    // The trees borrow objects from the mirrors (git alternates): git in the builder
-    // (gen_common.sh's `git am`, CMake's compat-patch check) must see them.
-    for tree in [Some(ollama_tree.clone()), llama_tree.clone()]
-        .into_iter()
-        .flatten()
-    {
-        if let Ok(t) = fs::read_to_string(tree.join(".git/objects/info/alternates")) {
-            binds.extend(
-                t.lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .map(PathBuf::from),
-            );
-        }
-    }
-    builder.bind(&binds);
+    bind_into_builder(&mut builder, &dest, &caches, &trees)?;
+    let vars = step_vars(r, &tmp, &trees, req.jobs);
+    let env = build_env(r, &builder, &caches, &vars);
 
-    let mut vars: BTreeMap<&str, String> = BTreeMap::new();
-    vars.insert("dist", tmp.display().to_string());
-    vars.insert("ollama", ollama_tree.display().to_string());
-    vars.insert(
-        "llama",
-        llama_tree
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default(),
-    );
-    vars.insert("jobs", req.jobs.to_string());
-    // `ollama --version` says the tag, as upstream's release builds stamp it.
-    vars.insert("version", version_var(r));
-    vars.insert(
-        "go_module",
-        fs::read_to_string(ollama_tree.join("go.mod"))
-            .ok()
-            .and_then(|t| {
-                t.lines()
-                    .find_map(|l| l.strip_prefix("module ").map(|m| m.trim().to_string()))
-            })
-            .unwrap_or_else(|| "github.com/ollama/ollama".into()),
-    );
-
-    let cache_vars: Vec<(String, String)> = caches
-        .iter()
-        .map(|(k, d)| (k.clone(), d.display().to_string()))
-        .collect();
-    let mut env = compile_env(&cache_vars, builder.which("ccache").is_some());
-    for (k, v) in &r.build.env {
-        env.insert(k.clone(), expand(v, &vars));
-    }
-
-    let total = r.build.steps.len();
-    let mut records = Vec::new();
     let t1 = Instant::now();
-    for (i, step) in r.build.steps.iter().enumerate() {
-        let argv = step_argv(step, r, &vars);
-        let cwd = match &step.cwd {
-            Some(c) => {
-                let c = expand(c, &vars);
-                if Path::new(&c).is_absolute() {
-                    PathBuf::from(c)
-                } else {
-                    ollama_tree.join(c)
-                }
-            }
-            None => ollama_tree.clone(),
-        };
-        let mut step_env = env.clone();
-        for (k, v) in &step.env {
-            step_env.insert(k.clone(), expand(v, &vars));
-        }
-        let log = dest
-            .join("logs")
-            .join(format!("{:02}-{}.log", i + 1, slug(&step.name)));
-        records.push(run_step(
-            &builder,
-            &step.name,
-            &argv,
-            &cwd,
-            &step_env,
-            &log,
-            i + 1,
-            total,
-            req.quiet,
-        )?);
-        crate::killpoint::hit("build.step-done");
-    }
+    let records = run_steps(&builder, r, &dest, &trees, &vars, &env, req.quiet)?;
     let compile_s = t1.elapsed().as_secs_f64();
 
     let t2 = Instant::now();
@@ -392,33 +286,7 @@ pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
         ollama_commit: r.ollama.commit.clone().unwrap_or_default(),
         llamacpp_commit: sources.llamacpp_commit.clone(),
         llamacpp_version: r.llamacpp.version.clone(),
-        series: prepared
-            .series
-            .iter()
-            .map(|s| {
-                let pin = r.series.iter().find(|p| p.name == s.series);
-                let commits = prepared
-                    .trees
-                    .iter()
-                    .find(|t| t.repo.to_string() == s.repo)
-                    .map(|t| t.commits.clone())
-                    .unwrap_or_default();
-                crate::contract::AppliedSeries {
-                    name: s.series.clone(),
-                    repo: s.repo.clone(),
-                    sha256: pin.map(|p| p.sha256.clone()),
-                    patches: s
-                        .patches
-                        .iter()
-                        .map(|p| crate::contract::AppliedPatch {
-                            patch: p.patch.clone(),
-                            status: p.status,
-                        })
-                        .collect(),
-                    commits,
-                }
-            })
-            .collect(),
+        series: applied_series(r, &prepared),
         sources,
         builder: builder.clone(),
         smoke: r.smoke.clone(),
@@ -433,27 +301,243 @@ pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
             compile_s,
             checks_s,
             total_s,
-            orchestrator_fraction: if total_s > 0.0 { ((total_s - step_s - fetch_and_prepare_s).max(0.0)) / total_s } else { 0.0 },
+            orchestrator_fraction: if total_s > 0.0 {
+                ((total_s - step_s - fetch_and_prepare_s).max(0.0)) / total_s
+            } else {
+                0.0
+            },
         },
     };
     let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
-    crate::fsutil::write_atomic(&tmp.join("manifest.json"), &json)
+    crate::fsutil::write_atomic(&tmp.join(Manifest::FILE), &json)
         .map_err(io("writing the manifest".into()))?;
     crate::killpoint::hit("build.manifest-written");
-    // Swap: the old dist (if any) goes aside, the new one takes its name, the old goes.
+    install_dist(&dest, &tmp)
+}
+
+fn io(what: String) -> impl FnOnce(std::io::Error) -> BuildError {
+    move |source| BuildError::Io { what, source }
+}
+
+/// The trees the steps compile.
+struct Trees {
+    ollama: PathBuf,
+    llama: Option<PathBuf>,
+}
+
+/// The dist of `dest`, when its manifest has this input key: nothing to build.
+fn cached(dest: &Path, key: &str) -> Option<Built> {
+    let dist = dest.join("dist");
+    if read_manifest_key(&dist).as_deref() != Some(key) {
+        return None;
+    }
+    // A build killed after its swap left the old dist aside: drop it, unless another
+    // build of this dir is running (it holds the lock and may be mid-swap).
+    if let Ok(lock) = fs::File::create(dest.join(".build.lock")) {
+        if lock.try_lock().is_ok() {
+            remove_stale_dists(dest);
+        }
+    }
+    Some(Built {
+        manifest: dist.join(Manifest::FILE),
+        dist,
+        cached: true,
+    })
+}
+
+/// One build per directory at a time; what killed runs left (old dists, dist.tmp) goes.
+fn lock_build_dir(dest: &Path) -> Result<fs::File, BuildError> {
+    let lock =
+        fs::File::create(dest.join(".build.lock")).map_err(io("creating the build lock".into()))?;
+    lock.lock().map_err(io("locking the build dir".into()))?;
+    crate::killpoint::hit("build.locked");
+    remove_stale_dists(dest);
+    let tmp = dest.join("dist.tmp");
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp)
+            .map_err(io(format!("removing the unfinished {}", tmp.display())))?;
+    }
+    Ok(lock)
+}
+
+/// What the builder root must see at the same paths: the build dir, the compiler caches,
+/// and the mirrors the trees borrow objects from (git alternates: gen_common.sh's
+/// `git am` and CMake's compat-patch check run git in the builder).
+fn bind_into_builder(
+    builder: &mut Builder,
+    dest: &Path,
+    caches: &[(String, PathBuf)],
+    trees: &Trees,
+) -> Result<(), BuildError> {
+    for (_, d) in caches {
+        fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
+    }
+    let mut binds = vec![dest.to_path_buf()];
+    binds.extend(caches.iter().map(|(_, d)| d.clone()));
+    for tree in std::iter::once(&trees.ollama).chain(trees.llama.as_ref()) {
+        if let Ok(t) = fs::read_to_string(tree.join(".git/objects/info/alternates")) {
+            binds.extend(
+                t.lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(PathBuf::from),
+            );
+        }
+    }
+    builder.bind(&binds);
+    Ok(())
+}
+
+/// The `{name}` values a template's steps and env may use.
+fn step_vars(
+    r: &Recipe,
+    dist: &Path,
+    trees: &Trees,
+    jobs: usize,
+) -> BTreeMap<&'static str, String> {
+    let mut vars = BTreeMap::new();
+    vars.insert("dist", dist.display().to_string());
+    vars.insert("ollama", trees.ollama.display().to_string());
+    vars.insert(
+        "llama",
+        trees
+            .llama
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+    );
+    vars.insert("jobs", jobs.to_string());
+    // `ollama --version` says the tag, as upstream's release builds stamp it.
+    vars.insert("version", version_var(r));
+    vars.insert(
+        "go_module",
+        fs::read_to_string(trees.ollama.join("go.mod"))
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("module ").map(|m| m.trim().to_string()))
+            })
+            .unwrap_or_else(|| "github.com/ollama/ollama".into()),
+    );
+    vars
+}
+
+/// Every step's environment: the caches and ccache, then the template's `[build] env`.
+fn build_env(
+    r: &Recipe,
+    builder: &Builder,
+    caches: &[(String, PathBuf)],
+    vars: &BTreeMap<&str, String>,
+) -> BTreeMap<String, String> {
+    let cache_vars: Vec<(String, String)> = caches
+        .iter()
+        .map(|(k, d)| (k.clone(), d.display().to_string()))
+        .collect();
+    let mut env = compile_env(&cache_vars, builder.which("ccache").is_some());
+    for (k, v) in &r.build.env {
+        env.insert(k.clone(), expand(v, vars));
+    }
+    env
+}
+
+/// The template's `[[build.steps]]`, in order, each logged to `logs/NN-name.log`.
+fn run_steps(
+    builder: &Builder,
+    r: &Recipe,
+    dest: &Path,
+    trees: &Trees,
+    vars: &BTreeMap<&str, String>,
+    env: &BTreeMap<String, String>,
+    quiet: bool,
+) -> Result<Vec<StepRecord>, BuildError> {
+    let total = r.build.steps.len();
+    let mut records = Vec::new();
+    for (i, step) in r.build.steps.iter().enumerate() {
+        let argv = step_argv(step, r, vars);
+        let cwd = match &step.cwd {
+            Some(c) => {
+                let c = expand(c, vars);
+                if Path::new(&c).is_absolute() {
+                    PathBuf::from(c)
+                } else {
+                    trees.ollama.join(c)
+                }
+            }
+            None => trees.ollama.clone(),
+        };
+        let mut step_env = env.clone();
+        for (k, v) in &step.env {
+            step_env.insert(k.clone(), expand(v, vars));
+        }
+        let log = dest
+            .join("logs")
+            .join(format!("{:02}-{}.log", i + 1, slug(&step.name)));
+        records.push(run_step(
+            builder,
+            &step.name,
+            &argv,
+            &cwd,
+            &step_env,
+            &log,
+            i + 1,
+            total,
+            quiet,
+        )?);
+        crate::killpoint::hit("build.step-done");
+    }
+    Ok(records)
+}
+
+/// The manifest's record of each series: its pin, per-patch status and commits.
+fn applied_series(
+    r: &Recipe,
+    prepared: &crate::patch::prepare::Prepared,
+) -> Vec<crate::contract::AppliedSeries> {
+    prepared
+        .series
+        .iter()
+        .map(|s| crate::contract::AppliedSeries {
+            name: s.series.clone(),
+            repo: s.repo.clone(),
+            sha256: r
+                .series
+                .iter()
+                .find(|p| p.name == s.series)
+                .map(|p| p.sha256.clone()),
+            patches: s
+                .patches
+                .iter()
+                .map(|p| crate::contract::AppliedPatch {
+                    patch: p.patch.clone(),
+                    status: p.status,
+                })
+                .collect(),
+            commits: prepared
+                .trees
+                .iter()
+                .find(|t| t.repo.to_string() == s.repo)
+                .map(|t| t.commits.clone())
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// Swaps the finished `tmp` in as `dest/dist`: the old dist (if any) goes aside, the new
+/// one takes its name, the old goes. A kill at any point leaves one whole dist.
+fn install_dist(dest: &Path, tmp: &Path) -> Result<Built, BuildError> {
+    let dist = dest.join("dist");
     if dist.exists() {
         let old = dest.join(format!("dist.old-{}", std::process::id()));
         fs::rename(&dist, &old).map_err(io("moving the old dist aside".into()))?;
         crate::killpoint::hit("build.old-aside");
-        fs::rename(&tmp, &dist).map_err(io("moving the new dist into place".into()))?;
+        fs::rename(tmp, &dist).map_err(io("moving the new dist into place".into()))?;
         crate::killpoint::hit("build.swapped");
         let _ = fs::remove_dir_all(old);
     } else {
-        fs::rename(&tmp, &dist).map_err(io("moving the new dist into place".into()))?;
+        fs::rename(tmp, &dist).map_err(io("moving the new dist into place".into()))?;
     }
     Ok(Built {
+        manifest: dist.join(Manifest::FILE),
         dist,
-        manifest: manifest_path,
         cached: false,
     })
 }

@@ -70,7 +70,6 @@ impl Gaps<'_> {
     }
 }
 
-
 fn io(what: String) -> impl FnOnce(std::io::Error) -> SourceError {
     move |source| SourceError::Io { what, source }
 }

@@ -171,7 +171,11 @@ fn smoke_bad_inputs() {
     .unwrap();
     fx.run(&["smoke", fake.to_str().unwrap()]).fails(
         2,
-        &["schema 1 is not the schema 2", "ollama-vulkan 0.1.0", "ollama-vulkan build"],
+        &[
+            "schema 1 is not the schema 2",
+            "ollama-vulkan 0.1.0",
+            "ollama-vulkan build",
+        ],
     );
     fs::remove_file(fake.join("manifest.json")).unwrap();
     fx.run(&["smoke", fake.to_str().unwrap(), "--env", "NOVALUE"])
