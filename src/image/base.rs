@@ -90,25 +90,12 @@ pub fn role_packages(templates: &[crate::recipe::model::Recipe], role: Role) -> 
         })
         .collect();
     if packages.is_empty() {
-        let fallback: &[&str] = match role {
-            Role::Builder => &[
-                "ca-certificates",
-                "git",
-                "cmake",
-                "make",
-                "ninja-build",
-                "g++",
-                "pkg-config",
-                "libvulkan-dev",
-                "glslc",
-                "glslang-tools",
-                "spirv-headers",
-                "ccache",
-                "python3",
-            ],
-            Role::Runtime => &["ca-certificates", "libvulkan1", "mesa-vulkan-drivers"],
+        // No project: the lists this tool ships (recipes/base/packages.toml).
+        let base = crate::recipe::packages::compiled();
+        packages = match role {
+            Role::Builder => base.builder,
+            Role::Runtime => base.runtime,
         };
-        packages = fallback.iter().map(|s| s.to_string()).collect();
     }
     packages
 }

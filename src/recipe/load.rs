@@ -269,7 +269,27 @@ fn merged_map(
     out
 }
 
+/// A package list with additions appended once each, in order.
+fn with_extras<'a>(
+    mut list: Vec<String>,
+    extras: impl Iterator<Item = &'a Vec<String>>,
+) -> Vec<String> {
+    for p in extras.flatten() {
+        if !list.contains(p) {
+            list.push(p.clone());
+        }
+    }
+    list
+}
+
 fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> Option<Recipe> {
+    let base = match super::packages::load(&project.recipes_dir()) {
+        Ok(b) => b,
+        Err(d) => {
+            cx.diags.push(d);
+            super::packages::compiled()
+        }
+    };
     let tpl = t.unwrap_or(me); // the file holding [template]
     let is_template = t.is_none();
 
@@ -578,7 +598,16 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
         cmake_min: mb
             .and_then(|b| b.cmake_min.clone())
             .or_else(|| tb.and_then(|b| b.cmake_min.clone())),
-        builder_packages: list(|b| b.builder_packages.as_ref()),
+        builder_packages: with_extras(
+            mb.and_then(|b| b.builder_packages.as_ref())
+                .or_else(|| tb.and_then(|b| b.builder_packages.as_ref()))
+                .cloned()
+                .unwrap_or_else(|| base.builder.clone()),
+            [tb, mb]
+                .into_iter()
+                .flatten()
+                .filter_map(|b| b.builder_packages_extra.as_ref()),
+        ),
         keep_build_dirs: list(|b| b.keep_build_dirs.as_ref()),
     };
     let ti = t.and_then(|t| t.raw.image.as_ref());
@@ -595,7 +624,16 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
             ti.and_then(|i| i.base.as_ref()),
             mi.and_then(|i| i.base.as_ref()),
         ),
-        runtime_packages: ilist(|i| i.runtime_packages.as_ref()),
+        runtime_packages: with_extras(
+            mi.and_then(|i| i.runtime_packages.as_ref())
+                .or_else(|| ti.and_then(|i| i.runtime_packages.as_ref()))
+                .cloned()
+                .unwrap_or_else(|| base.runtime.clone()),
+            [ti, mi]
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i.runtime_packages_extra.as_ref()),
+        ),
         env: merged_map(
             ti.and_then(|i| i.env.as_ref()),
             mi.and_then(|i| i.env.as_ref()),

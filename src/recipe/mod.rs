@@ -4,6 +4,7 @@ pub mod era;
 pub mod load;
 pub mod model;
 pub mod new;
+pub mod packages;
 
 pub use era::{Classification, Era, LlamaPin};
 pub use load::load;

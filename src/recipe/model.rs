@@ -85,7 +85,10 @@ pub struct RawBuild {
     pub steps: Option<Vec<Step>>,
     pub check_libs: Option<Vec<String>>,
     pub cmake_min: Option<String>,
+    /// Replaces recipes/base/packages.toml's `builder` list.
     pub builder_packages: Option<Vec<String>>,
+    /// Added to the list (the template's, then the recipe's).
+    pub builder_packages_extra: Option<Vec<String>>,
     pub keep_build_dirs: Option<Vec<String>>,
 }
 
@@ -123,7 +126,10 @@ pub struct Regenerate {
 pub struct RawImage {
     pub variants: Option<Vec<String>>,
     pub base: Option<BTreeMap<String, String>>,
+    /// Replaces recipes/base/packages.toml's `runtime` list.
     pub runtime_packages: Option<Vec<String>>,
+    /// Added to the list (the template's, then the recipe's).
+    pub runtime_packages_extra: Option<Vec<String>>,
     pub env: Option<BTreeMap<String, String>>,
 }
 

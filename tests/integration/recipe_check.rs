@@ -372,3 +372,48 @@ fn completions_are_generated() {
         &run.stdout[..200]
     );
 }
+
+#[test]
+fn package_lists_come_from_the_shared_base_and_extras_add_to_them() {
+    let s = Scratch::new();
+    let f = s.file(
+        "r.toml",
+        &good("\n[build]\nbuilder_packages_extra = [\"libssl-dev\", \"git\"]\n\n[image]\nruntime_packages_extra = [\"vulkan-tools\"]\n"),
+    );
+    let j = s.run(&["recipe", "show", f.to_str().unwrap()]).ok().json();
+    let base = std::fs::read_to_string(s.project().join("recipes/base/packages.toml")).unwrap();
+    let builder: Vec<&str> = j["build"]["builder_packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    // Every base package, then the extra once (git is already there).
+    assert!(
+        builder.contains(&"glslc") && base.contains("\"glslc\""),
+        "{builder:?}"
+    );
+    assert_eq!(builder.last(), Some(&"libssl-dev"), "{builder:?}");
+    assert_eq!(builder.iter().filter(|p| **p == "git").count(), 1);
+    assert_eq!(
+        j["image"]["runtime_packages"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap(),
+        "vulkan-tools"
+    );
+}
+
+#[test]
+fn a_broken_shared_package_list_names_its_file() {
+    let s = Scratch::new();
+    std::fs::write(
+        s.project().join("recipes/base/packages.toml"),
+        "builder = [\"ok\", \"bad name; rm -rf /\"]\nruntime = []\n",
+    )
+    .unwrap();
+    let f = s.file("r.toml", &good(""));
+    s.run(&["recipe", "check", f.to_str().unwrap()])
+        .fails(2, &["base/packages.toml", "bad name", "help:"]);
+}
