@@ -243,10 +243,23 @@ pub enum Command {
     RebasePatches(RebaseArgs),
     /// Classify Ollama tags into build eras (UPSTREAM.md §1), from git objects only.
     Era(EraArgs),
+    /// Generated series (patches/src → patches/<series>).
+    #[command(subcommand)]
+    Series(SeriesCommand),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SeriesCommand {
+    /// Write the series generated from patches/src (docs/patches.md, "Generated series").
+    Generate {
+        /// Write nothing; exit 1 listing the generated files that are stale.
+        #[arg(long)]
+        check: bool,
     },
 }
 

@@ -39,6 +39,8 @@ pub enum Error {
     Image(#[from] crate::image::ImageError),
     #[error(transparent)]
     Provision(#[from] crate::provision::ProvisionError),
+    #[error(transparent)]
+    Generate(#[from] crate::patch::generate::GenerateError),
     #[error("{0}")]
     Usage(String),
     #[error("{what}: {source}")]
@@ -73,6 +75,8 @@ impl Error {
             Error::Rebase(r) => r.exit_code(),
             Error::Image(crate::image::ImageError::Usage(_)) => BAD_INPUT,
             Error::Image(_) => FAILURE,
+            Error::Generate(crate::patch::generate::GenerateError::Input { .. }) => BAD_INPUT,
+            Error::Generate(_) => FAILURE,
             Error::Check(c) => {
                 use crate::patch::check::CheckError as C;
                 match c {

@@ -1,6 +1,8 @@
 //! Parses arguments, runs one stage, renders its result, maps errors to exit codes.
 
 mod cli;
+#[path = "commands/series.rs"]
+mod series_cmd;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -194,6 +196,9 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 print!("{}", render(&rep));
             }
             Ok(rep.exit_code())
+        }
+        Command::Series(cli::SeriesCommand::Generate { check }) => {
+            series_cmd::generate(&Project::discover(g.project.as_deref())?, check, g.json)
         }
         Command::Completions { shell } => {
             clap_complete::generate(
