@@ -302,6 +302,21 @@ fn new_file_diff(path: &str, content: &str, abbrev: usize) -> String {
     out
 }
 
+/// The `diff --git` section from `old` to `new` of the file `path` (mode 100644).
+fn edit_diff(path: &str, old: &str, new: &str, abbrev: usize) -> Result<String, git2::Error> {
+    let mut opts = git2::DiffOptions::new();
+    opts.id_abbrev(abbrev as u16);
+    let mut patch = git2::Patch::from_buffers(
+        old.as_bytes(),
+        Some(Path::new(path)),
+        new.as_bytes(),
+        Some(Path::new(path)),
+        Some(&mut opts),
+    )?;
+    let buf = patch.to_buf()?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
 /// Generates every range under `patches_dir/src/ranges`. Reads only.
 pub fn generate(patches_dir: &Path) -> Result<Output, GenerateError> {
     let src = patches_dir.join(SRC_DIR);
@@ -672,25 +687,18 @@ fn piece_section(
                     "refresh the hunks against the shared source (git diff of the two versions)",
                 )
                 })?;
-            let clean = new
-                .outcomes
-                .iter()
-                .all(|o| matches!(o, super::apply::HunkOutcome::Clean));
-            if !clean {
-                return Err(input(
-                    &p,
-                    None,
-                    format!("the hunks apply to `{path}` only at an offset"),
-                    "refresh the hunks' line numbers against the shared source",
-                ));
-            }
             let new_text = String::from_utf8(new.bytes)
                 .map_err(|_| input(&p, None, "the result is not UTF-8", "keep the sources text"))?;
-            let section = format!(
-                "diff --git a/{path} b/{path}\nindex {}..{} 100644\n--- a/{path}\n+++ b/{path}\n{hunks}",
-                blob_id(old.as_bytes(), abbrev),
-                blob_id(new_text.as_bytes(), abbrev)
-            );
+            // The section as git writes it (libgit2's xdiff, as `rebase-patches` exports):
+            // the stored hunks say what changes; their line numbers may lag the source.
+            let section = edit_diff(&path, &old, &new_text, abbrev).map_err(|e| {
+                input(
+                    &p,
+                    None,
+                    format!("diffing `{path}`: {e}"),
+                    "report this as a bug",
+                )
+            })?;
             made.insert(path.clone(), new_text);
             Ok((path, section))
         }
