@@ -477,6 +477,18 @@ impl Upstream {
     }
 }
 
+/// Copies the directory `src` to `dst`, recursively.
+pub fn copy_tree(src: &Path, dst: &Path) {
+    fs::create_dir_all(dst).unwrap();
+    for f in fs::read_dir(src).unwrap().flatten() {
+        if f.file_type().unwrap().is_dir() {
+            copy_tree(&f.path(), &dst.join(f.file_name()));
+        } else {
+            fs::copy(f.path(), dst.join(f.file_name())).unwrap();
+        }
+    }
+}
+
 /// A scratch checkout of this project: the shipped templates and series.
 pub struct Scratch {
     pub tmp: TempDir,
@@ -502,11 +514,11 @@ impl Scratch {
             if !series.path().is_dir() {
                 continue;
             }
-            let dst = s.project().join("patches").join(series.file_name());
-            fs::create_dir_all(&dst).unwrap();
-            for f in fs::read_dir(series.path()).unwrap().flatten() {
-                fs::copy(f.path(), dst.join(f.file_name())).unwrap();
-            }
+            // patches/src (the generated series' inputs) has subdirectories.
+            copy_tree(
+                &series.path(),
+                &s.project().join("patches").join(series.file_name()),
+            );
         }
         s
     }
