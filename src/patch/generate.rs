@@ -691,6 +691,14 @@ fn piece_section(
                 .map_err(|_| input(&p, None, "the result is not UTF-8", "keep the sources text"))?;
             // The section as git writes it (libgit2's xdiff, as `rebase-patches` exports):
             // the stored hunks say what changes; their line numbers may lag the source.
+            if new_text == old {
+                return Err(input(
+                    &p,
+                    Some(1),
+                    format!("the hunks change nothing in `{path}`"),
+                    "drop the piece, or give hunks that change the file",
+                ));
+            }
             let section = edit_diff(&path, &old, &new_text, abbrev).map_err(|e| {
                 input(
                     &p,
@@ -754,6 +762,17 @@ pub fn stale(patches_dir: &Path, out: &Output) -> Vec<Stale> {
 /// Writes the stale files (each atomically) and removes regular files a generated
 /// series' directory holds that the output does not. Returns what changed.
 pub fn write(patches_dir: &Path, out: &Output) -> Result<Vec<Stale>, GenerateError> {
+    for series in out.keys() {
+        let dir = patches_dir.join(series);
+        if std::fs::symlink_metadata(&dir).is_ok_and(|m| !m.is_dir()) {
+            return Err(GenerateError::Write {
+                path: dir,
+                source: std::io::Error::other(
+                    "not a directory (a symlink or a file); refusing to write through it",
+                ),
+            });
+        }
+    }
     let st = stale(patches_dir, out);
     for s in &st {
         let path = patches_dir.join(&s.path);
@@ -823,6 +842,64 @@ mod tests {
             &blob_id(b"package gpu\n", 9)
         )));
         assert_eq!(blob_id(b"", 7), "e69de29");
+    }
+
+    fn tiny(dir: &Path, edit_path: &str) {
+        let w = |rel: &str, t: &str| {
+            let p = dir.join("src").join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, t).unwrap();
+        };
+        w("shared/a.go", "package @PACKAGE@\n\nconst x = 1\n");
+        w(
+            "shared/a.hunks",
+            "@@ -1,3 +1,3 @@\n package @PACKAGE@\n \n-const x = 1\n+const x = 2\n",
+        );
+        w("shared/1.msg", "@DIR@: add a\n\nUpstream-Status: Pending\n");
+        w(
+            "shared/2.msg",
+            "@DIR@: change a\n\nUpstream-Status: Pending\n",
+        );
+        w(
+            "ranges/demo/range.toml",
+            &format!(
+                "target = \"ollama\"\ndir = \"probe\"\npackage = \"probe\"\nauthor = \"A <a@b>\"\ndate = \"D\"\n\
+                 [[patch]]\nmessage = \"shared/1.msg\"\nfiles = [{{ new = \"@DIR@/a.go\", source = \"shared/a.go\" }}]\n\
+                 [[patch]]\nmessage = \"shared/2.msg\"\nfiles = [{{ edit = \"{edit_path}\", hunks = \"shared/a.hunks\" }}]\n"
+            ),
+        );
+    }
+
+    #[test]
+    fn a_tiny_range_generates_a_series() {
+        let t = tempfile::tempdir().unwrap();
+        tiny(t.path(), "@DIR@/a.go");
+        let out = generate(t.path()).unwrap();
+        let files = &out["demo"];
+        assert_eq!(
+            String::from_utf8_lossy(&files["series"]),
+            "# target: ollama\n0001-probe-add-a.patch\n0002-probe-change-a.patch\n"
+        );
+        let p2 = String::from_utf8_lossy(&files["0002-probe-change-a.patch"]).into_owned();
+        let old = blob_id(b"package probe\n\nconst x = 1\n", 9);
+        let new = blob_id(b"package probe\n\nconst x = 2\n", 9);
+        assert!(p2.contains(&format!("index {old}..{new} 100644\n")), "{p2}");
+        assert!(p2.starts_with("From 0000000000000000000000000000000000000000 Mon Sep 17 00:00:00 2001\nFrom: A <a@b>\nDate: D\nSubject: [PATCH 2/2] probe: change a\n\nUpstream-Status: Pending\n\ndiff --git a/probe/a.go b/probe/a.go\n"), "{p2}");
+        // Two patches, series and SHA256SUMS: all missing.
+        assert_eq!(stale(t.path(), &out).len(), 4);
+        write(t.path(), &out).unwrap();
+        assert!(stale(t.path(), &out).is_empty());
+    }
+
+    #[test]
+    fn an_edit_of_an_upstream_file_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        tiny(t.path(), "@DIR@/other.go");
+        let e = generate(t.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("range.toml:11: `probe/other.go` is not created by an earlier patch"),
+            "{e}"
+        );
     }
 
     #[test]
