@@ -96,6 +96,9 @@ pub enum Command {
     RebasePatches(RebaseArgs),
     /// Classify Ollama tags into build eras (UPSTREAM.md §1), from git objects only.
     Era(EraArgs),
+    /// Generated series (patches/src → patches/<series>).
+    #[command(subcommand)]
+    Series(SeriesCommand),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
 }
@@ -278,6 +281,16 @@ pub struct CheckPatchesArgs {
 pub struct CompletionsArgs {
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SeriesCommand {
+    /// Write the series generated from patches/src (docs/patches.md, "Generated series").
+    Generate {
+        /// Write nothing; exit 1 listing the generated files that are stale.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 /// Image options shared by `image` and `build --image`.

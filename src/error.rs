@@ -82,6 +82,8 @@ pub enum Error {
     Image(#[from] crate::image::ImageError),
     #[error(transparent)]
     Provision(#[from] crate::provision::ProvisionError),
+    #[error(transparent)]
+    Generate(#[from] crate::patch::generate::GenerateError),
     #[error("{0}")]
     Usage(String),
     #[error("{what}: {source}")]
@@ -106,6 +108,7 @@ impl HasKind for Error {
             Error::Rebase(e) => e.kind(),
             Error::Image(e) => e.kind(),
             Error::Provision(e) => e.kind(),
+            Error::Generate(e) => e.kind(),
             Error::Usage(_) => Kind::BadInput,
             Error::Io { .. } => Kind::Failure,
         }

@@ -14,6 +14,7 @@ pub mod image;
 pub mod prepare;
 pub mod rebase;
 pub mod recipe;
+pub mod series;
 pub mod smoke;
 
 use std::io::Write;
@@ -119,6 +120,7 @@ pub fn dispatch(cli: Cli) -> Result<Status, Error> {
         Command::CheckPatches(a) => check_patches::run(g, a),
         Command::RebasePatches(a) => rebase::run(g, a),
         Command::Era(a) => era::run(g, a),
+        Command::Series(c) => series::run(g, c),
         Command::Completions(a) => completions::run(g, a),
     }
 }

@@ -8,6 +8,7 @@
 pub mod apply;
 pub mod check;
 pub mod engine;
+pub mod generate;
 pub mod parse;
 pub mod prepare;
 pub mod report;

@@ -182,6 +182,9 @@ fn template_programs() -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes");
     for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.path().is_dir() {
+            continue; // recipes/base: package lists, no steps
+        }
         let v: toml::Value = toml::from_str(&std::fs::read_to_string(e.path()).unwrap()).unwrap();
         for step in v["build"]
             .get("steps")

@@ -18,4 +18,5 @@ mod provision;
 mod rebase;
 mod recipe_check;
 mod recipe_new;
+mod series_generate;
 mod smoke;

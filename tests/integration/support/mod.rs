@@ -477,6 +477,18 @@ impl Upstream {
     }
 }
 
+/// Copies the directory `src` to `dst`, recursively.
+pub fn copy_tree(src: &Path, dst: &Path) {
+    fs::create_dir_all(dst).unwrap();
+    for f in fs::read_dir(src).unwrap().flatten() {
+        if f.file_type().unwrap().is_dir() {
+            copy_tree(&f.path(), &dst.join(f.file_name()));
+        } else {
+            fs::copy(f.path(), dst.join(f.file_name())).unwrap();
+        }
+    }
+}
+
 /// A scratch checkout of this project: the shipped templates and series.
 pub struct Scratch {
     pub tmp: TempDir,
@@ -486,14 +498,12 @@ impl Scratch {
     pub fn new() -> Scratch {
         let tmp = tempfile::tempdir().unwrap();
         let s = Scratch { tmp };
-        fs::create_dir_all(s.project().join("recipes")).unwrap();
         fs::create_dir_all(s.project().join("patches")).unwrap();
-        for e in fs::read_dir(Path::new(REPO_ROOT).join("recipes"))
-            .unwrap()
-            .flatten()
-        {
-            fs::copy(e.path(), s.project().join("recipes").join(e.file_name())).unwrap();
-        }
+        // The templates and their shared package lists (recipes/base/).
+        copy_tree(
+            &Path::new(REPO_ROOT).join("recipes"),
+            &s.project().join("recipes"),
+        );
         // The shipped series too: the templates pin them.
         for series in fs::read_dir(Path::new(REPO_ROOT).join("patches"))
             .unwrap()
@@ -502,11 +512,11 @@ impl Scratch {
             if !series.path().is_dir() {
                 continue;
             }
-            let dst = s.project().join("patches").join(series.file_name());
-            fs::create_dir_all(&dst).unwrap();
-            for f in fs::read_dir(series.path()).unwrap().flatten() {
-                fs::copy(f.path(), dst.join(f.file_name())).unwrap();
-            }
+            // patches/src (the generated series' inputs) has subdirectories.
+            copy_tree(
+                &series.path(),
+                &s.project().join("patches").join(series.file_name()),
+            );
         }
         s
     }
