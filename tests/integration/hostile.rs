@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{git, patch_text, Fixture, Run, Scratch, BIN};
 
-const COMMIT: &str = "c28ddc0a7b273cd286b680a6db0bef0c17bc0ec0";
+use crate::support::PINNED_COMMIT as COMMIT;
 
 /// A good era-4 recipe (it passes `recipe check` with the shipped templates) plus `extra`.
 fn good(extra: &str) -> String {

@@ -226,12 +226,10 @@ fn a_failing_hunk_names_file_hunk_and_lines_and_leaves_the_tree_as_fetched() {
         ],
     );
     // Progress lines carry timings; the report itself is stable.
-    let report: Vec<&str> = run
-        .stderr
-        .lines()
-        .filter(|l| !l.starts_with("  materialising"))
-        .collect();
-    insta::assert_snapshot!("prepare_failed_report", report.join("\n"));
+    insta::assert_snapshot!(
+        "prepare_failed_report",
+        crate::support::without_progress(&run.stderr)
+    );
     let tree = dest.join("src/ollama");
     assert_eq!(
         snapshot(&tree),
@@ -506,11 +504,7 @@ fn check_patches_prints_a_tag_by_patch_matrix_from_git_objects() {
     run.fails(1, &[]);
     insta::assert_snapshot!(
         "check_patches_matrix",
-        run.stdout
-            .lines()
-            .filter(|l| !l.contains(" s"))
-            .collect::<Vec<_>>()
-            .join("\n")
+        crate::support::without_timings(&run.stdout)
     );
     let j = fx
         .run(&["check-patches", "--all-tags", "--json"])

@@ -3,7 +3,7 @@
 
 use crate::support::Scratch;
 
-const COMMIT: &str = "c28ddc0a7b273cd286b680a6db0bef0c17bc0ec0";
+use crate::support::PINNED_COMMIT as COMMIT;
 
 fn good(extra: &str) -> String {
     format!("extends = \"era-4\"\nera = \"4\"\n\n[ollama]\ntag = \"v0.24.0\"\ncommit = \"{COMMIT}\"\n{extra}")

@@ -477,6 +477,25 @@ impl Upstream {
     }
 }
 
+/// A real v0.24.0 commit, for recipes that only need a well-formed pin.
+pub const PINNED_COMMIT: &str = "c28ddc0a7b273cd286b680a6db0bef0c17bc0ec0";
+
+/// Snapshot filter: output without progress lines (they carry timings).
+pub fn without_progress(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.starts_with("  materialising"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Snapshot filter: output without the lines that report durations (`… 1.23 s`).
+pub fn without_timings(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.contains(" s"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Copies the directory `src` to `dst`, recursively.
 pub fn copy_tree(src: &Path, dst: &Path) {
     fs::create_dir_all(dst).unwrap();
