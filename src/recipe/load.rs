@@ -11,6 +11,7 @@ use super::model::*;
 use crate::diag::{Diagnostic, Diagnostics, Location};
 use crate::patch::series::{Series, SeriesError};
 use crate::project::Project;
+use crate::source::RepoName;
 use crate::version::{TagRange, Version};
 
 /// One parsed file and its text, for turning spans into locations.
@@ -494,6 +495,14 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
                     p.at(s.name.span()),
                     format!("`{name}` is not a series name"),
                     "use the name of a directory under patches/",
+                );
+                continue;
+            }
+            if *s.repo.get_ref() == RepoName::Virglrenderer {
+                cx.err(
+                    p.at(s.repo.span()),
+                    format!("series `{name}`: an Ollama recipe patches ollama or llama.cpp, not virglrenderer"),
+                    "set repo = \"ollama\" or \"llama.cpp\" (the Venus lab's own series are pinned in recipes/lab/venus.toml)",
                 );
                 continue;
             }

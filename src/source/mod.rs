@@ -21,6 +21,9 @@ pub enum RepoName {
     Ollama,
     #[serde(rename = "llama.cpp")]
     LlamaCpp,
+    /// The Venus lab's vtest server (recipes/lab/venus.toml), not part of Ollama.
+    #[serde(rename = "virglrenderer")]
+    Virglrenderer,
 }
 
 impl RepoName {
@@ -28,6 +31,7 @@ impl RepoName {
         match self {
             RepoName::Ollama => "ollama",
             RepoName::LlamaCpp => "llama.cpp",
+            RepoName::Virglrenderer => "virglrenderer",
         }
     }
 }
@@ -44,8 +48,9 @@ impl std::str::FromStr for RepoName {
         match s {
             "ollama" => Ok(RepoName::Ollama),
             "llama.cpp" | "llamacpp" | "llama-cpp" => Ok(RepoName::LlamaCpp),
+            "virglrenderer" => Ok(RepoName::Virglrenderer),
             _ => Err(format!(
-                "unknown repository `{s}`, expected `ollama` or `llama.cpp`"
+                "unknown repository `{s}`, expected `ollama`, `llama.cpp` or `virglrenderer`"
             )),
         }
     }
@@ -226,6 +231,7 @@ impl Mirrors {
             section: match name {
                 RepoName::Ollama => "ollama",
                 RepoName::LlamaCpp => "llamacpp",
+                RepoName::Virglrenderer => "virglrenderer",
             },
         })?;
         let path = git::cached_mirror(&self.cache_dir, name, url, wants, self.offline)?;
