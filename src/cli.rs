@@ -213,6 +213,19 @@ pub struct SmokeArgs {
     /// `--env OLLAMA_VULKAN_MEMORY_FRACTION=0.5`.
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env_var)]
     pub env: Vec<(String, String)>,
+    /// Run the Vulkan mode on a real Mesa Venus device (the driver krunkit exposes):
+    /// virglrenderer's vtest server from the Venus lab (recipes/lab/venus.toml, built
+    /// once in a Debian trixie root), on lavapipe unless --venus-host-icd says otherwise.
+    /// Asserts the Venus device, the memory rule's Venus default (0.75) and the GPU.
+    #[arg(long)]
+    pub venus: bool,
+    /// The host Vulkan driver behind the Venus device (an ICD JSON), e.g. a GPU's.
+    #[arg(long, value_name = "ICD", requires = "venus")]
+    pub venus_host_icd: Option<PathBuf>,
+    /// Which vtest server: ours (patched; needs virglrenderer's source: --mirror
+    /// virglrenderer=PATH or the recipe's URL) or Debian's (stock; no model loads).
+    #[arg(long, value_enum, default_value_t = ollama_vulkan::venus::ServerChoice::Patched, requires = "venus")]
+    pub venus_server: ollama_vulkan::venus::ServerChoice,
 }
 
 #[derive(Debug, Args)]

@@ -84,6 +84,8 @@ pub enum Error {
     Provision(#[from] crate::provision::ProvisionError),
     #[error(transparent)]
     Generate(#[from] crate::patch::generate::GenerateError),
+    #[error(transparent)]
+    Venus(#[from] crate::venus::VenusError),
     #[error("{0}")]
     Usage(String),
     #[error("{what}: {source}")]
@@ -109,6 +111,7 @@ impl HasKind for Error {
             Error::Image(e) => e.kind(),
             Error::Provision(e) => e.kind(),
             Error::Generate(e) => e.kind(),
+            Error::Venus(e) => e.kind(),
             Error::Usage(_) => Kind::BadInput,
             Error::Io { .. } => Kind::Failure,
         }

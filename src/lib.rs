@@ -22,4 +22,5 @@ pub mod recipe;
 pub mod safe;
 pub mod smoke;
 pub mod source;
+pub mod venus;
 pub mod version;

@@ -5,8 +5,9 @@ use ollama_vulkan::error::Error;
 use ollama_vulkan::image::engine::Engine;
 use ollama_vulkan::smoke::{
     has_gpu_device, install_interrupt_handler, render, smoke, Report as SmokeReport, SmokeRequest,
-    SmokeTarget,
+    SmokeTarget, Venus,
 };
+use ollama_vulkan::venus::{ensure, LabRequest, LAVAPIPE_ICD};
 use serde::Serialize;
 
 use super::{emit, Human, Report, Status};
@@ -23,14 +24,49 @@ pub fn run(g: &Global, a: SmokeArgs) -> Result<Status, Error> {
         },
         (None, None) => unreachable!("clap requires one"),
     };
+    let venus = if a.venus {
+        if let Some((k, _)) = a
+            .env
+            .iter()
+            .find(|(k, _)| k == "OLLAMA_VULKAN_MEMORY_FRACTION")
+        {
+            return Err(Error::Usage(format!(
+                "--venus checks the memory rule's Venus default (0.75); --env {k} would replace it\n  help: leave --env {k} out, or smoke without --venus"
+            )));
+        }
+        let project = g.project()?;
+        let lab = ensure(&LabRequest {
+            recipes_dir: &project.recipes_dir(),
+            patches_dir: &project.patches_dir(),
+            mirrors: &g.mirrors()?,
+            cache: &cache,
+            server: a.venus_server,
+            offline: g.offline,
+            quiet: g.quiet,
+        })?;
+        Some(Venus {
+            lab,
+            host_icd: a
+                .venus_host_icd
+                .clone()
+                .unwrap_or_else(|| LAVAPIPE_ICD.into()),
+        })
+    } else {
+        None
+    };
+    // lavapipe, directly or behind Venus, is a CPU-type device ggml skips unless selected.
+    let on_lavapipe = venus
+        .as_ref()
+        .is_some_and(|v| v.host_icd == std::path::Path::new(LAVAPIPE_ICD));
     let report = smoke(&SmokeRequest {
         target,
         cache: &cache,
         tokens: a.tokens,
         cpu_fallback: !a.no_cpu_fallback,
-        select_cpu_device: a.lavapipe || !has_gpu_device(),
+        select_cpu_device: a.lavapipe || on_lavapipe || !has_gpu_device(),
         on_host: a.on_host,
         extra_env: &a.env,
+        venus: venus.as_ref(),
     })?;
     emit(&Smoke(report), g.format());
     Ok(Status::Success)

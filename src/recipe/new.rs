@@ -16,7 +16,8 @@ use crate::version::Version;
 
 pub const DEFAULT_OLLAMA_URL: &str = "https://github.com/ollama/ollama.git";
 pub const DEFAULT_LLAMACPP_URL: &str = "https://github.com/ggml-org/llama.cpp.git";
-pub const DEFAULT_VIRGLRENDERER_URL: &str = "https://gitlab.freedesktop.org/virgl/virglrenderer.git";
+pub const DEFAULT_VIRGLRENDERER_URL: &str =
+    "https://gitlab.freedesktop.org/virgl/virglrenderer.git";
 
 /// The upstream URL of a repository when no recipe names one.
 pub fn default_url(repo: RepoName) -> &'static str {

@@ -17,6 +17,43 @@ pub(super) fn engine_error(log: &str) -> Option<String> {
         .or_else(|| pick(&|l| l.contains("level=error") || l.contains("level=fatal")))
 }
 
+/// The line where the server says it gave up on the GPU: Ollama's discovery failure, or
+/// a CPU-only `inference compute` line.
+pub(super) fn find_fallback(log: &str) -> Option<String> {
+    log.lines()
+        .find(|l| l.contains("failure during GPU discovery"))
+        .or_else(|| {
+            log.lines()
+                .find(|l| l.contains("inference compute") && l.contains("library=cpu"))
+        })
+        .map(|l| l.trim().to_string())
+}
+
+/// On Venus: the device is Mesa's Venus device, and the memory rule took its Venus branch
+/// with the default fraction (0.75), not an explicit one.
+pub(super) fn check_venus(device: Option<&str>, rule: Option<&str>) -> Result<(), String> {
+    let device = device.unwrap_or("");
+    if !device.contains("Virtio-GPU Venus") {
+        return Err(format!(
+            "device {device:?} is not a Venus device (\"Virtio-GPU Venus (…)\")"
+        ));
+    }
+    match rule {
+        // ggml-vulkan's rule (eras 4, 5): the Venus branch names itself.
+        Some(r) if r.contains(": reporting ") => {
+            if r.contains("(Venus): reporting 0.75 of") {
+                Ok(())
+            } else {
+                Err(format!("the memory rule did not take its Venus default (0.75): {r}"))
+            }
+        }
+        // The legacy probe (eras 1a, 1b) applies 0.75 to every Vulkan device.
+        Some(r) if r.contains("fraction 0.75") => Ok(()),
+        Some(r) => Err(format!("the memory rule is not 0.75: {r}")),
+        None => Err("no memory-rule line in the log (the Venus branch logs \"(Venus): reporting 0.75 of …\")".into()),
+    }
+}
+
 pub(super) fn find_device(log: &str) -> Option<String> {
     for l in log.lines() {
         if l.contains("inference compute") && l.contains("library=Vulkan") {
@@ -157,6 +194,38 @@ llm_load_tensors: offloaded 3/3 layers to GPU
             Some("time=\"x\" level=fatal msg=\"netavark: No such file or directory (os error 2)\"")
         );
         assert_eq!(engine_error("time=x level=info msg=ok\n"), None);
+    }
+
+    #[test]
+    fn venus_checks_the_device_and_the_default_fraction() {
+        let venus = "Virtio-GPU Venus (llvmpipe (LLVM 19.1.7, 256 bits))";
+        let rule = "Virtio-GPU Venus (llvmpipe (LLVM 19.1.7, 256 bits)) (Venus): reporting 0.75 of 25276502016 free bytes as free: 18957376512";
+        assert_eq!(check_venus(Some(venus), Some(rule)), Ok(()));
+        assert!(
+            check_venus(Some("llvmpipe (LLVM 19.1.7, 256 bits)"), Some(rule))
+                .unwrap_err()
+                .contains("not a Venus device")
+        );
+        let explicit = rule.replace("0.75", "0.50");
+        assert!(check_venus(Some(venus), Some(&explicit))
+            .unwrap_err()
+            .contains("Venus default"));
+        assert!(check_venus(Some(venus), None)
+            .unwrap_err()
+            .contains("no memory-rule"));
+    }
+
+    #[test]
+    fn the_cpu_fallback_line_is_found() {
+        let log = "time=x level=INFO source=runner.go:462 msg=\"failure during GPU discovery\" error=\"failed to finish discovery before timeout\"\ntime=y msg=\"inference compute\" id=cpu library=cpu\n";
+        assert!(find_fallback(log)
+            .unwrap()
+            .contains("failed to finish discovery"));
+        assert!(find_fallback("msg=\"inference compute\" library=cpu").is_some());
+        assert_eq!(
+            find_fallback("msg=\"inference compute\" library=Vulkan"),
+            None
+        );
     }
 
     #[test]

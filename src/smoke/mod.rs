@@ -60,6 +60,8 @@ pub enum SmokeError {
     Image(Box<crate::image::ImageError>),
     #[error(transparent)]
     Manifest(#[from] crate::contract::ContractError),
+    #[error(transparent)]
+    Venus(#[from] crate::venus::VenusError),
 }
 
 impl crate::error::HasKind for SmokeError {
@@ -70,6 +72,7 @@ impl crate::error::HasKind for SmokeError {
             // Smoke's own engine and base problems are failures of the run, whatever
             // their kind was when `image` met them.
             SmokeError::Provision(e) => e.kind(),
+            SmokeError::Venus(e) => e.kind(),
             SmokeError::Model { .. }
             | SmokeError::Failed { .. }
             | SmokeError::Interrupted
@@ -141,6 +144,25 @@ pub struct SmokeRequest<'a> {
     pub on_host: bool,
     /// Extra environment for the server in every run (`--env`), after the era's own.
     pub extra_env: &'a [(String, String)],
+    /// Run the Vulkan mode on a Venus device (the lab's vtest server) instead.
+    pub venus: Option<&'a Venus>,
+}
+
+/// `smoke --venus`: the lab and the host driver behind the Venus device.
+pub struct Venus {
+    pub lab: crate::venus::Lab,
+    pub host_icd: PathBuf,
+}
+
+/// What the report says of the Venus device's stack.
+#[derive(Debug, Serialize)]
+pub struct VenusReport {
+    pub mesa: String,
+    pub virglrenderer: String,
+    pub server: crate::venus::ServerChoice,
+    pub host_icd: PathBuf,
+    /// The vtest server's log (kept next to the server logs).
+    pub log: PathBuf,
 }
 
 #[derive(Debug, Serialize)]
@@ -179,6 +201,8 @@ pub struct Report {
     pub tag: Option<String>,
     pub era: Option<String>,
     pub tokens: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub venus: Option<VenusReport>,
     pub runs: Vec<Run>,
 }
 
@@ -304,7 +328,12 @@ pub fn smoke(req: &SmokeRequest<'_>) -> Result<Report, SmokeError> {
         format!("FROM {}\n", seen.join("smoke.gguf").display()),
     )
     .map_err(io("writing the Modelfile"))?;
-    let mut builder = info.builder.clone();
+    // On Venus the dist runs in the lab root (Mesa's Venus driver); it was built in the
+    // builder root, whose packages the lab root holds too.
+    let mut builder = match (req.venus, &req.target) {
+        (Some(v), SmokeTarget::Dist(_)) => v.lab.root.clone(),
+        _ => info.builder.clone(),
+    };
     // Server logs are kept (on success and failure: they are the evidence): next to the
     // dist (its parent is the build dir), or in the cache per image.
     let keep = match (&dist, &req.target) {
@@ -340,6 +369,16 @@ pub fn smoke(req: &SmokeRequest<'_>) -> Result<Report, SmokeError> {
         },
         _ => unreachable!(),
     };
+    // One vtest server for the run, stopped (with its render server) on every path.
+    let vtest = match req.venus {
+        Some(v) => Some(crate::venus::VtestServer::start(
+            &v.lab,
+            &v.host_icd,
+            &wdir,
+            &keep.join("vtest.log"),
+        )?),
+        None => None,
+    };
     let mut runs = Vec::new();
     let mut modes = vec!["vulkan"];
     if req.cpu_fallback {
@@ -365,6 +404,17 @@ pub fn smoke(req: &SmokeRequest<'_>) -> Result<Report, SmokeError> {
             if req.select_cpu_device {
                 env.extend(info.smoke.select_cpu_device_env.clone());
             }
+            if let Some(server) = &vtest {
+                for (k, v) in server.client_env() {
+                    // The socket is in the work dir, which a container sees as /smoke.
+                    let v = if in_image {
+                        v.replace(&wdir.display().to_string(), &seen.display().to_string())
+                    } else {
+                        v
+                    };
+                    env.insert(k, v);
+                }
+            }
         } else {
             env.extend(info.smoke.cpu_env.clone());
         }
@@ -379,8 +429,20 @@ pub fn smoke(req: &SmokeRequest<'_>) -> Result<Report, SmokeError> {
             mode,
             req.tokens,
             &info.smoke,
+            vtest.is_some(),
         )?);
     }
+    let venus = match (req.venus, &vtest) {
+        (Some(v), Some(server)) => Some(VenusReport {
+            mesa: v.lab.versions.mesa.clone(),
+            virglrenderer: v.lab.versions.virglrenderer.clone(),
+            server: v.lab.server,
+            host_icd: v.host_icd.clone(),
+            log: server.log.clone(),
+        }),
+        _ => None,
+    };
+    drop(vtest);
     Ok(Report {
         dist,
         image: match &req.target {
@@ -390,6 +452,7 @@ pub fn smoke(req: &SmokeRequest<'_>) -> Result<Report, SmokeError> {
         tag: info.tag,
         era: info.era,
         tokens: req.tokens,
+        venus,
         runs,
     })
 }
@@ -406,6 +469,15 @@ pub fn render(r: &Report) -> String {
             .unwrap_or_default(),
         r.tokens
     );
+    if let Some(v) = &r.venus {
+        let _ = writeln!(
+            s,
+            "  venus  Mesa {}, virglrenderer {}, host driver {}",
+            v.mesa,
+            v.virglrenderer,
+            v.host_icd.display()
+        );
+    }
     for run in &r.runs {
         let _ = writeln!(
             s,

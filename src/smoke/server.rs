@@ -69,6 +69,7 @@ pub(super) fn run_mode(
     mode: &str,
     tokens: usize,
     smoke: &Smoke,
+    venus: bool,
 ) -> Result<Run, SmokeError> {
     let fail = |what: &str, why: String| SmokeError::Failed {
         what: format!("{mode}: {what}"),
@@ -298,10 +299,21 @@ pub(super) fn run_mode(
     let mut cpu_reason = None;
     if mode == "vulkan" {
         if has_ps && (size == 0 || size_vram != size) {
+            // Ollama's own fallback to the CPU is logged at INFO and never reaches the
+            // user: quote it.
             return Err(fail(
                 "not fully on the GPU",
-                format!("/api/ps: size {size}, size_vram {size_vram} (must be equal and > 0)"),
+                format!(
+                    "/api/ps: size {size}, size_vram {size_vram} (must be equal and > 0){}",
+                    find_fallback(&text)
+                        .map(|l| format!("; the server fell back to the CPU: {l}"))
+                        .unwrap_or_default()
+                ),
             ));
+        }
+        if venus {
+            check_venus(device.as_deref(), memory_rule.as_deref())
+                .map_err(|why| fail("not the Venus device", why))?;
         }
         if device.is_none() {
             return Err(fail("no Vulkan device in the log", "the server never reported a Vulkan device by name (ggml_vulkan / inference compute library=Vulkan)".into()));

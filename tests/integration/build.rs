@@ -686,4 +686,62 @@ fn the_trixie_builder_root_builds_and_smokes_the_era_4_fixture() {
             .contains("integer dot shader"),
         "the dot shader is in the library built in the root"
     );
+
+    // The same dist on a real Mesa Venus device: Debian's vtest server on lavapipe, in the
+    // same root (the lab's packages are the builder's). The fixture maps no device memory,
+    // so the stock server serves it (docs/VENUS.md).
+    let out = fx
+        .scratch
+        .command(&[])
+        .args([
+            "smoke",
+            dist.to_str().unwrap(),
+            "--venus",
+            "--venus-server",
+            "stock",
+            "--tokens",
+            "4",
+            "--json",
+        ])
+        .env("OLLAMA_VULKAN_PYTHON", crate::support::smoke_python())
+        .output()
+        .unwrap();
+    let run: Run = out.into();
+    let v = run.ok().json();
+    let vulkan = &v["runs"][0];
+    assert!(
+        vulkan["device"]
+            .as_str()
+            .unwrap()
+            .starts_with("Virtio-GPU Venus (llvmpipe"),
+        "{vulkan}"
+    );
+    // The Venus branch of the memory rule with its default, from the server's log.
+    assert!(
+        vulkan["memory_rule"]
+            .as_str()
+            .unwrap()
+            .contains("(Venus): reporting 0.75 of"),
+        "{vulkan}"
+    );
+    assert_eq!(vulkan["size"], vulkan["size_vram"]);
+    assert!(
+        v["venus"]["mesa"].as_str().unwrap().starts_with("25."),
+        "{}",
+        v["venus"]
+    );
+    assert!(v["venus"]["virglrenderer"]
+        .as_str()
+        .unwrap()
+        .contains("Debian virgl-server"));
+    // The server and its render process are gone.
+    let left = Command::new("pgrep")
+        .args(["-f", "virgl_test_server|virgl_render_server"])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&left.stdout)
+    );
 }
