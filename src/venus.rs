@@ -231,6 +231,9 @@ pub struct Lab {
     /// Our build's prefix (patched), holding bin/, lib*/ and libexec/.
     pub prefix: Option<PathBuf>,
     pub env: BTreeMap<String, String>,
+    /// The render server's shader cache, kept across runs: lavapipe compiles every ggml
+    /// pipeline there on first use (about 70 s on 2 cores), later runs take seconds.
+    pub shader_cache: PathBuf,
     /// What the report names: Mesa's and virglrenderer's versions.
     pub versions: Versions,
 }
@@ -250,6 +253,9 @@ pub fn ensure(req: &LabRequest<'_>) -> Result<Lab, VenusError> {
     packages.extend(recipe.root.packages.iter().cloned());
     let root = Builder::ensure(BuilderChoice::Root, req.cache, &packages, req.offline)?;
     let mesa = package_version(&root, "mesa-vulkan-drivers");
+    let shader_cache = req.cache.join("venus").join("shader-cache");
+    fs::create_dir_all(&shader_cache)
+        .map_err(io(format!("creating {}", shader_cache.display())))?;
     match req.server {
         ServerChoice::Stock => Ok(Lab {
             versions: Versions {
@@ -263,6 +269,7 @@ pub fn ensure(req: &LabRequest<'_>) -> Result<Lab, VenusError> {
             server: ServerChoice::Stock,
             prefix: None,
             env: BTreeMap::new(),
+            shader_cache,
         }),
         ServerChoice::Patched => {
             let prefix = build_virglrenderer(req, &recipe, &root)?;
@@ -282,6 +289,7 @@ pub fn ensure(req: &LabRequest<'_>) -> Result<Lab, VenusError> {
                 server: ServerChoice::Patched,
                 prefix: Some(prefix),
                 env: recipe.server.env.clone(),
+                shader_cache,
             })
         }
     }
@@ -527,6 +535,10 @@ impl VtestServer {
         let _ = fs::remove_file(&socket);
         let mut env = lab.env.clone();
         env.insert("VK_DRIVER_FILES".into(), host_icd.display().to_string());
+        env.insert(
+            "MESA_SHADER_CACHE_DIR".into(),
+            lab.shader_cache.display().to_string(),
+        );
         let program = match &lab.prefix {
             Some(p) => {
                 // Our render server and library, not Debian's.
@@ -543,7 +555,7 @@ impl VtestServer {
             None => PathBuf::from("/usr/bin/virgl_test_server"),
         };
         let mut root = lab.root.clone();
-        let mut binds = vec![dir.to_path_buf()];
+        let mut binds = vec![dir.to_path_buf(), lab.shader_cache.clone()];
         binds.extend(lab.prefix.clone());
         if let Some(icd_dir) = host_icd
             .parent()
@@ -602,6 +614,17 @@ impl VtestServer {
             std::thread::sleep(Duration::from_millis(100));
         }
         Ok(server)
+    }
+
+    /// The server's own verdicts on what it refused (`… failed (-22)`): a client that
+    /// hangs or falls back instead of failing leaves them only here.
+    pub fn failures(&self) -> Vec<String> {
+        fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(" failed ("))
+            .map(|l| l.trim().to_string())
+            .collect()
     }
 
     /// The environment a Venus client needs: Mesa's Venus ICD over this socket.

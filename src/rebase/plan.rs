@@ -261,10 +261,12 @@ pub(super) fn start(
             .map_err(|e| RebaseError::Usage(format!("series `{}`: {e}", s.name)))?;
         let (old_base, new_base) = match s.repo {
             RepoName::Ollama => (from_oid.to_string(), onto_oid.to_string()),
-            RepoName::Virglrenderer => return Err(RebaseError::Usage(format!(
+            RepoName::Virglrenderer => {
+                return Err(RebaseError::Usage(format!(
                 "series `{}` targets virglrenderer: rebase-patches carries Ollama's series only",
                 s.name
-            ))),
+            )))
+            }
             RepoName::LlamaCpp => {
                 let old = recipe.llamacpp.commit.clone().ok_or_else(|| {
                     RebaseError::Usage(format!(

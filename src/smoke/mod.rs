@@ -431,6 +431,16 @@ pub fn smoke(req: &SmokeRequest<'_>) -> Result<Report, SmokeError> {
             &info.smoke,
             vtest.is_some(),
         )?);
+        if let (Some(server), "vulkan") = (&vtest, mode) {
+            if let Some(first) = server.failures().first() {
+                return Err(SmokeError::Failed {
+                    what: "vulkan: the Venus vtest server".into(),
+                    why: format!("it refused a request: {first}"),
+                    log: server.log.display().to_string(),
+                    tail: crate::fsutil::tail_file(&server.log, 15),
+                });
+            }
+        }
     }
     let venus = match (req.venus, &vtest) {
         (Some(v), Some(server)) => Some(VenusReport {
