@@ -251,3 +251,49 @@ fn ctrl_c_stops_the_server_and_removes_the_temp_files() {
         .collect();
     assert!(left.is_empty(), "temporary files removed: {left:?}");
 }
+
+#[test]
+fn a_hostile_venus_lab_recipe_is_refused_before_anything_runs() {
+    let s = crate::support::Scratch::new();
+    let fake = s.path().join("fake");
+    fs::create_dir_all(fake.join("bin")).unwrap();
+    fs::write(fake.join("bin/ollama"), "").unwrap();
+    let lab = s.project().join("recipes/lab/venus.toml");
+    let shipped = fs::read_to_string(&lab).unwrap();
+    for (from, to, needle) in [
+        (
+            "series = \"lab/virglrenderer-venus-vtest\"",
+            "series = \"../../etc\"",
+            "series `../../etc`",
+        ),
+        (
+            "\"-Dvenus=true\"",
+            "\"-Dprefix=/usr\"",
+            "meson option `-Dprefix=/usr`",
+        ),
+        (
+            "commit = \"1aeaf5e10a9c89096e96d09599aa419d5c50712f\"",
+            "commit = \"HEAD; rm -rf /\"",
+            "not a full commit id",
+        ),
+        ("[server]", "[server]\nunknown = 1\n[x]", "unknown field"),
+    ] {
+        assert!(shipped.contains(from), "{from}");
+        fs::write(&lab, shipped.replace(from, to)).unwrap();
+        let run = s.run(&["smoke", fake.to_str().unwrap(), "--venus"]);
+        run.fails(2, &["recipes/lab/venus.toml", needle, "help:"]);
+    }
+    // Nothing was made: no lab root, no virglrenderer build.
+    assert!(!s.cache().join("venus").exists());
+    assert!(!s.cache().join("builders").exists());
+    fs::write(&lab, shipped).unwrap();
+    // --venus checks the Venus default: an explicit fraction is refused.
+    s.run(&[
+        "smoke",
+        fake.to_str().unwrap(),
+        "--venus",
+        "--env",
+        "OLLAMA_VULKAN_MEMORY_FRACTION=0.5",
+    ])
+    .fails(2, &["Venus default (0.75)"]);
+}
