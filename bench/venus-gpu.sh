@@ -33,7 +33,9 @@
 #     greedy decoding never picks EOS), then per mode: `ollama serve`, `ollama create`,
 #     one warm-up request (model load, pipeline compiles), RUNS measured requests (a
 #     different random ~400-token prompt each, so no prompt cache hit; num_predict 128,
-#     temperature 0, num_ctx 2048, raw), /api/ps; stops every process it started.
+#     temperature 0 with frequency/presence penalties so that the random model never
+#     repeats one token 30 times, which makes Ollama abort; num_ctx 2048, raw), /api/ps;
+#     stops every process it started.
 #     Results in $OUT (default BUNDLE/out): table.md, results.jsonl, run.log, the serve
 #     logs and the vtest log. Env: RUNS (5), NVIDIA_ICD / HOST_ICD (the host ICD json;
 #     default the NVIDIA one at /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json),
@@ -196,11 +198,14 @@ w.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_0)
 w.add_tokenizer_model("llama"); w.add_token_list(tokens); w.add_token_scores(scores)
 w.add_token_types(types); w.add_bos_token_id(1); w.add_eos_token_id(2); w.add_unk_token_id(0)
 w.add_add_bos_token(True); w.add_add_eos_token(False)
-scale = np.frombuffer(np.float16(0.004).tobytes(), dtype=np.uint8)
+# Q4_0 dequantises to d * (q - 8), q uniform in 0..15: mean -0.5 d. With one sign of d every
+# matrix would have a common mode that makes greedy decoding repeat one token (and Ollama
+# aborts a generation after 30 repeats); a random sign per block makes the mean zero.
+scales = np.frombuffer(np.array([0.004, -0.004], dtype=np.float16).tobytes(), dtype=np.uint8).reshape(2, 2)
 Q4 = gguf.GGMLQuantizationType.Q4_0
 def q4(rows, cols, zero_rows=0):
     blk = np.frombuffer(bytearray(rng.bytes(rows * cols // 32 * 18)), dtype=np.uint8).reshape(rows, cols // 32, 18)
-    blk[:, :, 0:2] = scale                      # a valid fp16 scale in every block
+    blk[:, :, 0:2] = scales[blk[:, :, 2] & 1]   # fp16 +-0.004, sign from a random bit
     blk[:zero_rows] = 0                         # scale 0: the row is all zeros
     return blk.reshape(rows, cols // 32 * 18)
 ones = np.ones(n_embd, dtype=np.float32)
@@ -271,7 +276,10 @@ def call(path, body=None, timeout=60):
 def prompt(i):  # ~400 byte-fallback tokens; different from the first character on: no cache hit
     r = random.Random(1000 + i)
     return "".join(r.choice("abcdefghijklmnopqrstuv") for _ in range(398))
-opts = {"temperature": 0, "seed": 42, "num_predict": 128, "num_ctx": 2048}
+# Greedy decoding on random weights still loops; Ollama aborts a generation after 30 repeats
+# of one token. The penalties (CPU-side sampling, the same in both modes) break the loops.
+opts = {"temperature": 0, "seed": 42, "num_predict": 128, "num_ctx": 2048,
+        "frequency_penalty": 1.0, "presence_penalty": 0.5, "repeat_last_n": 64}
 rows = []
 for i in range(runs + 1):
     kind = "warmup" if i == 0 else "run"
@@ -287,6 +295,7 @@ for i in range(runs + 1):
            "prompt_eval_count": pc, "prompt_eval_duration": pd, "eval_count": ec, "eval_duration": ed,
            "prompt_tps": pc / pd * 1e9 if pd else None, "gen_tps": ec / ed * 1e9 if ed else None,
            "done_reason": g.get("done_reason"), "error": g.get("error")}
+    if not ec: row["keys"] = sorted(g)  # e.g. an aborted generation carries no counters
     print(json.dumps(row))
     rows.append(row)
     if g.get("error"): break
@@ -318,7 +327,7 @@ def ps(m): return next((r for r in rows if r["mode"] == m and r["kind"] == "ps")
 def warm(m): return next((r for r in rows if r["mode"] == m and r["kind"] == "warmup"), {})
 def fmt(v): return "–" if v is None else f"{v:.1f}"
 med = {}
-print("| mode | runs | prompt tokens | prompt t/s, median (min–max) | generated tokens | generation t/s, median (min–max) | first request (load) s | size_vram / size |")
+print("| mode | runs | prompt tokens | prompt t/s, median (min–max) | generated tokens (min–max) | generation t/s, median (min–max) | first request (load) s | size_vram / size |")
 print("|---|---|---|---|---|---|---|---|")
 for m in ("native", "venus"):
     rs = runs(m)
@@ -328,7 +337,7 @@ for m in ("native", "venus"):
     med[m] = (statistics.median(p), statistics.median(g))
     s = ps(m)
     print(f"| {m} | {len(rs)} | {statistics.median([r['prompt_eval_count'] for r in rs]):.0f} | "
-          f"{med[m][0]:.0f} ({min(p):.0f}–{max(p):.0f}) | {statistics.median([r['eval_count'] for r in rs]):.0f} | "
+          f"{med[m][0]:.0f} ({min(p):.0f}–{max(p):.0f}) | {min(r['eval_count'] for r in rs)}–{max(r['eval_count'] for r in rs)} | "
           f"{med[m][1]:.1f} ({min(g):.1f}–{max(g):.1f}) | {fmt(warm(m).get('load_s'))} | {s.get('size_vram')} / {s.get('size')} |")
 if "native" in med and "venus" in med:
     print(f"\nvenus/native: prompt {med['venus'][0] / med['native'][0] * 100:.1f} %, "
