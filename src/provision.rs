@@ -42,6 +42,21 @@ pub const MMDEBSTRAP: Need = need(
     "mmdebstrap",
     "the Debian trixie builder root and the base images are made with it",
 );
+pub const QEMU_USER: Need = need(
+    &["qemu-aarch64-static"],
+    "qemu-user-static",
+    "arm64 roots and images run under qemu-user on this amd64 machine",
+);
+pub const BINFMT_SUPPORT: Need = need(
+    &["update-binfmts"],
+    "binfmt-support",
+    "qemu-user is registered with the kernel's binfmt_misc through it",
+);
+pub const ARCH_TEST: Need = need(
+    &["arch-test"],
+    "arch-test",
+    "mmdebstrap checks with it that a foreign architecture's binaries run",
+);
 pub const PODMAN: Need = need(
     &["podman"],
     "podman",
@@ -86,6 +101,14 @@ pub const TOOLS: &[Need] = &[
         "missing host packages are installed with it",
     ),
     MMDEBSTRAP,
+    QEMU_USER,
+    BINFMT_SUPPORT,
+    ARCH_TEST,
+    need(
+        &["mount"],
+        "mount",
+        "binfmt_misc is mounted with it when a foreign architecture needs qemu-user",
+    ),
     PODMAN,
     BUILDAH,
     OCI_RUNTIME,
@@ -171,6 +194,13 @@ pub enum ProvisionError {
     Missing { missing: Vec<Need>, fix: String },
     #[error("{0}")]
     Apt(Box<AptFailure>),
+    /// The kernel cannot run the architecture's binaries and this run may not fix it.
+    #[error("{arch} binaries cannot run here: {why}\n  help: {fix}")]
+    Binfmt {
+        arch: String,
+        why: String,
+        fix: String,
+    },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -249,6 +279,84 @@ fn cannot_install(p: &Policy) -> Option<&'static str> {
         return Some("not Debian/Ubuntu");
     }
     None
+}
+
+/// The binfmt_misc handler that runs `arch` binaries under qemu-user: `aarch64` for arm64.
+fn binfmt_name(arch: &str) -> Option<&'static str> {
+    match arch {
+        "arm64" | "aarch64" => Some("qemu-aarch64"),
+        _ => None,
+    }
+}
+
+/// Makes the kernel run `arch` binaries (arm64 roots and images on an amd64 host): the
+/// qemu-user packages, binfmt_misc mounted, the handler enabled. Changes to the host are
+/// announced and follow the install policy (`--no-install` refuses, naming the commands).
+pub fn ensure_foreign(arch: &str) -> Result<(), ProvisionError> {
+    let Some(handler) = binfmt_name(arch) else {
+        return Ok(()); // the host's own architecture
+    };
+    let dir = Path::new("/proc/sys/fs/binfmt_misc");
+    let enabled = || {
+        std::fs::read_to_string(dir.join(handler))
+            .map(|t| t.lines().next() == Some("enabled"))
+            .unwrap_or(false)
+    };
+    ensure(&[QEMU_USER, BINFMT_SUPPORT, ARCH_TEST])?;
+    if enabled() {
+        return Ok(());
+    }
+    let fix = format!(
+        "mount -t binfmt_misc binfmt_misc {} && update-binfmts --enable {handler}",
+        dir.display()
+    );
+    if let Some(why) = cannot_install(&policy()) {
+        return Err(ProvisionError::Binfmt {
+            arch: arch.into(),
+            why: format!("the {handler} binfmt_misc handler is not enabled ({why})"),
+            fix: if why == "not root" {
+                format!("sudo sh -c '{fix}'")
+            } else {
+                fix
+            },
+        });
+    }
+    crate::progress::note(&format!(
+        "enabling {handler} in binfmt_misc: {arch} binaries run under qemu-user (--no-install to refuse)"
+    ));
+    let run = |argv: &[&str]| {
+        std::process::Command::new(argv[0])
+            .args(&argv[1..])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .output()
+    };
+    if !dir.join("status").exists() {
+        let _ = run(&[
+            "mount",
+            "-t",
+            "binfmt_misc",
+            "binfmt_misc",
+            "/proc/sys/fs/binfmt_misc",
+        ]);
+    }
+    let out = run(&["update-binfmts", "--enable", handler]);
+    if enabled() {
+        return Ok(());
+    }
+    Err(ProvisionError::Binfmt {
+        arch: arch.into(),
+        why: format!(
+            "{handler} is still not enabled after `{fix}`{}",
+            out.ok()
+                .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string())
+                .filter(|e| !e.is_empty())
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        ),
+        fix: "a container may not be allowed to mount binfmt_misc: enable the handler on the host"
+            .into(),
+    })
 }
 
 /// Makes every need met, installing the missing packages when allowed. Returns the

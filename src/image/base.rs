@@ -195,6 +195,10 @@ fn go_version(goroot: &Path) -> Option<String> {
 /// Makes (or finds in the cache) the root tarball and imports it.
 pub fn base(req: &BaseRequest<'_>) -> Result<BaseReport, ImageError> {
     let started = std::time::Instant::now();
+    // A foreign root's maintainer scripts, and the image later, run under qemu-user.
+    if req.arch != Arch::host() {
+        crate::provision::ensure_foreign(req.arch.name())?;
+    }
     let mut pkgs = req.packages.clone();
     pkgs.sort();
     pkgs.dedup();

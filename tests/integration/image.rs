@@ -509,3 +509,74 @@ fn fixture_image_compiles_in_the_builder_stage() {
         "{s}"
     );
 }
+
+/// An arm64 runtime base on this amd64 machine: mmdebstrap runs the foreign root's
+/// maintainer scripts under qemu-user, which `base` sets up itself (qemu-user-static,
+/// binfmt_misc), and the image runs there under emulation.
+#[test]
+fn an_arm64_runtime_base_is_made_and_runs_under_qemu_user() {
+    if !crate::support::have("podman") || std::env::consts::ARCH != "x86_64" {
+        return;
+    }
+    let fx = Fixture::new();
+    let cache = shared_cache();
+    let tag = "localhost/ollama-vulkan-test-runtime:trixie-arm64";
+    let b = tool(
+        &fx,
+        &[
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "base",
+            "--role",
+            "runtime",
+            "--arch",
+            "arm64",
+            "--engine",
+            "podman",
+            "--tag",
+            tag,
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(b["arch"], "arm64", "{b}");
+    let inspect = engine(
+        "podman",
+        &[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Os}}/{{.Architecture}}",
+            tag,
+        ],
+    );
+    assert_eq!(inspect.trim(), "linux/arm64");
+    // An arm64 userland: its own uname, its own Vulkan loader and Mesa ICDs.
+    let out = engine(
+        "podman",
+        &[
+            "run",
+            "--rm",
+            "--arch",
+            "arm64",
+            "--network",
+            "none",
+            // Limits runc may set for a container under qemu-user here.
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            tag,
+            "sh",
+            "-c",
+            "uname -m; ls /usr/lib/aarch64-linux-gnu/libvulkan.so.1 /usr/share/vulkan/icd.d/virtio_icd.json",
+        ],
+    );
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("aarch64"), "{out}");
+    assert!(
+        out.contains("libvulkan.so.1") && out.contains("virtio_icd.json"),
+        "{out}"
+    );
+}
