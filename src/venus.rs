@@ -220,7 +220,6 @@ pub struct LabRequest<'a> {
     pub cache: &'a Path,
     pub server: ServerChoice,
     pub offline: bool,
-    pub quiet: bool,
 }
 
 /// A ready lab: the root, and the vtest server to run in it.
@@ -511,7 +510,6 @@ fn build_in(
     }
     fs::rename(&staged, prefix).map_err(io(format!("moving the build to {}", prefix.display())))?;
     progress.finish(&prefix.display().to_string());
-    let _ = req.quiet;
     Ok(())
 }
 

@@ -42,7 +42,6 @@ pub fn run(g: &Global, a: SmokeArgs) -> Result<Status, Error> {
             cache: &cache,
             server: a.venus_server,
             offline: g.offline,
-            quiet: g.quiet,
         })?;
         Some(Venus {
             lab,

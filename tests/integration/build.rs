@@ -659,22 +659,19 @@ fn the_trixie_builder_root_builds_and_smokes_the_era_4_fixture() {
         .iter()
         .all(|c| c["ok"] == true));
     // The smoke test runs the server inside the same root (the binaries need its libc).
-    let out = fx
-        .scratch
-        .command(&[])
-        .args([
-            "smoke",
-            dist.to_str().unwrap(),
-            "--lavapipe",
-            "--tokens",
-            "4",
-            "--json",
-        ])
-        .env("OLLAMA_VULKAN_PYTHON", crate::support::smoke_python())
-        .output()
-        .unwrap();
-    let run: Run = out.into();
-    let s = run.ok().json();
+    let smoke = |extra: &[&str]| -> serde_json::Value {
+        let out = fx
+            .scratch
+            .command(&[])
+            .args(["smoke", dist.to_str().unwrap(), "--tokens", "4", "--json"])
+            .args(extra)
+            .env("OLLAMA_VULKAN_PYTHON", crate::support::smoke_python())
+            .output()
+            .unwrap();
+        let run: Run = out.into();
+        run.ok().json()
+    };
+    let s = smoke(&["--lavapipe"]);
     assert_eq!(s["runs"][0]["eval_count"], 4);
     assert!(s["runs"][0]["device"]
         .as_str()
@@ -690,24 +687,7 @@ fn the_trixie_builder_root_builds_and_smokes_the_era_4_fixture() {
     // The same dist on a real Mesa Venus device: Debian's vtest server on lavapipe, in the
     // same root (the lab's packages are the builder's). The fixture maps no device memory,
     // so the stock server serves it (docs/VENUS.md).
-    let out = fx
-        .scratch
-        .command(&[])
-        .args([
-            "smoke",
-            dist.to_str().unwrap(),
-            "--venus",
-            "--venus-server",
-            "stock",
-            "--tokens",
-            "4",
-            "--json",
-        ])
-        .env("OLLAMA_VULKAN_PYTHON", crate::support::smoke_python())
-        .output()
-        .unwrap();
-    let run: Run = out.into();
-    let v = run.ok().json();
+    let v = smoke(&["--venus", "--venus-server", "stock"]);
     let vulkan = &v["runs"][0];
     assert!(
         vulkan["device"]

@@ -76,6 +76,25 @@ fn engine(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `base --role ROLE --engine ENGINE --tag TAG --json` (plus `extra`) with the shared cache.
+fn make_base(fx: &Fixture, role: &str, engine: &str, tag: &str, extra: &[&str]) -> Run {
+    let cache = shared_cache();
+    let mut args = vec![
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "base",
+        "--role",
+        role,
+        "--engine",
+        engine,
+        "--tag",
+        tag,
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    tool(fx, &args)
+}
+
 /// The runtime base; its root tarball is cached between test runs (mmdebstrap once), and
 /// it is made once per run (the tests share it). A failure is kept and reported by each
 /// test that needs the base, with its cause (no test dies of another's poisoned lock).
@@ -95,22 +114,7 @@ pub(crate) fn runtime_base(fx: &Fixture) -> serde_json::Value {
 }
 
 fn make_runtime_base(fx: &Fixture) -> Result<serde_json::Value, String> {
-    let cache = shared_cache();
-    let run = tool(
-        fx,
-        &[
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "base",
-            "--role",
-            "runtime",
-            "--engine",
-            "buildah",
-            "--tag",
-            RUNTIME_BASE,
-            "--json",
-        ],
-    );
+    let run = make_base(fx, "runtime", "buildah", RUNTIME_BASE, &[]);
     if run.code != 0 {
         return Err(format!("exit {}\n{}", run.code, run.stderr));
     }
@@ -152,23 +156,9 @@ fn fixture_image_builds_with_buildah_runs_with_podman_and_sees_lavapipe() {
     assert!(pkgs.contains(&"libvulkan1") && pkgs.contains(&"mesa-vulkan-drivers"));
     // Again: the root is cached and the image already holds it (same id, nothing imported).
     let cache = shared_cache();
-    let again = tool(
-        &fx,
-        &[
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "base",
-            "--role",
-            "runtime",
-            "--engine",
-            "podman",
-            "--tag",
-            RUNTIME_BASE,
-            "--json",
-        ],
-    )
-    .ok()
-    .json();
+    let again = make_base(&fx, "runtime", "podman", RUNTIME_BASE, &[])
+        .ok()
+        .json();
     assert_eq!(again["cached_rootfs"], true);
     assert_eq!(again["already_imported"], true);
     assert_eq!(again["id"], base["id"]);
@@ -418,24 +408,9 @@ const BUILDER_BASE: &str = "localhost/ollama-vulkan-test-builder:trixie";
 #[test]
 fn fixture_image_compiles_in_the_builder_stage() {
     let fx = Fixture::new();
-    let cache = shared_cache();
-    let b = tool(
-        &fx,
-        &[
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "base",
-            "--role",
-            "builder",
-            "--engine",
-            "buildah",
-            "--tag",
-            BUILDER_BASE,
-            "--json",
-        ],
-    )
-    .ok()
-    .json();
+    let b = make_base(&fx, "builder", "buildah", BUILDER_BASE, &[])
+        .ok()
+        .json();
     assert!(b["go"].as_str().unwrap_or("").starts_with("go"), "{b}");
     runtime_base(&fx);
     let recipe = fx.new_recipe("v0.24.0");
@@ -519,27 +494,10 @@ fn an_arm64_runtime_base_is_made_and_runs_under_qemu_user() {
         return;
     }
     let fx = Fixture::new();
-    let cache = shared_cache();
     let tag = "localhost/ollama-vulkan-test-runtime:trixie-arm64";
-    let b = tool(
-        &fx,
-        &[
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "base",
-            "--role",
-            "runtime",
-            "--arch",
-            "arm64",
-            "--engine",
-            "podman",
-            "--tag",
-            tag,
-            "--json",
-        ],
-    )
-    .ok()
-    .json();
+    let b = make_base(&fx, "runtime", "podman", tag, &["--arch", "arm64"])
+        .ok()
+        .json();
     assert_eq!(b["arch"], "arm64", "{b}");
     let inspect = engine(
         "podman",
