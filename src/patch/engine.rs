@@ -183,6 +183,32 @@ fn reverse(p: &Patch) -> Patch {
     r
 }
 
+/// Writes an overlay over the tree at `dir`: files atomically with their git mode,
+/// deletions removed. Returns what was being done when a write failed.
+pub fn write_overlay(dir: &Path, overlay: &Overlay) -> Result<(), (String, std::io::Error)> {
+    use std::os::unix::fs::PermissionsExt;
+    for (path, entry) in overlay {
+        let file = dir.join(path);
+        match entry {
+            Some(e) => {
+                crate::fsutil::write_atomic(&file, &e.bytes)
+                    .map_err(|x| (format!("writing {}", file.display()), x))?;
+                let mode = if e.mode == 0o100755 { 0o755 } else { 0o644 };
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode))
+                    .map_err(|x| (format!("chmod {}", file.display()), x))?;
+                crate::killpoint::hit("prepare.file-written");
+            }
+            None => {
+                if file.exists() {
+                    std::fs::remove_file(&file)
+                        .map_err(|x| (format!("removing {}", file.display()), x))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Applies one patch to `src` + `overlay` without touching either: returns the report and
 /// the patch's own changes (empty unless it applied), which the caller adds to its overlay
 /// — `prepare` also commits them one patch at a time. Unsafe paths are an error; hunks that

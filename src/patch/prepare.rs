@@ -8,7 +8,6 @@
 //! nothing.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -355,26 +354,8 @@ fn write_tree(
         crate::killpoint::hit("prepare.committed");
         final_state.extend(changed.clone());
     }
-    for (path, entry) in &final_state {
-        let file = dir.join(path);
-        match entry {
-            Some(e) => {
-                use std::os::unix::fs::PermissionsExt;
-                crate::fsutil::write_atomic(&file, &e.bytes)
-                    .map_err(|x| werr(format!("writing {}", file.display()))(x.to_string()))?;
-                let mode = if e.mode == 0o100755 { 0o755 } else { 0o644 };
-                fs::set_permissions(&file, fs::Permissions::from_mode(mode))
-                    .map_err(|x| werr(format!("chmod {}", file.display()))(x.to_string()))?;
-                crate::killpoint::hit("prepare.file-written");
-            }
-            None => {
-                if file.exists() {
-                    fs::remove_file(&file)
-                        .map_err(|x| werr(format!("removing {}", file.display()))(x.to_string()))?;
-                }
-            }
-        }
-    }
+    super::engine::write_overlay(dir, &final_state)
+        .map_err(|(what, x)| werr(what)(x.to_string()))?;
     let paths: Vec<String> = final_state.keys().cloned().collect();
     crate::killpoint::hit("prepare.files-written");
     move_head(dir, parent, &paths)
