@@ -29,6 +29,34 @@ pub const RECIPE: &str = "lab/venus.toml";
 pub const VENUS_ICD: &str = "/usr/share/vulkan/icd.d/virtio_icd.json";
 /// lavapipe's ICD: the default host driver behind Venus.
 pub const LAVAPIPE_ICD: &str = "/usr/share/vulkan/icd.d/lvp_icd.json";
+/// Where the lab root's ICDs are: the host drivers a Venus device can sit on.
+pub const ICD_DIR: &str = "/usr/share/vulkan/icd.d/";
+
+/// `--venus-host-icd`: the name of an ICD in the lab root's `ICD_DIR` (the value reaches
+/// the server's environment; nothing outside that directory is taken or mounted).
+pub fn check_host_icd(p: &Path) -> Result<(), VenusError> {
+    let value = crate::safe::show(&p.display().to_string());
+    let name = p
+        .to_str()
+        .and_then(|s| s.strip_prefix(ICD_DIR))
+        .unwrap_or("");
+    let ok = name.ends_with(".json")
+        && name.len() > ".json".len()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && !name.starts_with('.');
+    if ok {
+        return Ok(());
+    }
+    Err(VenusError::HostIcd {
+        value,
+        why: format!("not an ICD file directly under {ICD_DIR}"),
+        help: format!(
+            "name one of the lab root's ICDs, e.g. {LAVAPIPE_ICD} or {ICD_DIR}radeon_icd.x86_64.json (a GPU's /dev/dri is passed in); NVIDIA's driver is not in the root: use bench/venus-gpu.sh"
+        ),
+    })
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum VenusError {
@@ -38,17 +66,16 @@ pub enum VenusError {
         why: String,
         help: String,
     },
+    #[error("--venus-host-icd {value}: {why}\n  help: {help}")]
+    HostIcd {
+        value: String,
+        why: String,
+        help: String,
+    },
     #[error(transparent)]
     Source(#[from] crate::source::SourceError),
     #[error(transparent)]
     Build(#[from] crate::build::BuildError),
-    #[error("{what} failed ({status}); log: {}\n{tail}", log.display())]
-    Step {
-        what: String,
-        status: String,
-        log: PathBuf,
-        tail: String,
-    },
     #[error("the vtest server did not start: {why}\n  log: {}\n{tail}", log.display())]
     Server {
         why: String,
@@ -66,12 +93,10 @@ impl crate::error::HasKind for VenusError {
     fn kind(&self) -> crate::error::Kind {
         use crate::error::Kind;
         match self {
-            VenusError::Recipe { .. } => Kind::BadInput,
+            VenusError::Recipe { .. } | VenusError::HostIcd { .. } => Kind::BadInput,
             VenusError::Source(e) => e.kind(),
             VenusError::Build(e) => e.kind(),
-            VenusError::Step { .. } | VenusError::Server { .. } | VenusError::Io { .. } => {
-                Kind::Failure
-            }
+            VenusError::Server { .. } | VenusError::Io { .. } => Kind::Failure,
         }
     }
 }
@@ -220,6 +245,9 @@ pub struct LabRequest<'a> {
     pub cache: &'a Path,
     pub server: ServerChoice,
     pub offline: bool,
+    pub quiet: bool,
+    /// `--venus-host-icd`: an ICD of the lab root (checked before anything is made).
+    pub host_icd: Option<&'a Path>,
 }
 
 /// A ready lab: the root, and the vtest server to run in it.
@@ -245,12 +273,24 @@ pub struct Versions {
 
 /// Makes (or finds) the lab root and, for the patched server, its build.
 pub fn ensure(req: &LabRequest<'_>) -> Result<Lab, VenusError> {
+    if let Some(icd) = req.host_icd {
+        check_host_icd(icd)?;
+    }
     let recipe = LabRecipe::load(req.recipes_dir)?;
     let mut packages = crate::recipe::packages::load(req.recipes_dir)
         .map(|b| b.builder)
         .unwrap_or_else(|_| crate::recipe::packages::compiled().builder);
     packages.extend(recipe.root.packages.iter().cloned());
     let root = Builder::ensure(BuilderChoice::Root, req.cache, &packages, req.offline)?;
+    if let Some(icd) = req.host_icd {
+        if !root.host_path(icd).is_file() {
+            return Err(VenusError::HostIcd {
+                value: icd.display().to_string(),
+                why: "the lab root has no such ICD".into(),
+                help: format!("ls {}", root.host_path(Path::new(ICD_DIR)).display()),
+            });
+        }
+    }
     let mesa = package_version(&root, "mesa-vulkan-drivers");
     let shader_cache = req.cache.join("venus").join("shader-cache");
     fs::create_dir_all(&shader_cache)
@@ -436,21 +476,8 @@ fn build_in(
         }
         overlay.extend(changed);
     }
-    for (path, entry) in &overlay {
-        let file = src.join(path);
-        match entry {
-            Some(e) => {
-                if let Some(d) = file.parent() {
-                    fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
-                }
-                fs::write(&file, e.bytes.as_slice())
-                    .map_err(io(format!("writing {}", file.display())))?;
-            }
-            None => {
-                let _ = fs::remove_file(&file);
-            }
-        }
-    }
+    crate::patch::engine::write_overlay(&src, &overlay)
+        .map_err(|(what, source)| VenusError::Io { what, source })?;
     let staged = work.join("prefix");
     let mut root = root.clone();
     root.bind(&[work.to_path_buf()]);
@@ -475,41 +502,35 @@ fn build_in(
             ],
         ),
     ];
+    // The build's own step runner: a log per step, progress, the failing step named.
     let logs = req.cache.join("logs");
-    fs::create_dir_all(&logs).map_err(io(format!("creating {}", logs.display())))?;
-    let progress = crate::progress::Progress::start(format!(
-        "building {} with {} for the Venus lab",
-        v.tag, v.series
-    ));
-    for (what, argv) in steps {
+    let total = steps.len();
+    for (i, (what, argv)) in steps.iter().enumerate() {
         let log = logs.join(format!("venus-{}.log", what.replace(' ', "-")));
-        let out = root
-            .command(&argv, &src, &BTreeMap::new())
-            .stderr_to_stdout()
-            .stdout_capture()
-            .unchecked()
-            .run()
-            .map_err(io(format!("running {what}")))?;
-        let _ = fs::write(&log, &out.stdout);
-        if !out.status.success() {
-            return Err(VenusError::Step {
-                what: what.into(),
-                status: format!("{}", out.status),
-                log,
-                tail: crate::fsutil::last_lines(&String::from_utf8_lossy(&out.stdout), 15),
-            });
-        }
+        crate::build::run::run_step(
+            &root,
+            what,
+            argv,
+            &src,
+            &BTreeMap::new(),
+            &log,
+            i + 1,
+            total,
+            req.quiet,
+        )?;
     }
     if !staged.join("bin/virgl_test_server").is_file() {
-        return Err(VenusError::Step {
-            what: "ninja install".into(),
-            status: "no bin/virgl_test_server installed".into(),
+        return Err(VenusError::Server {
+            why: "`ninja install` installed no bin/virgl_test_server".into(),
             log: logs.join("venus-ninja-install.log"),
-            tail: String::new(),
+            tail: crate::fsutil::tail_file(&logs.join("venus-ninja-install.log"), 15),
         });
     }
     fs::rename(&staged, prefix).map_err(io(format!("moving the build to {}", prefix.display())))?;
-    progress.finish(&prefix.display().to_string());
+    crate::progress::note(&format!(
+        "the Venus lab's virglrenderer: {}",
+        prefix.display()
+    ));
     Ok(())
 }
 
@@ -555,12 +576,6 @@ impl VtestServer {
         let mut root = lab.root.clone();
         let mut binds = vec![dir.to_path_buf(), lab.shader_cache.clone()];
         binds.extend(lab.prefix.clone());
-        if let Some(icd_dir) = host_icd
-            .parent()
-            .filter(|d| !d.starts_with("/usr/share/vulkan"))
-        {
-            binds.push(icd_dir.to_path_buf());
-        }
         for d in ["/dev/dri"] {
             if Path::new(d).is_dir() {
                 binds.push(PathBuf::from(d));

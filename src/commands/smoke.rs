@@ -42,6 +42,8 @@ pub fn run(g: &Global, a: SmokeArgs) -> Result<Status, Error> {
             cache: &cache,
             server: a.venus_server,
             offline: g.offline,
+            quiet: g.quiet,
+            host_icd: a.venus_host_icd.as_deref(),
         })?;
         Some(Venus {
             lab,

