@@ -219,7 +219,8 @@ pub struct SmokeArgs {
     /// Asserts the Venus device, the memory rule's Venus default (0.75) and the GPU.
     #[arg(long)]
     pub venus: bool,
-    /// The host Vulkan driver behind the Venus device (an ICD JSON), e.g. a GPU's.
+    /// The host Vulkan driver behind the Venus device: an ICD of the lab root, e.g.
+    /// /usr/share/vulkan/icd.d/radeon_icd.x86_64.json (lavapipe by default).
     #[arg(long, value_name = "ICD", requires = "venus")]
     pub venus_host_icd: Option<PathBuf>,
     /// Which vtest server: ours (patched; needs virglrenderer's source: --mirror
