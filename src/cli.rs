@@ -127,7 +127,12 @@ pub struct BuildArgs {
     /// Where compile steps run.
     #[arg(long, value_enum, default_value_t = ollama_vulkan::build::builder::BuilderChoice::Auto)]
     pub builder: ollama_vulkan::build::builder::BuilderChoice,
-    /// Build directory (default: work/builds/<recipe name>).
+    /// The architecture the dist is for: another than this machine's is cross-compiled
+    /// in a trixie cross root (docs/build.md).
+    #[arg(long, value_enum, default_value_t = ollama_vulkan::target::Arch::host())]
+    pub arch: ollama_vulkan::target::Arch,
+    /// Build directory (default: work/builds/<recipe name>, with -<arch> for another
+    /// architecture than this machine's).
     #[arg(long, value_name = "DIR")]
     pub dest: Option<PathBuf>,
     /// Parallel compile jobs (default: the number of CPUs).
@@ -153,6 +158,11 @@ pub struct ImageArgs {
     /// The runtime stage alone, over the dist `build` made (no compile in the image).
     #[arg(long)]
     pub from_dist: bool,
+    /// The image's architecture; another than this machine's is assembled from its dist
+    /// (`build --arch`). Repeat for a multi-architecture index under the one tag, each
+    /// image also tagged TAG-ARCH.
+    #[arg(long = "arch", value_enum, value_name = "ARCH")]
+    pub archs: Vec<ollama_vulkan::target::Arch>,
     #[command(flatten)]
     pub image_args: ImageOptions,
 }
@@ -308,7 +318,7 @@ pub enum SeriesCommand {
 }
 
 /// Image options shared by `image` and `build --image`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ImageOptions {
     /// Container engine (default: podman, else buildah, else docker with a daemon).
     #[arg(long, value_enum, default_value_t = ollama_vulkan::image::engine::EngineChoice::Auto)]

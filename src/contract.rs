@@ -95,6 +95,10 @@ pub struct Manifest {
     /// cache hit).
     pub input_key: String,
     pub recipe: RecipeRef,
+    /// The platform the dist runs on (`linux/<target>`); manifests from before cross
+    /// builds are the host's.
+    #[serde(default = "crate::target::Arch::host")]
+    pub target: crate::target::Arch,
     pub ollama_commit: String,
     pub llamacpp_commit: Option<String>,
     pub llamacpp_version: Option<String>,

@@ -104,3 +104,16 @@ pub fn tail_file(path: &Path, n: usize) -> String {
         .unwrap_or_default();
     last_lines(&text, n)
 }
+
+/// The bytes of a file, or of every file under a directory (links not followed).
+pub fn dir_bytes(p: &Path) -> u64 {
+    let Ok(m) = std::fs::symlink_metadata(p) else {
+        return 0;
+    };
+    if !m.is_dir() {
+        return m.len();
+    }
+    std::fs::read_dir(p)
+        .map(|rd| rd.flatten().map(|e| dir_bytes(&e.path())).sum())
+        .unwrap_or(0)
+}

@@ -22,5 +22,6 @@ pub mod recipe;
 pub mod safe;
 pub mod smoke;
 pub mod source;
+pub mod target;
 pub mod venus;
 pub mod version;

@@ -281,7 +281,14 @@ pub fn ensure(req: &LabRequest<'_>) -> Result<Lab, VenusError> {
         .map(|b| b.builder)
         .unwrap_or_else(|_| crate::recipe::packages::compiled().builder);
     packages.extend(recipe.root.packages.iter().cloned());
-    let root = Builder::ensure(BuilderChoice::Root, req.cache, &packages, req.offline)?;
+    let root = Builder::ensure(
+        BuilderChoice::Root,
+        req.cache,
+        &packages,
+        crate::target::Arch::host(),
+        &[],
+        req.offline,
+    )?;
     if let Some(icd) = req.host_icd {
         if !root.host_path(icd).is_file() {
             return Err(VenusError::HostIcd {

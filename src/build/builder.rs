@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::BuildError;
+use crate::target::Arch;
 
 /// A program, its arguments, and where and with what environment to run it.
 struct Invocation {
@@ -39,6 +40,9 @@ pub enum Builder {
     Root {
         path: PathBuf,
         suite: String,
+        /// The architecture the root's compilers target (a cross root holds both).
+        #[serde(default = "crate::target::Arch::host")]
+        target: Arch,
         packages: Vec<String>,
         /// Host directories visible inside at the same path.
         #[serde(skip)]
@@ -289,14 +293,38 @@ exec chroot "$root" "$@""#;
         }
     }
 
-    /// Picks and, for the root, creates the builder.
+    /// The architecture the builder compiles for.
+    pub fn target(&self) -> Arch {
+        match self {
+            Builder::Host => Arch::host(),
+            Builder::Root { target, .. } => *target,
+        }
+    }
+
+    /// Picks and, for the root, creates the builder. A foreign `target` gets a cross root
+    /// (super::cross): the builder list plus `cross_packages` as NAME:ARCH.
     pub fn ensure(
         choice: BuilderChoice,
         cache: &Path,
         packages: &[String],
+        target: Arch,
+        cross_packages: &[String],
         offline: bool,
     ) -> Result<Builder, BuildError> {
         let root_ok = is_debian_like() && is_root_user();
+        if !target.is_host() {
+            if choice == BuilderChoice::Host || !root_ok {
+                return Err(BuildError::Cross {
+                    what: format!(
+                        "a build for linux/{target} on this linux/{} machine runs in the trixie cross root, which needs a Debian or Ubuntu host and root",
+                        Arch::host()
+                    ),
+                    help: "run as root on Debian/Ubuntu without --builder host, or build on a linux/arm64 machine".into(),
+                });
+            }
+            // The library check and the smoke test run the target's programs.
+            crate::provision::ensure_foreign(target.name())?;
+        }
         match choice {
             BuilderChoice::Host => return Ok(Builder::Host),
             BuilderChoice::Auto if !root_ok => {
@@ -313,19 +341,37 @@ exec chroot "$root" "$@""#;
             _ => {}
         }
         let mut pkgs: Vec<String> = packages.to_vec();
+        pkgs.extend(super::cross::root_packages(target, cross_packages));
         pkgs.sort();
         pkgs.dedup();
-        let key =
-            crate::patch::series::sha256_hex(format!("{SUITE}\0{}", pkgs.join(",")).as_bytes());
+        // The host's own roots keep the key (and name) they had before cross roots.
+        let name = if target.is_host() {
+            let k =
+                crate::patch::series::sha256_hex(format!("{SUITE}\0{}", pkgs.join(",")).as_bytes());
+            format!("{SUITE}-{}", &k[..12])
+        } else {
+            let k = crate::patch::series::sha256_hex(
+                format!("{SUITE}\0{target}\0{}", pkgs.join(",")).as_bytes(),
+            );
+            format!("{SUITE}-cross-{target}-{}", &k[..12])
+        };
         let dir = cache.join("builders");
-        let path = dir.join(format!("{SUITE}-{}", &key[..12]));
+        let path = dir.join(&name);
         let builder = Builder::Root {
             path: path.clone(),
             suite: SUITE.into(),
+            target,
             packages: pkgs.clone(),
             binds: Vec::new(),
         };
-        if path.join("usr/bin/cmake").exists() {
+        // The last thing mmdebstrap installs for this root: cmake, and for a cross root the
+        // cross compiler.
+        let made = |p: &Path| {
+            p.join("usr/bin/cmake").exists()
+                && (target.is_host()
+                    || p.join(format!("usr/bin/{}-gcc", target.triplet())).exists())
+        };
+        if made(&path) {
             return Ok(builder);
         }
         if offline {
@@ -351,7 +397,7 @@ exec chroot "$root" "$@""#;
         };
         let lock = fs::File::create(&lock_path).map_err(lock_err)?;
         lock.lock().map_err(lock_err)?;
-        if path.join("usr/bin/cmake").exists() {
+        if made(&path) {
             return Ok(builder); // made by a concurrent run while we waited
         }
         // Stale half-made roots of killed runs.
@@ -362,28 +408,32 @@ exec chroot "$root" "$@""#;
                 }
             }
         }
-        let tmp = dir.join(format!(".tmp-{SUITE}-{}", std::process::id()));
+        let tmp = dir.join(format!(".tmp-{name}-{}", std::process::id()));
         let progress = crate::progress::Progress::start(format!(
-            "making the {SUITE} builder root ({} packages, mmdebstrap)",
+            "making the {SUITE} builder root{} ({} packages, mmdebstrap)",
+            if target.is_host() {
+                String::new()
+            } else {
+                format!(" for linux/{target}")
+            },
             pkgs.len()
         ));
-        let out = duct::cmd(
-            "mmdebstrap",
-            [
-                "--variant=apt".to_string(),
-                format!("--include={}", pkgs.join(",")),
-                SUITE.to_string(),
-                tmp.display().to_string(),
-            ],
-        )
-        .stderr_to_stdout()
-        .stdout_capture()
-        .unchecked()
-        .run()
-        .map_err(|source| BuildError::Io {
-            what: "running mmdebstrap".into(),
-            source,
-        })?;
+        let mut args = vec!["--variant=apt".to_string()];
+        if !target.is_host() {
+            args.push(format!("--architectures={},{target}", Arch::host()));
+        }
+        args.push(format!("--include={}", pkgs.join(",")));
+        args.push(SUITE.to_string());
+        args.push(tmp.display().to_string());
+        let out = duct::cmd("mmdebstrap", args)
+            .stderr_to_stdout()
+            .stdout_capture()
+            .unchecked()
+            .run()
+            .map_err(|source| BuildError::Io {
+                what: "running mmdebstrap".into(),
+                source,
+            })?;
         if !out.status.success() {
             let _ = fs::remove_dir_all(&tmp);
             let text = String::from_utf8_lossy(&out.stdout);

@@ -7,6 +7,7 @@
 //! already inside, so a dist that looks complete is complete.
 
 pub mod builder;
+pub mod cross;
 pub mod doctor;
 pub mod run;
 pub mod toolchain;
@@ -53,6 +54,9 @@ pub enum BuildError {
         detail: String,
         help: String,
     },
+    /// A build for another architecture this machine cannot make.
+    #[error("{what}\n  help: {help}")]
+    Cross { what: String, help: String },
     #[error("{recipe} has no [[build.steps]]: its era template does not say how to compile\n  help: use a template from recipes/ (era-1a, era-1b, era-4, era-5)")]
     NoSteps { recipe: String },
     #[error(transparent)]
@@ -73,7 +77,7 @@ impl crate::error::HasKind for BuildError {
             BuildError::Prepare(e) => e.kind(),
             BuildError::Provision(e) => e.kind(),
             BuildError::Contract(e) => e.kind(),
-            BuildError::NoSteps { .. } => Kind::Unsupported,
+            BuildError::NoSteps { .. } | BuildError::Cross { .. } => Kind::Unsupported,
             BuildError::Builder { .. }
             | BuildError::Io { .. }
             | BuildError::Tool { .. }
@@ -90,6 +94,8 @@ pub struct BuildRequest<'a> {
     pub dest: &'a Path,
     pub cache: &'a Path,
     pub builder: BuilderChoice,
+    /// The architecture the dist is for (a foreign one is cross-compiled: `cross`).
+    pub target: crate::target::Arch,
     pub jobs: usize,
     pub fuzz: Option<usize>,
     pub quiet: bool,
@@ -122,6 +128,7 @@ fn input_key(req: &BuildRequest<'_>, builder: &Builder) -> String {
         "build": r.build,
         "smoke": r.smoke,
         "builder": builder.id(),
+        "target": req.target,
         "toolchain": toolchain::fingerprint(builder),
         "fuzz": req.fuzz,
     });
@@ -223,6 +230,8 @@ pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
         req.builder,
         req.cache,
         &r.build.builder_packages,
+        req.target,
+        &r.build.cross_packages,
         req.offline,
     )?;
     let key = input_key(req, &builder);
@@ -254,13 +263,19 @@ pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
     let caches = toolchain::cache_dirs(req.cache);
     bind_into_builder(&mut builder, &dest, &caches, &trees)?;
     let vars = step_vars(r, &tmp, &trees, req.jobs);
-    let env = build_env(r, &builder, &caches, &vars);
+    let mut env = build_env(r, &builder, &caches, &vars);
+    if !req.target.is_host() {
+        let toolchain = cross::write_toolchain(&dest, req.target)
+            .map_err(io("writing the CMake toolchain files".into()))?;
+        env.extend(cross::env(req.target, &toolchain));
+    }
 
     let t1 = Instant::now();
     let records = run_steps(&builder, r, &dest, &trees, &vars, &env, req.quiet)?;
     let compile_s = t1.elapsed().as_secs_f64();
 
     let t2 = Instant::now();
+    check_machine(&tmp, req.target)?;
     let lib_checks = check_libs(&builder, r, &vars, &tmp)?;
     let vulkan_shader_features = shader_features_from_logs(&records);
     let glslc_extensions = toolchain::shader_support(&builder, &dest.join("probe-glslc"));
@@ -277,6 +292,7 @@ pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
         schema: crate::contract::MANIFEST_SCHEMA,
         tool: format!("ollama-vulkan {}", env!("CARGO_PKG_VERSION")),
         input_key: key,
+        target: req.target,
         recipe: crate::contract::RecipeRef {
             path: r.path.clone(),
             era: r.era,
@@ -588,9 +604,34 @@ fn shader_features_from_logs(steps: &[StepRecord]) -> BTreeMap<String, bool> {
     out
 }
 
-/// Every library the template lists must exist and resolve every symbol (`ldd -r` in the
-/// builder). A shader that failed to compile leaves undefined `*_len`/`*_data` symbols:
-/// the library would not load.
+/// Every ELF file of the dist must be for `target` (a cross build that fell back to a
+/// host compiler somewhere would ship a binary that cannot run).
+fn check_machine(dist: &Path, target: crate::target::Arch) -> Result<(), BuildError> {
+    let mut files = Vec::new();
+    walk(dist, dist, &mut files);
+    for f in files {
+        let path = dist.join(&f.path);
+        let mut head = [0u8; 20];
+        let n = fs::File::open(&path)
+            .and_then(|mut h| std::io::Read::read(&mut h, &mut head))
+            .unwrap_or(0);
+        match crate::target::elf_machine_of(&head[..n]) {
+            Some(m) if m != target.elf_machine() => {
+                return Err(BuildError::LibCheck {
+                    lib: f.path.clone(),
+                    detail: format!(
+                        "is an ELF file for machine {m}, not linux/{target} ({})",
+                        target.elf_machine()
+                    ),
+                    help: "a step used the host's compiler: check that the template's steps leave CC, CXX and CMAKE_TOOLCHAIN_FILE to the build (docs/build.md, cross builds)".into(),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Files matching `full`, whose components may hold `*` globs.
 fn glob_files(full: &Path) -> Vec<PathBuf> {
     let mut found = vec![PathBuf::from("/")];
@@ -671,6 +712,9 @@ fn gunzip_for_check(lib: &Path) -> Result<Option<(tempfile::TempDir, PathBuf)>, 
     Ok(Some((tmp, target)))
 }
 
+/// Every library the template lists must exist and resolve every symbol (`ldd -r` in the
+/// builder). A shader that failed to compile leaves undefined `*_len`/`*_data` symbols:
+/// the library would not load.
 fn check_libs(
     builder: &Builder,
     r: &Recipe,
@@ -717,11 +761,19 @@ fn check_libs(
             }
             ld.push(dist.join("lib/ollama").display().to_string());
             env.insert("LD_LIBRARY_PATH".to_string(), ld.join(":"));
-            let argv = vec![
-                "ldd".to_string(),
-                "-r".to_string(),
-                target.display().to_string(),
-            ];
+            // `ldd -r` is the host's loader with tracing on; a foreign dist's is the
+            // target's loader, run the same way (under qemu-user in the cross root).
+            let argv = if builder.target().is_host() {
+                vec!["ldd".into(), "-r".into(), target.display().to_string()]
+            } else {
+                env.insert("LD_TRACE_LOADED_OBJECTS".into(), "1".into());
+                env.insert("LD_WARN".into(), "yes".into());
+                env.insert("LD_BIND_NOW".into(), "yes".into());
+                vec![
+                    builder.target().loader().to_string(),
+                    target.display().to_string(),
+                ]
+            };
             let text = builder
                 .command(&argv, &dir, &env)
                 .stderr_to_stdout()

@@ -30,7 +30,7 @@ pub fn run(g: &Global, a: BuildArgs) -> Result<Status, Error> {
         (None, None) => unreachable!("clap requires one"),
     };
     let r = per_tag_recipe(&file, &project, "build")?;
-    let dest = build_dir(&project, &file, a.dest)?;
+    let dest = build_dir(&project, &file, a.dest, a.arch)?;
     let cache = g.cache();
     let jobs = a.jobs.unwrap_or_else(|| {
         std::thread::available_parallelism()
@@ -44,6 +44,7 @@ pub fn run(g: &Global, a: BuildArgs) -> Result<Status, Error> {
         dest: &dest,
         cache: &cache,
         builder: a.builder,
+        target: a.arch,
         jobs,
         fuzz: a.fuzz,
         quiet: g.quiet,
@@ -58,7 +59,14 @@ pub fn run(g: &Global, a: BuildArgs) -> Result<Status, Error> {
                 tag,
                 seconds,
             },
-            image: Box::new(Image(build_image(g, &r, &dest, true, &a.image_args)?)),
+            image: Box::new(Image(build_image(
+                g,
+                &r,
+                &dest,
+                true,
+                a.arch,
+                &a.image_args,
+            )?)),
         }
     } else {
         BuildReport::Build(Build {

@@ -41,7 +41,14 @@ pub fn run(g: &Global, a: DoctorArgs) -> Result<Status, Error> {
         None => Vec::new(),
     };
     let packages = default_packages(r.as_ref(), &templates);
-    let mut b = Builder::ensure(a.builder, &g.cache(), &packages, g.offline)?;
+    let mut b = Builder::ensure(
+        a.builder,
+        &g.cache(),
+        &packages,
+        ollama_vulkan::target::Arch::host(),
+        &[],
+        g.offline,
+    )?;
     let scratch = tempfile::tempdir().map_err(|e| Error::Io {
         what: "creating a temp dir".into(),
         source: e,

@@ -12,7 +12,12 @@ use crate::cli::{FetchArgs, Global};
 pub fn run(g: &Global, a: FetchArgs) -> Result<Status, Error> {
     let project = g.project()?;
     let r = per_tag_recipe(&a.recipe, &project, "fetch")?;
-    let dest = build_dir(&project, &a.recipe, a.dest)?;
+    let dest = build_dir(
+        &project,
+        &a.recipe,
+        a.dest,
+        ollama_vulkan::target::Arch::host(),
+    )?;
     let started = Instant::now();
     let fetched = fetch(&r, &g.mirrors()?, &dest)?;
     emit(

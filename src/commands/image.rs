@@ -6,6 +6,7 @@ use ollama_vulkan::error::Error;
 use ollama_vulkan::image::{self, engine::Engine, ImageReport, ImageRequest, RenderOptions};
 use ollama_vulkan::patch::prepare::{prepare, PrepareOptions};
 use ollama_vulkan::recipe::model::Recipe;
+use ollama_vulkan::target::Arch;
 use serde::Serialize;
 
 use super::{build_dir, emit, per_tag_recipe, Human, Report, Status};
@@ -14,14 +15,115 @@ use crate::cli::{Global, ImageArgs, ImageOptions};
 pub fn run(g: &Global, a: ImageArgs) -> Result<Status, Error> {
     let project = g.project()?;
     let r = per_tag_recipe(&a.recipe, &project, "image")?;
-    let dest = build_dir(&project, &a.recipe, a.dest)?;
-    if !a.from_dist && !dest.join("src/ollama").is_dir() {
-        // The builder stage compiles the prepared trees: make them first.
-        prepare(&r, &g.mirrors()?, &dest, PrepareOptions::default())?;
+    let mut archs = a.archs.clone();
+    archs.dedup();
+    if archs.is_empty() {
+        archs.push(Arch::host());
     }
-    let report = build_image(g, &r, &dest, a.from_dist, &a.image_args)?;
-    emit(&Image(report), g.format());
+    if archs.len() > 1 && a.dest.is_some() {
+        return Err(Error::Usage(
+            "--dest names one build directory; several --arch take each architecture's own (work/builds/<recipe>[-ARCH])".into(),
+        ));
+    }
+    let mut images = Vec::new();
+    for &arch in &archs {
+        let dest = build_dir(&project, &a.recipe, a.dest.clone(), arch)?;
+        if !a.from_dist && !dest.join("src/ollama").is_dir() {
+            // The builder stage compiles the prepared trees: make them first.
+            prepare(&r, &g.mirrors()?, &dest, PrepareOptions::default())?;
+        }
+        let mut opts = a.image_args.clone();
+        let base = a
+            .image_args
+            .tag
+            .clone()
+            .unwrap_or_else(|| image::default_tag(&r));
+        if archs.len() > 1 {
+            // Each image under TAG-ARCH; the index gets TAG and the export.
+            opts.tag = Some(format!("{base}-{arch}"));
+            opts.output = None;
+        } else if !arch.is_host() && a.image_args.tag.is_none() {
+            opts.tag = Some(format!("{base}-{arch}"));
+        }
+        images.push(build_image(g, &r, &dest, a.from_dist, arch, &opts)?);
+    }
+    if images.len() == 1 {
+        emit(&Image(images.remove(0)), g.format());
+        return Ok(Status::Success);
+    }
+    let engine = Engine::detect(a.image_args.engine)?;
+    let index = a
+        .image_args
+        .tag
+        .clone()
+        .unwrap_or_else(|| image::default_tag(&r));
+    let names: Vec<String> = images.iter().map(|i| i.image.clone()).collect();
+    engine.make_index(&index, &names)?;
+    let mut output_bytes = None;
+    if let Some(out) = &a.image_args.output {
+        let progress = ollama_vulkan::progress::Progress::start(format!("exporting {index}"));
+        engine.export_index(&index, out)?;
+        let p = match out {
+            image::engine::Output::OciArchive(p) | image::engine::Output::Oci(p) => p,
+        };
+        output_bytes = Some(ollama_vulkan::fsutil::dir_bytes(p));
+        progress.finish(&p.display().to_string());
+    }
+    emit(
+        &Index {
+            index,
+            images,
+            output: a.image_args.output.clone(),
+            output_bytes,
+        },
+        g.format(),
+    );
     Ok(Status::Success)
+}
+
+/// A multi-architecture image: the index and the image of each architecture.
+#[derive(Serialize)]
+struct Index {
+    index: String,
+    images: Vec<ImageReport>,
+    output: Option<image::engine::Output>,
+    output_bytes: Option<u64>,
+}
+
+impl Report for Index {
+    fn human(&self, h: &mut Human) {
+        for i in &self.images {
+            Image::human_of(i, h, false);
+        }
+        h.outln(format!(
+            "{}: an index of {}",
+            self.index,
+            self.images
+                .iter()
+                .map(|i| i.platform.as_str())
+                .collect::<Vec<_>>()
+                .join(" + ")
+        ));
+        if let Some(o) = &self.output {
+            let p = match o {
+                image::engine::Output::OciArchive(p) | image::engine::Output::Oci(p) => p,
+            };
+            h.outln(format!(
+                "exported: {} ({}, every architecture)",
+                p.display(),
+                mb(self.output_bytes)
+            ));
+        }
+        h.outln(format!(
+            "run: podman run -d --device /dev/dri -p 11434:11434 {}   (the engine picks this machine's architecture; docs/RUNNING.md)",
+            self.index
+        ));
+    }
+}
+
+fn mb(b: Option<u64>) -> String {
+    b.map(|b| format!("{:.1} MB", b as f64 / 1e6))
+        .unwrap_or_else(|| "?".into())
 }
 
 /// `image` and `build --image`: engine, bases and options from the command line.
@@ -30,6 +132,7 @@ pub fn build_image(
     r: &Recipe,
     dest: &Path,
     from_dist: bool,
+    arch: Arch,
     a: &ImageOptions,
 ) -> Result<ImageReport, Error> {
     let bases = image::parse_bases(&a.bases)?;
@@ -38,7 +141,7 @@ pub fn build_image(
     // A base that `base` makes and this machine lacks is made now (as `build` makes
     // its builder root): the tour works in the order a user types it.
     let templates = g.templates();
-    for (_, img) in image::bases_for(r, &bases, from_dist) {
+    for (_, img) in image::bases_for(r, &bases, from_dist, arch) {
         image::base::ensure_default(&engine, &img, &templates, &cache, g.offline, g.quiet)?;
     }
     Ok(image::image(&ImageRequest {
@@ -49,6 +152,7 @@ pub fn build_image(
             from_dist,
             with_tools: a.with_tools,
         },
+        arch,
         bases,
         tag: a.tag.clone(),
         uid: a.uid,
@@ -65,14 +169,16 @@ pub struct Image(pub ImageReport);
 
 impl Report for Image {
     fn human(&self, h: &mut Human) {
-        let i = &self.0;
-        let mb = |b: Option<u64>| {
-            b.map(|b| format!("{:.1} MB", b as f64 / 1e6))
-                .unwrap_or_else(|| "?".into())
-        };
+        Image::human_of(&self.0, h, true);
+    }
+}
+
+impl Image {
+    fn human_of(i: &ImageReport, h: &mut Human, run_line: bool) {
         h.outln(format!(
-            "{} ({}, {}) built in {:.1} s: {} uncompressed\ndockerfile: {}",
+            "{} ({}, {}, {}) built in {:.1} s: {} uncompressed\ndockerfile: {}",
             i.image,
+            i.platform,
             i.mode,
             i.engine,
             i.seconds,
@@ -89,9 +195,11 @@ impl Report for Image {
                 mb(i.output_bytes)
             ));
         }
-        h.outln(format!(
-            "run: podman run -d --device /dev/dri -p 11434:11434 {}   (docs/RUNNING.md)",
-            i.image
-        ));
+        if run_line {
+            h.outln(format!(
+                "run: podman run -d --device /dev/dri -p 11434:11434 {}   (docs/RUNNING.md)",
+                i.image
+            ));
+        }
     }
 }

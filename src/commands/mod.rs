@@ -166,10 +166,13 @@ pub fn per_tag_recipe(file: &Path, project: &Project, cmd: &str) -> Result<Recip
 }
 
 /// `--dest`, else `work/builds/<recipe file stem>`: one build directory per recipe.
+/// `work/builds/<recipe name>` (with `-<arch>` for a foreign architecture's build, so
+/// both dists of a tag live side by side), or `dest`.
 pub fn build_dir(
     project: &Project,
     recipe: &Path,
     dest: Option<PathBuf>,
+    arch: ollama_vulkan::target::Arch,
 ) -> Result<PathBuf, Error> {
     if let Some(d) = dest {
         return Ok(d);
@@ -180,5 +183,10 @@ pub fn build_dir(
             ollama_vulkan::safe::show(&recipe.display().to_string())
         ))
     })?;
+    let name = if arch.is_host() {
+        name
+    } else {
+        format!("{name}-{arch}")
+    };
     Ok(project.work_dir().join("builds").join(name))
 }

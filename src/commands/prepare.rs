@@ -13,7 +13,12 @@ use crate::cli::{Global, PrepareArgs};
 pub fn run(g: &Global, a: PrepareArgs) -> Result<Status, Error> {
     let project = g.project()?;
     let r = per_tag_recipe(&a.recipe, &project, "prepare")?;
-    let dest = build_dir(&project, &a.recipe, a.dest)?;
+    let dest = build_dir(
+        &project,
+        &a.recipe,
+        a.dest,
+        ollama_vulkan::target::Arch::host(),
+    )?;
     let opts = PrepareOptions {
         fuzz: a.fuzz,
         check: a.check,

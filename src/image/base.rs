@@ -23,28 +23,7 @@ pub enum Role {
     Runtime,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Arch {
-    Amd64,
-    Arm64,
-}
-
-impl Arch {
-    pub fn name(self) -> &'static str {
-        match self {
-            Arch::Amd64 => "amd64",
-            Arch::Arm64 => "arm64",
-        }
-    }
-    pub fn host() -> Arch {
-        if cfg!(target_arch = "aarch64") {
-            Arch::Arm64
-        } else {
-            Arch::Amd64
-        }
-    }
-}
+pub use crate::target::Arch;
 
 pub struct BaseRequest<'a> {
     pub engine: &'a Engine,
@@ -100,19 +79,32 @@ pub fn role_packages(templates: &[crate::recipe::model::Recipe], role: Role) -> 
     packages
 }
 
-/// The suite and role a name made by [`default_tag`] stands for, on this host's arch.
-pub fn parse_default_tag(image: &str) -> Option<(Role, String)> {
+/// The role, suite and architecture a name made by [`default_tag`] stands for.
+pub fn parse_default_tag(image: &str) -> Option<(Role, String, Arch)> {
     let rest = image.strip_prefix("localhost/ollama-vulkan-")?;
-    let (role, suite) = rest.split_once(':')?;
+    let (role, tag) = rest.split_once(':')?;
     let role = match role {
         "builder" => Role::Builder,
         "runtime" => Role::Runtime,
         _ => return None,
     };
-    (default_tag(role, suite, Arch::host()) == image
+    let (suite, arch) = match tag.split_once('-') {
+        Some((suite, a)) => (suite, Arch::parse(a)?),
+        None => (tag, Arch::host()),
+    };
+    (default_tag(role, suite, arch) == image
         && !suite.is_empty()
         && suite.chars().all(|c| c.is_ascii_lowercase()))
-    .then(|| (role, suite.to_string()))
+    .then(|| (role, suite.to_string(), arch))
+}
+
+/// `image` for `arch`: a default base name (as templates give them, for the host) becomes
+/// the same base's name for `arch`; other names are left to the engine's `--platform`.
+pub fn for_arch(image: &str, arch: Arch) -> String {
+    match parse_default_tag(image) {
+        Some((role, suite, _)) => default_tag(role, &suite, arch),
+        None => image.to_string(),
+    }
 }
 
 /// `image` on a machine that has no base yet: a missing default base (a name `base`
@@ -126,7 +118,7 @@ pub fn ensure_default(
     offline: bool,
     quiet: bool,
 ) -> Result<Option<BaseReport>, ImageError> {
-    let Some((role, suite)) = parse_default_tag(image) else {
+    let Some((role, suite, arch)) = parse_default_tag(image) else {
         return Ok(None);
     };
     if engine.has_image(image)? {
@@ -134,20 +126,20 @@ pub fn ensure_default(
     }
     if !crate::provision::may_install() {
         return Err(ImageError::Usage(format!(
-            "the base {image} is not in {}'s local storage, and --no-install forbids making it\n  help: ollama-vulkan base --suite {suite} --role {}   (or --base ROLE=IMAGE)",
+            "the base {image} is not in {}'s local storage, and --no-install forbids making it\n  help: ollama-vulkan base --suite {suite} --role {} --arch {arch}   (or --base ROLE=IMAGE)",
             engine.kind.name(),
             role_name(role)
         )));
     }
     crate::progress::note(&format!(
-        "making the base {image} (once; `ollama-vulkan base --suite {suite} --role {}` does the same)",
+        "making the base {image} (once; `ollama-vulkan base --suite {suite} --role {} --arch {arch}` does the same)",
         role_name(role)
     ));
     base(&BaseRequest {
         engine,
         suite: &suite,
         role,
-        arch: Arch::host(),
+        arch,
         packages: role_packages(templates, role),
         tag: Some(image.to_string()),
         cache,

@@ -116,6 +116,8 @@ pub enum Shape {
     Count,
     /// A JSON object of labels, or `null`.
     JsonLabels,
+    /// One lowercase word such as an architecture (`amd64`).
+    Word,
 }
 
 impl Shape {
@@ -141,6 +143,12 @@ impl Shape {
                 serde_json::from_str::<serde_json::Value>(v),
                 Ok(serde_json::Value::Object(_) | serde_json::Value::Null)
             ),
+            Shape::Word => {
+                !v.is_empty()
+                    && v.len() <= 32
+                    && v.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            }
         };
         if ok {
             Ok(v.to_string())
@@ -150,6 +158,7 @@ impl Shape {
                 Shape::ImageId => "which is not a 64-hex image id",
                 Shape::Count => "which is not a byte count",
                 Shape::JsonLabels => "which is not a JSON object of labels",
+                Shape::Word => "which is not one lowercase word",
             })
         }
     }
@@ -435,6 +444,7 @@ impl Engine {
         labels: &[(String, String)],
         volumes: &[(PathBuf, String)],
         epoch: Option<i64>,
+        platform: Option<crate::target::Arch>,
     ) -> Vec<String> {
         let mut a: Vec<String> = match self.kind {
             // chroot isolation: RUN needs no OCI runtime, cgroups or network namespace.
@@ -460,6 +470,9 @@ impl Engine {
                 a.push("--timestamp".into());
                 a.push(t.to_string());
             }
+        }
+        if let Some(arch) = platform {
+            a.extend(["--platform".into(), arch.platform()]);
         }
         a.extend(["-f".into(), file.display().to_string()]);
         a.extend(["-t".into(), tag.to_string()]);
@@ -529,6 +542,87 @@ impl Engine {
         }
     }
 
+    /// Makes `index` a multi-architecture index (an OCI image index / manifest list) of
+    /// the local `images`, replacing whatever had that name.
+    pub fn make_index(&self, index: &str, images: &[String]) -> Result<(), ImageError> {
+        if self.kind == EngineKind::Docker {
+            return Err(ImageError::Unavailable {
+                what: "docker cannot make a multi-architecture index of local images".into(),
+                help: "use --engine podman or buildah".into(),
+            });
+        }
+        // An older list or image of that name: the name is freed (the images stay).
+        let is_list = self
+            .capture(&["manifest".into(), "exists".into(), index.into()])
+            .map(|c| c.ok)
+            .unwrap_or(false);
+        if is_list {
+            self.quiet(
+                "removing the old index",
+                vec!["manifest".into(), "rm".into(), index.into()],
+            )?;
+        } else if self.has_image(index)? {
+            self.quiet("freeing the index's name", vec!["rmi".into(), index.into()])?;
+        }
+        self.quiet(
+            "making the index",
+            vec!["manifest".into(), "create".into(), index.into()],
+        )?;
+        for img in images {
+            self.quiet(
+                "adding an image to the index",
+                vec![
+                    "manifest".into(),
+                    "add".into(),
+                    index.into(),
+                    format!("containers-storage:{img}"),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Exports the index `index` with every image it lists.
+    pub fn export_index(&self, index: &str, out: &Output) -> Result<(), ImageError> {
+        let name = index.rsplit('/').next().unwrap_or(index).to_string();
+        let (path, kind) = match out {
+            Output::OciArchive(p) => (p, "oci-archive"),
+            Output::Oci(p) => (p, "oci"),
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| ImageError::Io {
+                what: format!("creating {}", parent.display()),
+                source: e,
+            })?;
+        }
+        // Written whole or not at all: to a temp name, then renamed.
+        let tmp = path.with_extension("tmp-export");
+        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_dir_all(&tmp);
+        let r = self.quiet(
+            "exporting the index",
+            vec![
+                "manifest".into(),
+                "push".into(),
+                "--all".into(),
+                index.into(),
+                format!("{kind}:{}:{name}", tmp.display()),
+            ],
+        );
+        if let Err(e) = r {
+            let _ = std::fs::remove_file(&tmp);
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        if path.is_dir() {
+            let _ = std::fs::remove_dir_all(path);
+        }
+        std::fs::rename(&tmp, path).map_err(|e| ImageError::Io {
+            what: format!("moving the export to {}", path.display()),
+            source: e,
+        })
+    }
+
     /// The image's uncompressed size in bytes, as the engine reports it.
     pub fn image_size(&self, image: &str) -> Result<Option<u64>, ImageError> {
         let args: Vec<String> = match self.kind {
@@ -596,13 +690,44 @@ impl Engine {
         Ok(self.image_id(image)?.is_some())
     }
 
+    /// The architecture of a local image (None when there is none, or it is not one this
+    /// tool knows).
+    pub fn image_arch(&self, image: &str) -> Result<Option<crate::target::Arch>, ImageError> {
+        let args: Vec<String> = match self.kind {
+            EngineKind::Buildah => vec![
+                "inspect".into(),
+                "--type".into(),
+                "image".into(),
+                "--format".into(),
+                "{{.OCIv1.Architecture}}".into(),
+                image.into(),
+            ],
+            _ => vec![
+                "image".into(),
+                "inspect".into(),
+                "--format".into(),
+                "{{.Architecture}}".into(),
+                image.into(),
+            ],
+        };
+        Ok(self
+            .value("the image's architecture", args, Shape::Word)?
+            .and_then(|a| crate::target::Arch::parse(a.trim())))
+    }
+
     /// Flags `podman run` needs on hosts whose hard limits are below what runtimes ask
-    /// for by default (CONTAINERS.md §2b): nofile at the hard limit, nproc ≤ 32768.
-    pub fn run_flags(&self) -> Vec<String> {
+    /// for by default (CONTAINERS.md §2b): nofile at the hard limit, nproc ≤ 32768. A
+    /// foreign image runs under qemu-user, where runc could not set those (measured
+    /// here): 1024 each, plenty for `ollama serve`.
+    pub fn run_flags(&self, arch: crate::target::Arch) -> Vec<String> {
         if self.kind != EngineKind::Podman {
             return Vec::new();
         }
-        let (nofile, nproc) = hard_limits();
+        let (nofile, nproc) = if arch.is_host() {
+            hard_limits()
+        } else {
+            (1024, 1024)
+        };
         let mut flags = vec![
             "--ulimit".into(),
             format!("nofile={nofile}:{nofile}"),

@@ -358,10 +358,12 @@ pub fn parse_bases(args: &[String]) -> Result<BTreeMap<String, String>, ImageErr
 
 /// The base image of each stage the image needs (`runtime`, and `builder` unless
 /// from the dist): `--base` overrides, else the recipe's `[image] base`, else Debian's.
+/// Default base names are mapped to `arch`'s (`base::for_arch`).
 pub fn bases_for(
     r: &Recipe,
     overrides: &BTreeMap<String, String>,
     from_dist: bool,
+    arch: crate::target::Arch,
 ) -> Vec<(&'static str, String)> {
     ["builder", "runtime"]
         .into_iter()
@@ -378,7 +380,7 @@ pub fn bases_for(
                         "debian:trixie-slim".into()
                     }
                 });
-            (role, img)
+            (role, base::for_arch(&img, arch))
         })
         .collect()
 }
@@ -389,6 +391,8 @@ pub struct ImageRequest<'a> {
     pub dest: &'a Path,
     pub engine: &'a Engine,
     pub opts: RenderOptions,
+    /// The image's platform (linux/ARCH); another than the host's is made from its dist.
+    pub arch: crate::target::Arch,
     /// `--base ROLE=IMAGE` overrides (`builder`, `runtime`).
     pub bases: BTreeMap<String, String>,
     pub tag: Option<String>,
@@ -404,6 +408,8 @@ pub struct ImageRequest<'a> {
 #[derive(Debug, Serialize)]
 pub struct ImageReport {
     pub image: String,
+    /// linux/ARCH
+    pub platform: String,
     pub id: Option<String>,
     pub engine: String,
     /// `source` (builder stage compiles the prepared trees) or `from-dist`.
@@ -458,18 +464,6 @@ fn source_date_epoch(dest: &Path, r: &Recipe) -> Option<i64> {
     Some(t)
 }
 
-fn dir_bytes(p: &Path) -> u64 {
-    let Ok(m) = fs::symlink_metadata(p) else {
-        return 0;
-    };
-    if !m.is_dir() {
-        return m.len();
-    }
-    fs::read_dir(p)
-        .map(|rd| rd.flatten().map(|e| dir_bytes(&e.path())).sum())
-        .unwrap_or(0)
-}
-
 /// The image name `image` gives by default.
 pub fn default_tag(r: &Recipe) -> String {
     format!(
@@ -502,6 +496,14 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
             ))
         })?;
     }
+    if !req.arch.is_host() && !req.opts.from_dist {
+        return Err(ImageError::Usage(format!(
+            "an image for linux/{} is assembled from its dist on this linux/{} machine (compiling in an emulated builder stage would take hours)\n  help: ollama-vulkan build {} --arch {0}, then image --arch {0} --from-dist",
+            req.arch,
+            crate::target::Arch::host(),
+            r.path.display()
+        )));
+    }
     let io = |what: String| move |e: std::io::Error| ImageError::Io { what, source: e };
     let dest = fs::canonicalize(req.dest).map_err(io(format!(
         "the build directory {} (make it with `ollama-vulkan build` or `prepare`)",
@@ -530,7 +532,7 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
     }
     // Local bases must exist: there is no registry to pull them from.
     let mut bases = BTreeMap::new();
-    for (role, img) in bases_for(r, &req.bases, req.opts.from_dist) {
+    for (role, img) in bases_for(r, &req.bases, req.opts.from_dist, req.arch) {
         if img.starts_with("localhost/") && !req.engine.has_image(&img)? {
             return Err(ImageError::Usage(format!(
                 "the {role} base {img} is not in {}'s local storage (and there is no registry to pull it from)\n  help: ollama-vulkan base --suite trixie --role {role}   (or --base {role}=IMAGE)",
@@ -621,8 +623,25 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
         labels.push(("org.opencontainers.image.created".into(), rfc3339(t)));
     }
     if req.opts.from_dist {
-        if let Ok(m) = crate::contract::Manifest::read(&dest.join("dist")) {
-            labels.push(("io.ollama-vulkan.dist-input-key".into(), m.input_key));
+        let m = crate::contract::Manifest::read(&dest.join("dist")).ok();
+        if let Some(m) = &m {
+            labels.push((
+                "io.ollama-vulkan.dist-input-key".into(),
+                m.input_key.clone(),
+            ));
+        }
+        // The dist must be for the image's platform (its manifest says; ELF files of a
+        // dist without one are checked by `build`).
+        let dist_arch = m
+            .map(|m| m.target)
+            .unwrap_or_else(crate::target::Arch::host);
+        if dist_arch != req.arch {
+            return Err(ImageError::Usage(format!(
+                "{} is a linux/{dist_arch} dist; the image is for linux/{}\n  help: build the dist with `ollama-vulkan build {} --arch {1}` (its build dir has the -{1} suffix), or pass --dest to that build dir",
+                dest.join("dist").display(),
+                req.arch,
+                r.path.display()
+            )));
         }
     }
     let mut volumes = Vec::new();
@@ -644,6 +663,7 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
         &labels,
         &volumes,
         epoch,
+        (!req.arch.is_host()).then_some(req.arch),
     );
     if req.no_cache {
         args.insert(1, "--no-cache".into());
@@ -671,13 +691,14 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
         let p = match out {
             Output::OciArchive(p) | Output::Oci(p) => p,
         };
-        output_bytes = Some(dir_bytes(p));
+        output_bytes = Some(crate::fsutil::dir_bytes(p));
         progress.finish(&p.display().to_string());
     }
     Ok(ImageReport {
         id: req.engine.image_id(&tag)?,
         size_bytes: req.engine.image_size(&tag)?,
         image: tag,
+        platform: req.arch.platform(),
         engine: req.engine.kind.name().into(),
         mode: mode.into(),
         dockerfile,

@@ -617,6 +617,7 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
                 .flatten()
                 .filter_map(|b| b.builder_packages_extra.as_ref()),
         ),
+        cross_packages: base.cross_target.clone(),
         keep_build_dirs: list(|b| b.keep_build_dirs.as_ref()),
     };
     let ti = t.and_then(|t| t.raw.image.as_ref());

@@ -276,6 +276,10 @@ pub struct Build {
     pub cmake_min: Option<String>,
     /// Debian packages of the builder root (mmdebstrap).
     pub builder_packages: Vec<String>,
+    /// Target-architecture packages of the cross builder root (recipes/base/packages.toml;
+    /// not serialised: a cross build's key has them through its builder root's name).
+    #[serde(skip)]
+    pub cross_packages: Vec<String>,
     /// Build output dirs in the Ollama tree carried into a refetched tree of the same pins
     /// (with deterministic source mtimes, rebuilds are incremental).
     pub keep_build_dirs: Vec<String>,

@@ -17,6 +17,9 @@ const COMPILED: &str = include_str!("../../recipes/base/packages.toml");
 pub struct BasePackages {
     pub builder: Vec<String>,
     pub runtime: Vec<String>,
+    /// Installed as NAME:ARCH in the cross builder root of a foreign target.
+    #[serde(default)]
+    pub cross_target: Vec<String>,
 }
 
 /// The lists this build of the tool ships.
@@ -33,9 +36,14 @@ pub fn load(recipes_dir: &Path) -> Result<BasePackages, Diagnostic> {
     let base: BasePackages = toml::from_str(&text).map_err(|e| Diagnostic {
         location: Location::file_only(&path),
         message: e.message().to_string(),
-        help: "two lists of Debian package names: builder = [...] and runtime = [...]".into(),
+        help: "lists of Debian package names: builder = [...], runtime = [...] and optionally cross_target = [...]".into(),
     })?;
-    for name in base.builder.iter().chain(&base.runtime) {
+    for name in base
+        .builder
+        .iter()
+        .chain(&base.runtime)
+        .chain(&base.cross_target)
+    {
         if let Err(why) = crate::safe::package_name(name) {
             return Err(Diagnostic {
                 location: Location::file_only(&path),

@@ -26,14 +26,31 @@ pub(super) fn read_dist(dist: &Path, on_host: bool) -> Result<DistInfo, SmokeErr
     let m = crate::contract::Manifest::read(dist)?;
     let builder = match m.builder {
         // The dist runs in the root it was built in (its libc), unless asked otherwise.
-        Builder::Root { path, suite, .. } if !on_host => Builder::Root {
+        Builder::Root {
             path,
             suite,
+            target,
+            ..
+        } if !on_host => Builder::Root {
+            path,
+            suite,
+            target,
             packages: Vec::new(),
             binds: Vec::new(),
         },
         _ => Builder::Host,
     };
+    if !m.target.is_host() {
+        if builder.root().is_none() {
+            return Err(bad(
+                format!("it is a linux/{} dist; this machine is linux/{}", m.target, crate::target::Arch::host()),
+                "smoke-test it in the cross root it was built in (leave out --on-host), or on a linux/arm64 machine",
+            ));
+        }
+        // Its programs run under qemu-user in the cross root.
+        crate::provision::ensure_foreign(m.target.name())
+            .map_err(|e| bad(e.to_string(), "install qemu-user-static and binfmt-support"))?;
+    }
     if let Some(root) = builder.root() {
         if !root.join("usr/bin").is_dir() {
             return Err(bad(

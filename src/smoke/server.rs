@@ -126,7 +126,14 @@ pub(super) fn run_mode(
             if engine.kind == crate::image::engine::EngineKind::Podman {
                 args.extend(["--health-interval".into(), "disable".into()]);
             }
-            args.extend(engine.run_flags());
+            let arch = engine
+                .image_arch(image)?
+                .unwrap_or_else(crate::target::Arch::host);
+            if !arch.is_host() {
+                // Its programs run under qemu-user.
+                crate::provision::ensure_foreign(arch.name())?;
+            }
+            args.extend(engine.run_flags(arch));
             // The GPUs of the host (AMD/Intel through Mesa), as docs/RUNNING.md says.
             if Path::new("/dev/dri").exists() {
                 args.extend(["--device".into(), "/dev/dri".into()]);
