@@ -323,8 +323,9 @@ pub struct ImageOptions {
     /// Container engine (default: podman, else buildah, else docker with a daemon).
     #[arg(long, value_enum, default_value_t = ollama_vulkan::image::engine::EngineChoice::Auto)]
     pub engine: ollama_vulkan::image::engine::EngineChoice,
-    /// Override a stage's base image: builder=IMAGE or runtime=IMAGE (repeat for both).
-    #[arg(long = "base", value_name = "ROLE=IMAGE")]
+    /// Override a stage's base image: builder=IMAGE or runtime=IMAGE (repeat for both);
+    /// ROLE@ARCH=IMAGE for one architecture's image only (runtime@arm64=IMAGE).
+    #[arg(long = "base", value_name = "ROLE[@ARCH]=IMAGE")]
     pub bases: Vec<String>,
     /// Image name (default: localhost/ollama-vulkan:TAG).
     #[arg(long, value_name = "NAME")]

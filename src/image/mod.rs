@@ -338,7 +338,8 @@ WORKDIR {SRC}/ollama\n\
         .replace("{{runtime_env}}", &runtime_env))
 }
 
-/// `--base ROLE=IMAGE` arguments as a role → image map.
+/// `--base ROLE[@ARCH]=IMAGE` arguments as a `ROLE[@ARCH]` → image map (`@ARCH`: for that
+/// architecture's image only, as a multi-architecture `image` needs one base per arch).
 pub fn parse_bases(args: &[String]) -> Result<BTreeMap<String, String>, ImageError> {
     let mut bases = BTreeMap::new();
     for b in args {
@@ -370,7 +371,8 @@ pub fn bases_for(
         .filter(|role| !(from_dist && *role == "builder"))
         .map(|role| {
             let img = overrides
-                .get(role)
+                .get(&format!("{role}@{arch}"))
+                .or_else(|| overrides.get(role))
                 .or_else(|| r.image.base.get(role))
                 .cloned()
                 .unwrap_or_else(|| {
@@ -484,9 +486,12 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
         )));
     }
     for (k, v) in &req.bases {
-        if k != "builder" && k != "runtime" {
+        let (role, arch) = k.split_once('@').unwrap_or((k, ""));
+        if (role != "builder" && role != "runtime")
+            || !(arch.is_empty() || crate::target::Arch::parse(arch).is_some())
+        {
             return Err(ImageError::Usage(format!(
-                "--base {}=…: the stages are `builder` and `runtime`\n  help: --base builder=IMAGE --base runtime=IMAGE",
+                "--base {}=…: the stages are `builder` and `runtime`, optionally for one architecture (`runtime@arm64`)\n  help: --base builder=IMAGE --base runtime=IMAGE --base runtime@arm64=IMAGE",
                 crate::safe::show(k)
             )));
         }

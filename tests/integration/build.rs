@@ -590,15 +590,7 @@ fn doctor_lists_the_toolchain_and_what_to_install() {
 /// shared by every test run (it lives in the target dir), made once.
 #[test]
 fn the_trixie_builder_root_builds_and_smokes_the_era_4_fixture() {
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
-    let debian = fs::read_to_string("/etc/os-release")
-        .map(|t| t.contains("ID=debian"))
-        .unwrap_or(false);
-    if !is_root || !debian {
+    if !crate::support::is_debian_root() {
         // `build` refuses the root builder here with a clear error instead.
         let fx = Fixture::new();
         let recipe = new_recipe(&fx, "v0.24.0");
@@ -607,10 +599,7 @@ fn the_trixie_builder_root_builds_and_smokes_the_era_4_fixture() {
         return;
     }
     let fx = Fixture::new();
-    let shared = Path::new(env!("CARGO_TARGET_TMPDIR")).join("builders");
-    fs::create_dir_all(&shared).unwrap();
-    fs::create_dir_all(fx.scratch.cache()).unwrap();
-    std::os::unix::fs::symlink(&shared, fx.scratch.cache().join("builders")).unwrap();
+    crate::support::share_builders(&fx);
     let recipe = new_recipe(&fx, "v0.24.0");
     let dest = fx.scratch.path().join("broot");
     let j = fx

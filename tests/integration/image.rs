@@ -485,12 +485,18 @@ fn fixture_image_compiles_in_the_builder_stage() {
     );
 }
 
-/// An arm64 runtime base on this amd64 machine: mmdebstrap runs the foreign root's
-/// maintainer scripts under qemu-user, which `base` sets up itself (qemu-user-static,
-/// binfmt_misc), and the image runs there under emulation.
+/// linux/arm64 on this amd64 machine, end to end: the runtime base made with mmdebstrap
+/// (maintainer scripts under qemu-user, which `base` sets up itself), the fixture's era-4
+/// dist cross-built in the trixie cross root (`build --arch arm64`), run there under
+/// qemu-user (its `--version`, then `smoke`: a generation on lavapipe and on the CPU), an
+/// arm64 image from that dist that `smoke --image` runs under emulation, and one tag for
+/// an index of the amd64 and arm64 images, exported with both.
 #[test]
-fn an_arm64_runtime_base_is_made_and_runs_under_qemu_user() {
-    if !crate::support::have("podman") || std::env::consts::ARCH != "x86_64" {
+fn an_arm64_dist_is_cross_built_runs_under_qemu_and_ships_in_a_multi_arch_index() {
+    if !crate::support::have("podman")
+        || std::env::consts::ARCH != "x86_64"
+        || !crate::support::is_debian_root()
+    {
         return;
     }
     let fx = Fixture::new();
@@ -537,4 +543,166 @@ fn an_arm64_runtime_base_is_made_and_runs_under_qemu_user() {
         out.contains("libvulkan.so.1") && out.contains("virtio_icd.json"),
         "{out}"
     );
+
+    // The cross build, in the cross root (shared by test runs like the trixie root).
+    crate::support::share_builders(&fx);
+    let recipe = fx.new_recipe("v0.24.0");
+    let j = fx
+        .run(&["build", recipe.to_str().unwrap(), "--arch", "arm64", "--json"])
+        .ok()
+        .json();
+    let dist = PathBuf::from(j["dist"].as_str().unwrap());
+    assert!(
+        dist.parent().unwrap().ends_with("ollama-v0.24.0-arm64"),
+        "{}",
+        dist.display()
+    );
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dist.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["target"], "arm64");
+    assert_eq!(m["builder"]["target"], "arm64");
+    for f in ["bin/ollama", "lib/ollama/vulkan/libggml-vulkan.so"] {
+        let bytes = std::fs::read(dist.join(f)).unwrap();
+        assert_eq!(
+            ollama_vulkan::target::elf_machine_of(&bytes),
+            Some(183),
+            "{f} is aarch64"
+        );
+    }
+    // The library check ran through the arm64 loader: every symbol resolved.
+    assert!(m["lib_checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["ok"] == true));
+    // The binary runs under qemu-user in the root it was built in.
+    let mut root: ollama_vulkan::build::builder::Builder =
+        serde_json::from_value(m["builder"].clone()).unwrap();
+    root.bind(&[dist.clone()]);
+    let v = root
+        .std_command(
+            &[
+                dist.join("bin/ollama").display().to_string(),
+                "--version".into(),
+            ],
+            &dist,
+            &Default::default(),
+        )
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{v:?}");
+    assert!(String::from_utf8_lossy(&v.stdout).contains("mini ollama"), "{v:?}");
+    // `smoke`: Vulkan on the arm64 lavapipe, then the CPU, all under emulation.
+    let s = tool(
+        &fx,
+        &["smoke", dist.to_str().unwrap(), "--lavapipe", "--tokens", "4", "--json"],
+    )
+    .ok()
+    .json();
+    assert_eq!(s["runs"][0]["eval_count"], 4, "{s}");
+    assert!(
+        s["runs"][0]["device"].as_str().unwrap().contains("llvmpipe"),
+        "{s}"
+    );
+    assert_eq!(s["runs"][1]["eval_count"], 4, "{s}");
+
+    // Both architectures under one tag: the amd64 dist on the host, each image from its
+    // own dist and its own base, and the index exported with every image.
+    fx.run(&["build", recipe.to_str().unwrap(), "--builder", "host", "--json"])
+        .ok();
+    let amd64_base = runtime_base(&fx);
+    let index = "localhost/ollama-vulkan-test:multi";
+    let archive = fx.scratch.path().join("out/multi.oci.tar");
+    let j = tool(
+        &fx,
+        &[
+            "image",
+            recipe.to_str().unwrap(),
+            "--from-dist",
+            "--arch",
+            "amd64",
+            "--arch",
+            "arm64",
+            "--engine",
+            "podman",
+            "--base",
+            &format!("runtime={}", amd64_base["image"].as_str().unwrap()),
+            "--base",
+            &format!("runtime@arm64={tag}"),
+            "--tag",
+            index,
+            "--output",
+            &format!("oci-archive:{}", archive.display()),
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(j["index"], index);
+    let images = j["images"].as_array().unwrap();
+    assert_eq!(images[0]["image"], format!("{index}-amd64"));
+    assert_eq!(images[1]["image"], format!("{index}-arm64"));
+    assert_eq!(images[1]["platform"], "linux/arm64");
+    assert_eq!(images[1]["bases"]["runtime"], tag);
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw", &format!("oci-archive:{}", archive.display())])
+        .output()
+        .unwrap();
+    assert!(raw.status.success(), "{raw:?}");
+    let idx: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let mut platforms: Vec<String> = idx["manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("an index: {idx}"))
+        .iter()
+        .map(|m| {
+            format!(
+                "{}/{}",
+                m["platform"]["os"].as_str().unwrap_or(""),
+                m["platform"]["architecture"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    platforms.sort();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"], "{idx}");
+    // The arm64 image runs under qemu-user: a generation on the image's lavapipe.
+    let s = tool(
+        &fx,
+        &[
+            "smoke",
+            "--image",
+            &format!("{index}-arm64"),
+            "--lavapipe",
+            "--tokens",
+            "4",
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(s["runs"][0]["eval_count"], 4, "{s}");
+
+    // A foreign image is made from its dist only; a dist of the wrong arch is refused.
+    tool(
+        &fx,
+        &["image", recipe.to_str().unwrap(), "--arch", "arm64", "--engine", "podman"],
+    )
+    .fails(2, &["--from-dist", "build", "--arch arm64"]);
+    let amd64_dest = dist.parent().unwrap().with_file_name("ollama-v0.24.0");
+    tool(
+        &fx,
+        &[
+            "image",
+            recipe.to_str().unwrap(),
+            "--from-dist",
+            "--arch",
+            "arm64",
+            "--dest",
+            amd64_dest.to_str().unwrap(),
+            "--engine",
+            "podman",
+            "--base",
+            &format!("runtime={tag}"),
+        ],
+    )
+    .fails(2, &["linux/amd64 dist", "--arch arm64"]);
 }

@@ -54,6 +54,30 @@ pub fn smoke_python() -> PathBuf {
 }
 
 /// Is `program` on PATH? (Tests that need an optional engine say so and skip.)
+/// Root on Debian: the builder roots (mmdebstrap, chroot) can be made.
+pub fn is_debian_root() -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    root && fs::read_to_string("/etc/os-release")
+        .map(|t| t.contains("ID=debian"))
+        .unwrap_or(false)
+}
+
+/// The fixture's cache shares the builder roots of every test run (they live in the
+/// target dir and are made once).
+pub fn share_builders(fx: &Fixture) {
+    let shared = Path::new(env!("CARGO_TARGET_TMPDIR")).join("builders");
+    fs::create_dir_all(&shared).unwrap();
+    fs::create_dir_all(fx.scratch.cache()).unwrap();
+    let link = fx.scratch.cache().join("builders");
+    if !link.exists() {
+        std::os::unix::fs::symlink(&shared, link).unwrap();
+    }
+}
+
 pub fn have(program: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
