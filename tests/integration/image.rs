@@ -548,7 +548,13 @@ fn an_arm64_dist_is_cross_built_runs_under_qemu_and_ships_in_a_multi_arch_index(
     crate::support::share_builders(&fx);
     let recipe = fx.new_recipe("v0.24.0");
     let j = fx
-        .run(&["build", recipe.to_str().unwrap(), "--arch", "arm64", "--json"])
+        .run(&[
+            "build",
+            recipe.to_str().unwrap(),
+            "--arch",
+            "arm64",
+            "--json",
+        ])
         .ok()
         .json();
     let dist = PathBuf::from(j["dist"].as_str().unwrap());
@@ -578,7 +584,7 @@ fn an_arm64_dist_is_cross_built_runs_under_qemu_and_ships_in_a_multi_arch_index(
     // The binary runs under qemu-user in the root it was built in.
     let mut root: ollama_vulkan::build::builder::Builder =
         serde_json::from_value(m["builder"].clone()).unwrap();
-    root.bind(&[dist.clone()]);
+    root.bind(std::slice::from_ref(&dist));
     let v = root
         .std_command(
             &[
@@ -591,25 +597,44 @@ fn an_arm64_dist_is_cross_built_runs_under_qemu_and_ships_in_a_multi_arch_index(
         .output()
         .unwrap();
     assert!(v.status.success(), "{v:?}");
-    assert!(String::from_utf8_lossy(&v.stdout).contains("mini ollama"), "{v:?}");
+    assert!(
+        String::from_utf8_lossy(&v.stdout).contains("mini ollama"),
+        "{v:?}"
+    );
     // `smoke`: Vulkan on the arm64 lavapipe, then the CPU, all under emulation.
     let s = tool(
         &fx,
-        &["smoke", dist.to_str().unwrap(), "--lavapipe", "--tokens", "4", "--json"],
+        &[
+            "smoke",
+            dist.to_str().unwrap(),
+            "--lavapipe",
+            "--tokens",
+            "4",
+            "--json",
+        ],
     )
     .ok()
     .json();
     assert_eq!(s["runs"][0]["eval_count"], 4, "{s}");
     assert!(
-        s["runs"][0]["device"].as_str().unwrap().contains("llvmpipe"),
+        s["runs"][0]["device"]
+            .as_str()
+            .unwrap()
+            .contains("llvmpipe"),
         "{s}"
     );
     assert_eq!(s["runs"][1]["eval_count"], 4, "{s}");
 
     // Both architectures under one tag: the amd64 dist on the host, each image from its
     // own dist and its own base, and the index exported with every image.
-    fx.run(&["build", recipe.to_str().unwrap(), "--builder", "host", "--json"])
-        .ok();
+    fx.run(&[
+        "build",
+        recipe.to_str().unwrap(),
+        "--builder",
+        "host",
+        "--json",
+    ])
+    .ok();
     let amd64_base = runtime_base(&fx);
     let index = "localhost/ollama-vulkan-test:multi";
     let archive = fx.scratch.path().join("out/multi.oci.tar");
@@ -645,7 +670,11 @@ fn an_arm64_dist_is_cross_built_runs_under_qemu_and_ships_in_a_multi_arch_index(
     assert_eq!(images[1]["platform"], "linux/arm64");
     assert_eq!(images[1]["bases"]["runtime"], tag);
     let raw = Command::new("skopeo")
-        .args(["inspect", "--raw", &format!("oci-archive:{}", archive.display())])
+        .args([
+            "inspect",
+            "--raw",
+            &format!("oci-archive:{}", archive.display()),
+        ])
         .output()
         .unwrap();
     assert!(raw.status.success(), "{raw:?}");
@@ -684,7 +713,14 @@ fn an_arm64_dist_is_cross_built_runs_under_qemu_and_ships_in_a_multi_arch_index(
     // A foreign image is made from its dist only; a dist of the wrong arch is refused.
     tool(
         &fx,
-        &["image", recipe.to_str().unwrap(), "--arch", "arm64", "--engine", "podman"],
+        &[
+            "image",
+            recipe.to_str().unwrap(),
+            "--arch",
+            "arm64",
+            "--engine",
+            "podman",
+        ],
     )
     .fails(2, &["--from-dist", "build", "--arch arm64"]);
     let amd64_dest = dist.parent().unwrap().with_file_name("ollama-v0.24.0");
