@@ -611,6 +611,10 @@ fn the_trixie_builder_root_builds_and_smokes_the_era_4_fixture() {
     fs::create_dir_all(&shared).unwrap();
     fs::create_dir_all(fx.scratch.cache()).unwrap();
     std::os::unix::fs::symlink(&shared, fx.scratch.cache().join("builders")).unwrap();
+    // Our Mesa (recipes/lab/mesa.toml) is built once per source, series and root too.
+    let shared_mesa = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mesa");
+    fs::create_dir_all(&shared_mesa).unwrap();
+    std::os::unix::fs::symlink(&shared_mesa, fx.scratch.cache().join("mesa")).unwrap();
     let recipe = new_recipe(&fx, "v0.24.0");
     let dest = fx.scratch.path().join("broot");
     let j = fx
@@ -714,6 +718,51 @@ fn the_trixie_builder_root_builds_and_smokes_the_era_4_fixture() {
         .as_str()
         .unwrap()
         .contains("Debian virgl-server"));
+    // The same on our Venus driver for krunkit: Debian's mesa source package with
+    // patches/lab/mesa-venus-krunkit, fetched with apt-get source in the root and built
+    // there once (cached under the test cache), selected with VK_DRIVER_FILES.
+    let k = smoke(&[
+        "--venus",
+        "--venus-server",
+        "stock",
+        "--venus-mesa",
+        "krunkit",
+    ]);
+    let vulkan = &k["runs"][0];
+    assert!(
+        vulkan["device"]
+            .as_str()
+            .unwrap()
+            .starts_with("Virtio-GPU Venus (llvmpipe"),
+        "{vulkan}"
+    );
+    assert!(
+        vulkan["memory_rule"]
+            .as_str()
+            .unwrap()
+            .contains("(Venus): reporting 0.75 of"),
+        "{vulkan}"
+    );
+    assert_eq!(vulkan["size"], vulkan["size_vram"]);
+    let mesa = k["venus"]["mesa"].as_str().unwrap();
+    assert!(
+        mesa.starts_with("25.0.7-2+deb13u1 + lab/mesa-venus-krunkit (") && mesa.contains("(ours"),
+        "{mesa}"
+    );
+    let built: Vec<_> = fs::read_dir(&shared_mesa)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("venus-amd64-"))
+        .collect();
+    assert_eq!(built.len(), 1, "one build, reused");
+    let out = built[0].path();
+    assert!(out.join("libvulkan_virtio.so").is_file());
+    let icd: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("virtio_icd.x86_64.json")).unwrap()).unwrap();
+    assert_eq!(
+        icd["ICD"]["library_path"],
+        "/usr/lib/x86_64-linux-gnu/libvulkan_virtio.so"
+    );
     // The server and its render process are gone.
     let left = Command::new("pgrep")
         .args(["-f", "virgl_test_server|virgl_render_server"])
