@@ -234,6 +234,12 @@ pub struct SmokeArgs {
     /// not a multiple of 16 KiB, as krunkit's host does.
     #[arg(long, value_enum, default_value_t = ollama_vulkan::venus::MesaChoice::Debian, requires = "venus")]
     pub venus_mesa: ollama_vulkan::venus::MesaChoice,
+    /// Make the patched vtest server refuse blobs that are not a multiple of 16 KiB, as
+    /// krunkit's host (Hypervisor.framework) does: Debian's Mesa then fails
+    /// vkCreateInstance with VK_ERROR_OUT_OF_HOST_MEMORY, as on a Mac. On with
+    /// `--venus-mesa krunkit`.
+    #[arg(long, requires = "venus")]
+    pub venus_krunkit_host: bool,
 }
 
 #[derive(Debug, Args)]

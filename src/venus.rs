@@ -51,8 +51,8 @@ pub fn check_host_icd(p: &Path) -> Result<(), VenusError> {
     if ok {
         return Ok(());
     }
-    Err(VenusError::HostIcd {
-        value,
+    Err(VenusError::BadOption {
+        value: format!("--venus-host-icd {value}"),
         why: format!("not an ICD file directly under {ICD_DIR}"),
         help: format!(
             "name one of the lab root's ICDs, e.g. {LAVAPIPE_ICD} or {ICD_DIR}radeon_icd.x86_64.json (a GPU's /dev/dri is passed in); NVIDIA's driver is not in the root: use bench/venus-gpu.sh"
@@ -68,8 +68,8 @@ pub enum VenusError {
         why: String,
         help: String,
     },
-    #[error("--venus-host-icd {value}: {why}\n  help: {help}")]
-    HostIcd {
+    #[error("{value}: {why}\n  help: {help}")]
+    BadOption {
         value: String,
         why: String,
         help: String,
@@ -97,7 +97,7 @@ impl crate::error::HasKind for VenusError {
     fn kind(&self) -> crate::error::Kind {
         use crate::error::Kind;
         match self {
-            VenusError::Recipe { .. } | VenusError::HostIcd { .. } => Kind::BadInput,
+            VenusError::Recipe { .. } | VenusError::BadOption { .. } => Kind::BadInput,
             VenusError::Source(e) => e.kind(),
             VenusError::Build(e) => e.kind(),
             VenusError::Mesa(e) => e.kind(),
@@ -267,6 +267,9 @@ pub struct LabRequest<'a> {
     pub host_icd: Option<&'a Path>,
     /// `--venus-mesa`: the Venus driver of the process under test.
     pub mesa: MesaChoice,
+    /// `--venus-krunkit-host`: the patched server refuses blobs that are not a multiple
+    /// of 16 KiB, as krunkit's host does (always on with `--venus-mesa krunkit`).
+    pub krunkit_host: bool,
 }
 
 /// A ready lab: the root, and the vtest server to run in it.
@@ -298,6 +301,13 @@ pub fn ensure(req: &LabRequest<'_>) -> Result<Lab, VenusError> {
     if let Some(icd) = req.host_icd {
         check_host_icd(icd)?;
     }
+    if req.krunkit_host && req.server == ServerChoice::Stock {
+        return Err(VenusError::BadOption {
+            value: "--venus-krunkit-host".into(),
+            why: "Debian's vtest server cannot refuse blobs as krunkit does".into(),
+            help: "use the patched server (--venus-server patched, the default)".into(),
+        });
+    }
     let recipe = LabRecipe::load(req.recipes_dir)?;
     // Our driver first: its recipe is checked before the lab root is made.
     let client_driver = match req.mesa {
@@ -322,8 +332,8 @@ pub fn ensure(req: &LabRequest<'_>) -> Result<Lab, VenusError> {
     }
     if let Some(icd) = req.host_icd {
         if !root.host_path(icd).is_file() {
-            return Err(VenusError::HostIcd {
-                value: icd.display().to_string(),
+            return Err(VenusError::BadOption {
+                value: format!("--venus-host-icd {}", icd.display()),
                 why: "the lab root has no such ICD".into(),
                 help: format!("ls {}", root.host_path(Path::new(ICD_DIR)).display()),
             });
@@ -371,7 +381,7 @@ pub fn ensure(req: &LabRequest<'_>) -> Result<Lab, VenusError> {
                 prefix: Some(prefix),
                 env: {
                     let mut env = recipe.server.env.clone();
-                    if client_driver.is_some() {
+                    if client_driver.is_some() || req.krunkit_host {
                         // krunkit's host: blobs in whole 16 KiB pages (series 0003).
                         env.insert("VTEST_BLOB_ALIGNMENT".into(), KRUNKIT_BLOB_ALIGNMENT.into());
                     }
@@ -705,7 +715,7 @@ impl VtestServer {
         fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
-            .filter(|l| l.contains(" failed ("))
+            .filter(|l| l.contains(" failed (") || l.starts_with("vtest: blob size"))
             .map(|l| l.trim().to_string())
             .collect()
     }

@@ -50,6 +50,7 @@ pub fn run(g: &Global, a: SmokeArgs) -> Result<Status, Error> {
             quiet: g.quiet,
             host_icd: a.venus_host_icd.as_deref(),
             mesa: a.venus_mesa,
+            krunkit_host: a.venus_krunkit_host,
         })?;
         Some(Venus {
             lab,

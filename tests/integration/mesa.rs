@@ -148,6 +148,17 @@ fn a_hostile_mesa_recipe_is_refused_before_anything_runs() {
         &["patches/lab/mesa-venus-krunkit/series", "# target: mesa"],
     );
     fs::write(&series, text).unwrap();
+    // krunkit's blob rule is our vtest series' (VTEST_BLOB_ALIGNMENT): Debian's server
+    // cannot apply it.
+    s.run(&[
+        "smoke",
+        fake.to_str().unwrap(),
+        "--venus",
+        "--venus-server",
+        "stock",
+        "--venus-krunkit-host",
+    ])
+    .fails(2, &["--venus-krunkit-host", "--venus-server patched"]);
     // Nothing was made: no root, no Mesa build, no lab.
     assert!(!s.cache().join("builders").exists());
     assert!(!s.cache().join("mesa").exists());
