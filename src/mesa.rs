@@ -11,8 +11,8 @@
 //! (which pins the other tarballs) and of its orig tarball; from `--mirror mesa=DIR` (a
 //! directory holding them) or `apt-get source` in the root. Output:
 //! `<cache>/mesa/venus-<arch>-<key>/` with `libvulkan_virtio.so`, the ICD
-//! `virtio_icd.<x86_64|aarch64>.json` (its `library_path` is where an image puts the
-//! driver: `/usr/lib/<triplet>/libvulkan_virtio.so`) and `build.json`; published whole
+//! `virtio_icd.json` (Debian's name; its `library_path` is where an image puts the driver:
+//! `/usr/lib/<triplet>/libvulkan_virtio.so`) and `build.json`; published whole
 //! (temp dir + rename) under a lock. Cache key: source hashes + series hash + meson options
 //! + target architecture + the root's package set.
 
@@ -34,6 +34,11 @@ use crate::source::{Mirrors, RepoName};
 pub const RECIPE: &str = "lab/mesa.toml";
 /// The driver's file name, in the output and in an image.
 pub const DRIVER: &str = "libvulkan_virtio.so";
+/// Where an image puts the ICD: Debian trixie's own name for it, so ours replaces
+/// mesa-vulkan-drivers' (two Venus ICDs would list the device twice).
+pub const ICD_INSTALL_PATH: &str = "/usr/share/vulkan/icd.d/virtio_icd.json";
+/// The output's layout, part of the cache key.
+const LAYOUT: &str = "layout-1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MesaError {
@@ -296,7 +301,7 @@ pub fn triplet(arch: Arch) -> &'static str {
     }
 }
 
-/// The CPU name in Debian's ICD file names (`virtio_icd.x86_64.json`).
+/// The CPU name in the ICD file names Mesa installs (`virtio_icd.x86_64.json`).
 pub fn icd_cpu(arch: Arch) -> &'static str {
     match arch {
         Arch::Amd64 => "x86_64",
@@ -369,11 +374,11 @@ pub struct MesaVenus {
     pub dir: PathBuf,
     /// `dir/libvulkan_virtio.so`.
     pub driver: PathBuf,
-    /// `dir/virtio_icd.<cpu>.json`: its `library_path` is [`MesaVenus::driver_install_path`].
+    /// `dir/virtio_icd.json`: its `library_path` is [`MesaVenus::driver_install_path`].
     pub icd: PathBuf,
     /// Where an image puts the driver: `/usr/lib/<triplet>/libvulkan_virtio.so`.
     pub driver_install_path: PathBuf,
-    /// Where an image puts the ICD: `/usr/share/vulkan/icd.d/virtio_icd.<cpu>.json`.
+    /// Where an image puts the ICD: [`ICD_INSTALL_PATH`], in place of Debian's.
     pub icd_install_path: PathBuf,
     /// `amd64` or `arm64`.
     pub arch: String,
@@ -470,7 +475,7 @@ pub fn ensure_in(
         .unwrap_or_else(|| "host".into());
     let key = crate::patch::series::sha256_hex(
         format!(
-            "{}\0{}\0{}\0{}\0{}\0{}\0{}",
+            "{LAYOUT}\0{}\0{}\0{}\0{}\0{}\0{}\0{}",
             s.package,
             s.dsc_sha256,
             s.orig_sha256,
@@ -639,20 +644,17 @@ fn fetch_source(
     })?;
     fs::write(apt.join("sources.list"), list).map_err(io("writing the deb-src list"))?;
     let opts = |v: &mut Vec<String>| {
-        v.extend(
-            [
-                format!(
-                    "-oDir::Etc::SourceList={}",
-                    apt.join("sources.list").display()
-                ),
-                "-oDir::Etc::SourceParts=/dev/null".into(),
-                format!("-oDir::State={}", apt.join("state").display()),
-                format!("-oDir::Cache={}", apt.join("cache").display()),
-                "-oAPT::Sandbox::User=root".into(),
-                "-qq".into(),
-            ]
-            .into_iter(),
-        )
+        v.extend([
+            format!(
+                "-oDir::Etc::SourceList={}",
+                apt.join("sources.list").display()
+            ),
+            "-oDir::Etc::SourceParts=/dev/null".into(),
+            format!("-oDir::State={}", apt.join("state").display()),
+            format!("-oDir::Cache={}", apt.join("cache").display()),
+            "-oAPT::Sandbox::User=root".into(),
+            "-qq".into(),
+        ])
     };
     let mut update = vec!["apt-get".to_string()];
     opts(&mut update);
@@ -905,18 +907,18 @@ fn build_in(
     }
     let install_log = logs.join("mesa-ninja-install.log");
     let driver_install_path = PathBuf::from(format!("/usr/lib/{t}/{DRIVER}"));
-    let icd_name = format!("virtio_icd.{}.json", icd_cpu(arch));
-    let icd_install_path = PathBuf::from(format!("/usr/share/vulkan/icd.d/{icd_name}"));
+    let icd_install_path = PathBuf::from(ICD_INSTALL_PATH);
+    let icd_name = "virtio_icd.json";
     let built_so = stage.join(
         driver_install_path
             .strip_prefix("/")
             .unwrap_or(&driver_install_path),
     );
-    let built_icd = stage.join(
-        icd_install_path
-            .strip_prefix("/")
-            .unwrap_or(&icd_install_path),
-    );
+    // Mesa installs it as virtio_icd.<cpu>.json; Debian ships it as virtio_icd.json.
+    let built_icd = stage.join(format!(
+        "usr/share/vulkan/icd.d/virtio_icd.{}.json",
+        icd_cpu(arch)
+    ));
     for (f, what) in [(&built_so, "driver"), (&built_icd, "ICD")] {
         if !f.is_file() {
             return Err(MesaError::Output {
@@ -945,12 +947,12 @@ fn build_in(
     let publish = work.join("out");
     fs::create_dir_all(&publish).map_err(io(format!("creating {}", publish.display())))?;
     fs::copy(&built_so, publish.join(DRIVER)).map_err(io("copying the driver"))?;
-    fs::write(publish.join(&icd_name), icd_text).map_err(io("writing the ICD"))?;
+    fs::write(publish.join(icd_name), icd_text).map_err(io("writing the ICD"))?;
     let driver_sha256 = sha256_file(&publish.join(DRIVER)).map_err(io("hashing the driver"))?;
     let m = MesaVenus {
         dir: out.to_path_buf(),
         driver: out.join(DRIVER),
-        icd: out.join(&icd_name),
+        icd: out.join(icd_name),
         driver_install_path,
         icd_install_path,
         arch: arch.name().into(),
