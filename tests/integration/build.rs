@@ -768,6 +768,59 @@ fn the_trixie_builder_root_builds_and_smokes_the_era_4_fixture() {
         icd["ICD"]["library_path"],
         "/usr/lib/x86_64-linux-gnu/libvulkan_virtio.so"
     );
+    // A --mirror mesa=DIR whose files do not match the pins is refused (exit 2) before
+    // anything is built or published: the source package as fetched above, one tarball
+    // changed, in a cache without the build.
+    let sources = fs::read_dir(shared_mesa.join("sources"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("mesa_"))
+        .unwrap()
+        .path();
+    let bad = fx.scratch.path().join("mesa-bad");
+    fs::create_dir_all(&bad).unwrap();
+    for e in fs::read_dir(&sources).unwrap().flatten() {
+        fs::copy(e.path(), bad.join(e.file_name())).unwrap();
+    }
+    let debian = bad.join("mesa_25.0.7-2+deb13u1.debian.tar.xz");
+    let mut bytes = fs::read(&debian).unwrap();
+    bytes.push(b'x');
+    fs::write(&debian, bytes).unwrap();
+    let other = fx.scratch.path().join("other-cache");
+    fs::create_dir_all(&other).unwrap();
+    std::os::unix::fs::symlink(&shared, other.join("builders")).unwrap();
+    let mirror = format!("mesa={}", bad.display());
+    let run: Run = fx
+        .scratch
+        .command(&[])
+        .args(["--offline", "--mirror", &mirror])
+        .args([
+            "smoke",
+            dist.to_str().unwrap(),
+            "--venus",
+            "--venus-server",
+            "stock",
+        ])
+        .args(["--venus-mesa", "krunkit"])
+        .env("OLLAMA_VULKAN_CACHE", &other)
+        .output()
+        .unwrap()
+        .into();
+    run.fails(
+        2,
+        &[
+            "mesa_25.0.7-2+deb13u1.debian.tar.xz has SHA-256",
+            "expected 7ea51db6",
+            "help:",
+        ],
+    );
+    let published: Vec<_> = fs::read_dir(other.join("mesa"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n != ".lock")
+        .collect();
+    assert!(published.is_empty(), "{published:?}");
     // The server and its render process are gone.
     let left = Command::new("pgrep")
         .args(["-f", "virgl_test_server|virgl_render_server"])
