@@ -50,6 +50,8 @@ pub enum MesaError {
     },
     #[error("the mesa source package: {why}\n  help: {help}")]
     Source { why: String, help: String },
+    #[error("Mesa for {target}: a cross build needs a builder root with the {target} architecture\n  help: make one holding mesa::build_packages and build with mesa::ensure_in")]
+    Cross { target: String },
     #[error(transparent)]
     Build(#[from] crate::build::BuildError),
     #[error("the Mesa build made no {what}\n  log: {}\n{tail}", log.display())]
@@ -72,7 +74,7 @@ impl crate::error::HasKind for MesaError {
             MesaError::Recipe { .. } => Kind::BadInput,
             // A --mirror mesa=DIR that lacks the files, or files that do not match their
             // pins, is bad input; so is a source that cannot be fetched offline.
-            MesaError::Source { .. } => Kind::BadInput,
+            MesaError::Source { .. } | MesaError::Cross { .. } => Kind::BadInput,
             MesaError::Build(e) => e.kind(),
             MesaError::Output { .. } | MesaError::Io { .. } => Kind::Failure,
         }
@@ -409,14 +411,8 @@ impl MesaVenus {
 pub fn ensure(req: &MesaRequest<'_>) -> Result<MesaVenus, MesaError> {
     let recipe = MesaRecipe::load(req.recipes_dir)?;
     if req.target != Arch::host() {
-        return Err(MesaError::Recipe {
-            file: req.recipes_dir.join(RECIPE),
-            why: format!(
-                "a cross build for {} needs a builder root with that architecture",
-                req.target.name()
-            ),
-            help: "make the root with the cross packages (build_packages) and call mesa::ensure_in"
-                .into(),
+        return Err(MesaError::Cross {
+            target: req.target.name().into(),
         });
     }
     let mut packages = crate::recipe::packages::load(req.recipes_dir)
