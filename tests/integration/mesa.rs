@@ -206,4 +206,27 @@ fn the_shipped_mesa_recipe_and_series_check() {
     let p = ollama_vulkan::mesa::build_packages(&recipe, Arch::Arm64);
     assert!(p.contains(&"crossbuild-essential-arm64".to_string()));
     assert!(p.contains(&"libdrm-dev:arm64".to_string()));
+    // A cross target needs a cross root (mesa::ensure_in): refused before anything is made.
+    let s = Scratch::new();
+    let mirrors = ollama_vulkan::source::Mirrors::new(&[], s.cache(), false).unwrap();
+    let other = if Arch::host() == Arch::Amd64 {
+        Arch::Arm64
+    } else {
+        Arch::Amd64
+    };
+    let err = ollama_vulkan::mesa::ensure(&ollama_vulkan::mesa::MesaRequest {
+        recipes_dir: &project.join("recipes"),
+        patches_dir: &project.join("patches"),
+        mirrors: &mirrors,
+        cache: &s.cache(),
+        target: other,
+        offline: true,
+        quiet: true,
+    })
+    .unwrap_err();
+    assert!(
+        matches!(err, ollama_vulkan::mesa::MesaError::Cross { .. }),
+        "{err}"
+    );
+    assert!(!s.cache().exists() || !s.cache().join("mesa").exists());
 }
