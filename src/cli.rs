@@ -37,8 +37,9 @@ pub struct Global {
     /// Cache for upstream mirrors (default: $XDG_CACHE_HOME/ollama-vulkan).
     #[arg(long, global = true, env = "OLLAMA_VULKAN_CACHE", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Use a local git mirror for an upstream: NAME is `ollama` or `llama.cpp`. Repeat a
-    /// name to search several mirrors in order.
+    /// Use a local git mirror for an upstream: NAME is `ollama`, `llama.cpp` or
+    /// `virglrenderer` (`mesa`: a directory holding Debian's mesa .dsc and tarballs).
+    /// Repeat a name to search several mirrors in order.
     #[arg(long = "mirror", global = true, value_name = "NAME=PATH")]
     pub mirrors: Vec<String>,
     /// Never touch the network; fail clearly when something is missing.
@@ -237,6 +238,18 @@ pub struct SmokeArgs {
     /// virglrenderer=PATH or the recipe's URL) or Debian's (stock; no model loads).
     #[arg(long, value_enum, default_value_t = ollama_vulkan::venus::ServerChoice::Patched, requires = "venus")]
     pub venus_server: ollama_vulkan::venus::ServerChoice,
+    /// Which Mesa Venus driver the dist runs on: the lab root's (debian) or ours for
+    /// krunkit (recipes/lab/mesa.toml, built once; source from --mirror mesa=DIR or the
+    /// root's Debian mirror). With `krunkit` the patched server refuses blobs that are
+    /// not a multiple of 16 KiB, as krunkit's host does.
+    #[arg(long, value_enum, default_value_t = ollama_vulkan::venus::MesaChoice::Debian, requires = "venus")]
+    pub venus_mesa: ollama_vulkan::venus::MesaChoice,
+    /// Make the patched vtest server refuse blobs that are not a multiple of 16 KiB, as
+    /// krunkit's host (Hypervisor.framework) does: Debian's Mesa then fails
+    /// vkCreateInstance with VK_ERROR_OUT_OF_HOST_MEMORY, as on a Mac. On with
+    /// `--venus-mesa krunkit`.
+    #[arg(long, requires = "venus")]
+    pub venus_krunkit_host: bool,
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@ pub mod fsutil;
 pub mod fuzzing;
 pub mod image;
 pub mod killpoint;
+pub mod mesa;
 pub mod patch;
 pub mod progress;
 pub mod project;

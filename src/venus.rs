@@ -31,6 +31,8 @@ pub const VENUS_ICD: &str = "/usr/share/vulkan/icd.d/virtio_icd.json";
 pub const LAVAPIPE_ICD: &str = "/usr/share/vulkan/icd.d/lvp_icd.json";
 /// Where the lab root's ICDs are: the host drivers a Venus device can sit on.
 pub const ICD_DIR: &str = "/usr/share/vulkan/icd.d/";
+/// Hypervisor.framework's page: the blob unit krunkit's host maps (VTEST_BLOB_ALIGNMENT).
+pub const KRUNKIT_BLOB_ALIGNMENT: &str = "16384";
 
 /// `--venus-host-icd`: the name of an ICD in the lab root's `ICD_DIR` (the value reaches
 /// the server's environment; nothing outside that directory is taken or mounted).
@@ -49,8 +51,8 @@ pub fn check_host_icd(p: &Path) -> Result<(), VenusError> {
     if ok {
         return Ok(());
     }
-    Err(VenusError::HostIcd {
-        value,
+    Err(VenusError::BadOption {
+        value: format!("--venus-host-icd {value}"),
         why: format!("not an ICD file directly under {ICD_DIR}"),
         help: format!(
             "name one of the lab root's ICDs, e.g. {LAVAPIPE_ICD} or {ICD_DIR}radeon_icd.x86_64.json (a GPU's /dev/dri is passed in); NVIDIA's driver is not in the root: use bench/venus-gpu.sh"
@@ -66,8 +68,8 @@ pub enum VenusError {
         why: String,
         help: String,
     },
-    #[error("--venus-host-icd {value}: {why}\n  help: {help}")]
-    HostIcd {
+    #[error("{value}: {why}\n  help: {help}")]
+    BadOption {
         value: String,
         why: String,
         help: String,
@@ -76,6 +78,8 @@ pub enum VenusError {
     Source(#[from] crate::source::SourceError),
     #[error(transparent)]
     Build(#[from] crate::build::BuildError),
+    #[error(transparent)]
+    Mesa(#[from] crate::mesa::MesaError),
     #[error("the vtest server did not start: {why}\n  log: {}\n{tail}", log.display())]
     Server {
         why: String,
@@ -93,9 +97,10 @@ impl crate::error::HasKind for VenusError {
     fn kind(&self) -> crate::error::Kind {
         use crate::error::Kind;
         match self {
-            VenusError::Recipe { .. } | VenusError::HostIcd { .. } => Kind::BadInput,
+            VenusError::Recipe { .. } | VenusError::BadOption { .. } => Kind::BadInput,
             VenusError::Source(e) => e.kind(),
             VenusError::Build(e) => e.kind(),
+            VenusError::Mesa(e) => e.kind(),
             VenusError::Server { .. } | VenusError::Io { .. } => Kind::Failure,
         }
     }
@@ -238,6 +243,18 @@ pub enum ServerChoice {
     Stock,
 }
 
+/// Which Mesa Venus driver the process under test uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum MesaChoice {
+    /// The lab root's mesa-vulkan-drivers (Debian's; fails under krunkit on a Mac).
+    Debian,
+    /// Ours (recipes/lab/mesa.toml: Debian's source package with the 16 KiB blob series),
+    /// built once in the builder root; the vtest server then refuses blobs that are not
+    /// a multiple of 16 KiB, as krunkit's host does (our series' `VTEST_BLOB_ALIGNMENT`).
+    Krunkit,
+}
+
 pub struct LabRequest<'a> {
     pub recipes_dir: &'a Path,
     pub patches_dir: &'a Path,
@@ -248,6 +265,11 @@ pub struct LabRequest<'a> {
     pub quiet: bool,
     /// `--venus-host-icd`: an ICD of the lab root (checked before anything is made).
     pub host_icd: Option<&'a Path>,
+    /// `--venus-mesa`: the Venus driver of the process under test.
+    pub mesa: MesaChoice,
+    /// `--venus-krunkit-host`: the patched server refuses blobs that are not a multiple
+    /// of 16 KiB, as krunkit's host does (always on with `--venus-mesa krunkit`).
+    pub krunkit_host: bool,
 }
 
 /// A ready lab: the root, and the vtest server to run in it.
@@ -263,6 +285,9 @@ pub struct Lab {
     pub shader_cache: PathBuf,
     /// What the report names: Mesa's and virglrenderer's versions.
     pub versions: Versions,
+    /// `--venus-mesa krunkit`: our Venus driver (bound into the root); None for the
+    /// root's own.
+    pub client_driver: Option<crate::mesa::MesaVenus>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -276,12 +301,32 @@ pub fn ensure(req: &LabRequest<'_>) -> Result<Lab, VenusError> {
     if let Some(icd) = req.host_icd {
         check_host_icd(icd)?;
     }
+    if req.krunkit_host && req.server == ServerChoice::Stock {
+        return Err(VenusError::BadOption {
+            value: "--venus-krunkit-host".into(),
+            why: "Debian's vtest server cannot refuse blobs as krunkit does".into(),
+            help: "use the patched server (--venus-server patched, the default)".into(),
+        });
+    }
     let recipe = LabRecipe::load(req.recipes_dir)?;
+    // Our driver first: its recipe is checked before the lab root is made.
+    let client_driver = match req.mesa {
+        MesaChoice::Debian => None,
+        MesaChoice::Krunkit => Some(crate::mesa::ensure(&crate::mesa::MesaRequest {
+            recipes_dir: req.recipes_dir,
+            patches_dir: req.patches_dir,
+            mirrors: req.mirrors,
+            cache: req.cache,
+            target: crate::image::base::Arch::host(),
+            offline: req.offline,
+            quiet: req.quiet,
+        })?),
+    };
     let mut packages = crate::recipe::packages::load(req.recipes_dir)
         .map(|b| b.builder)
         .unwrap_or_else(|_| crate::recipe::packages::compiled().builder);
     packages.extend(recipe.root.packages.iter().cloned());
-    let root = Builder::ensure(
+    let mut root = Builder::ensure(
         BuilderChoice::Root,
         req.cache,
         &packages,
@@ -289,16 +334,22 @@ pub fn ensure(req: &LabRequest<'_>) -> Result<Lab, VenusError> {
         &[],
         req.offline,
     )?;
+    if let Some(m) = &client_driver {
+        root.bind(std::slice::from_ref(&m.dir));
+    }
     if let Some(icd) = req.host_icd {
         if !root.host_path(icd).is_file() {
-            return Err(VenusError::HostIcd {
-                value: icd.display().to_string(),
+            return Err(VenusError::BadOption {
+                value: format!("--venus-host-icd {}", icd.display()),
                 why: "the lab root has no such ICD".into(),
                 help: format!("ls {}", root.host_path(Path::new(ICD_DIR)).display()),
             });
         }
     }
-    let mesa = package_version(&root, "mesa-vulkan-drivers");
+    let mesa = match &client_driver {
+        Some(m) => format!("{} (ours, {})", m.version, m.dir.display()),
+        None => package_version(&root, "mesa-vulkan-drivers"),
+    };
     let shader_cache = req.cache.join("venus").join("shader-cache");
     fs::create_dir_all(&shader_cache)
         .map_err(io(format!("creating {}", shader_cache.display())))?;
@@ -316,6 +367,7 @@ pub fn ensure(req: &LabRequest<'_>) -> Result<Lab, VenusError> {
             prefix: None,
             env: BTreeMap::new(),
             shader_cache,
+            client_driver,
         }),
         ServerChoice::Patched => {
             let prefix = build_virglrenderer(req, &recipe, &root)?;
@@ -334,8 +386,16 @@ pub fn ensure(req: &LabRequest<'_>) -> Result<Lab, VenusError> {
                 root,
                 server: ServerChoice::Patched,
                 prefix: Some(prefix),
-                env: recipe.server.env.clone(),
+                env: {
+                    let mut env = recipe.server.env.clone();
+                    if client_driver.is_some() || req.krunkit_host {
+                        // krunkit's host: blobs in whole 16 KiB pages (series 0003).
+                        env.insert("VTEST_BLOB_ALIGNMENT".into(), KRUNKIT_BLOB_ALIGNMENT.into());
+                    }
+                    env
+                },
                 shader_cache,
+                client_driver,
             })
         }
     }
@@ -546,6 +606,8 @@ pub struct VtestServer {
     child: Child,
     pub socket: PathBuf,
     pub log: PathBuf,
+    /// The Venus ICD clients use: Debian's, or one naming our driver (in the run's dir).
+    pub client_icd: PathBuf,
 }
 
 impl VtestServer {
@@ -559,6 +621,23 @@ impl VtestServer {
     ) -> Result<VtestServer, VenusError> {
         let socket = dir.join("venus.sock");
         let _ = fs::remove_file(&socket);
+        // Our driver: an ICD naming it where the lab root sees it (bound at its path).
+        let client_icd = match &lab.client_driver {
+            Some(m) => {
+                let icd = dir.join("venus_krunkit_icd.json");
+                let json = serde_json::json!({
+                    "file_format_version": "1.0.0",
+                    "ICD": {
+                        "library_path": m.driver.display().to_string(),
+                        "api_version": icd_api_version(&m.icd),
+                    }
+                });
+                fs::write(&icd, format!("{json:#}\n"))
+                    .map_err(io(format!("writing {}", icd.display())))?;
+                icd
+            }
+            None => PathBuf::from(VENUS_ICD),
+        };
         let mut env = lab.env.clone();
         env.insert("VK_DRIVER_FILES".into(), host_icd.display().to_string());
         env.insert(
@@ -614,6 +693,7 @@ impl VtestServer {
             child,
             socket,
             log: log.to_path_buf(),
+            client_icd,
         };
         let start = Instant::now();
         while !server.socket.exists() {
@@ -642,7 +722,7 @@ impl VtestServer {
         fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
-            .filter(|l| l.contains(" failed ("))
+            .filter(|l| l.contains(" failed (") || l.starts_with("vtest: blob size"))
             .map(|l| l.trim().to_string())
             .collect()
     }
@@ -655,9 +735,26 @@ impl VtestServer {
                 "VTEST_SOCKET_NAME".to_string(),
                 self.socket.display().to_string(),
             ),
-            ("VK_DRIVER_FILES".to_string(), VENUS_ICD.to_string()),
+            (
+                "VK_DRIVER_FILES".to_string(),
+                self.client_icd.display().to_string(),
+            ),
+            // Loaders before 1.3.234 know only the old name.
+            (
+                "VK_ICD_FILENAMES".to_string(),
+                self.client_icd.display().to_string(),
+            ),
         ])
     }
+}
+
+/// The `api_version` of a Mesa ICD file (what the loader is told), 1.3.0 if unreadable.
+fn icd_api_version(icd: &Path) -> String {
+    fs::read_to_string(icd)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["ICD"]["api_version"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "1.3.0".into())
 }
 
 impl Drop for VtestServer {

@@ -7,7 +7,7 @@ use ollama_vulkan::smoke::{
     has_gpu_device, install_interrupt_handler, render, smoke, Report as SmokeReport, SmokeRequest,
     SmokeTarget, Venus,
 };
-use ollama_vulkan::venus::{ensure, LabRequest, LAVAPIPE_ICD};
+use ollama_vulkan::venus::{ensure, LabRequest, MesaChoice, LAVAPIPE_ICD};
 use serde::Serialize;
 
 use super::{emit, Human, Report, Status};
@@ -16,6 +16,11 @@ use crate::cli::{Global, SmokeArgs};
 pub fn run(g: &Global, a: SmokeArgs) -> Result<Status, Error> {
     install_interrupt_handler();
     let cache = g.cache();
+    if a.image.is_some() && a.venus_mesa == MesaChoice::Krunkit {
+        return Err(Error::Usage(
+            "--venus-mesa krunkit runs a dist on our driver in the lab root; an image runs its own Mesa\n  help: smoke the dist, or the image of the krunkit variant with --venus".into(),
+        ));
+    }
     let target = match (a.dist, a.image) {
         (Some(d), _) => SmokeTarget::Dist(d),
         (None, Some(image)) => SmokeTarget::Image {
@@ -44,6 +49,8 @@ pub fn run(g: &Global, a: SmokeArgs) -> Result<Status, Error> {
             offline: g.offline,
             quiet: g.quiet,
             host_icd: a.venus_host_icd.as_deref(),
+            mesa: a.venus_mesa,
+            krunkit_host: a.venus_krunkit_host,
         })?;
         Some(Venus {
             lab,

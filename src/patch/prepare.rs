@@ -270,7 +270,7 @@ pub fn prepare(
         let path = match repo {
             RepoName::Ollama => fetched.ollama_tree.clone(),
             RepoName::LlamaCpp => fetched.llamacpp_tree.clone().expect("checked in apply_all"),
-            RepoName::Virglrenderer => unreachable!("recipe load refuses it"),
+            RepoName::Virglrenderer | RepoName::Mesa => unreachable!("recipe load refuses it"),
         };
         trees.push(write_tree(&path, repo, &steps)?);
     }

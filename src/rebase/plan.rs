@@ -261,11 +261,11 @@ pub(super) fn start(
             .map_err(|e| RebaseError::Usage(format!("series `{}`: {e}", s.name)))?;
         let (old_base, new_base) = match s.repo {
             RepoName::Ollama => (from_oid.to_string(), onto_oid.to_string()),
-            RepoName::Virglrenderer => {
+            RepoName::Virglrenderer | RepoName::Mesa => {
                 return Err(RebaseError::Usage(format!(
-                "series `{}` targets virglrenderer: rebase-patches carries Ollama's series only",
-                s.name
-            )))
+                    "series `{}` targets {}: rebase-patches carries Ollama's series only",
+                    s.name, s.repo
+                )))
             }
             RepoName::LlamaCpp => {
                 let old = recipe.llamacpp.commit.clone().ok_or_else(|| {

@@ -498,11 +498,11 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
                 );
                 continue;
             }
-            if *s.repo.get_ref() == RepoName::Virglrenderer {
+            if matches!(*s.repo.get_ref(), RepoName::Virglrenderer | RepoName::Mesa) {
                 cx.err(
                     p.at(s.repo.span()),
-                    format!("series `{name}`: an Ollama recipe patches ollama or llama.cpp, not virglrenderer"),
-                    "set repo = \"ollama\" or \"llama.cpp\" (the Venus lab's own series are pinned in recipes/lab/venus.toml)",
+                    format!("series `{name}`: an Ollama recipe patches ollama or llama.cpp, not {}", s.repo.get_ref()),
+                    "set repo = \"ollama\" or \"llama.cpp\" (the Venus lab's own series are pinned in recipes/lab/venus.toml and recipes/lab/mesa.toml)",
                 );
                 continue;
             }

@@ -25,6 +25,7 @@ pub fn default_url(repo: RepoName) -> &'static str {
         RepoName::Ollama => DEFAULT_OLLAMA_URL,
         RepoName::LlamaCpp => DEFAULT_LLAMACPP_URL,
         RepoName::Virglrenderer => DEFAULT_VIRGLRENDERER_URL,
+        RepoName::Mesa => "https://deb.debian.org/debian",
     }
 }
 

@@ -161,6 +161,10 @@ pub struct VenusReport {
     pub virglrenderer: String,
     pub server: crate::venus::ServerChoice,
     pub host_icd: PathBuf,
+    /// The vtest server refused blobs that are not a multiple of this many bytes, as
+    /// krunkit's host does (`--venus-krunkit-host`, `--venus-mesa krunkit`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blob_alignment: Option<u64>,
     /// The vtest server's log (kept next to the server logs).
     pub log: PathBuf,
 }
@@ -421,7 +425,7 @@ pub fn smoke(req: &SmokeRequest<'_>) -> Result<Report, SmokeError> {
         env.extend(req.extra_env.iter().cloned());
         let _ = fs::create_dir_all(wdir.join("home"));
         let log = keep.join(format!("serve-{mode}.log"));
-        runs.push(run_mode(
+        let run = run_mode(
             &runner,
             &env,
             port,
@@ -430,7 +434,31 @@ pub fn smoke(req: &SmokeRequest<'_>) -> Result<Report, SmokeError> {
             req.tokens,
             &info.smoke,
             vtest.is_some(),
-        )?);
+        );
+        // A Venus run that failed: what the vtest server refused is the likelier cause
+        // (e.g. a blob krunkit's host would not map, --venus-krunkit-host).
+        let run = match (run, &vtest) {
+            (
+                Err(SmokeError::Failed {
+                    what,
+                    why,
+                    log,
+                    tail,
+                }),
+                Some(server),
+            ) if !server.failures().is_empty() => Err(SmokeError::Failed {
+                what,
+                why: format!(
+                    "{why}; the Venus vtest server refused: {} (log {})",
+                    server.failures().join(" / "),
+                    server.log.display()
+                ),
+                log,
+                tail,
+            }),
+            (run, _) => run,
+        };
+        runs.push(run?);
         if let (Some(server), "vulkan") = (&vtest, mode) {
             if let Some(first) = server.failures().first() {
                 return Err(SmokeError::Failed {
@@ -448,6 +476,11 @@ pub fn smoke(req: &SmokeRequest<'_>) -> Result<Report, SmokeError> {
             virglrenderer: v.lab.versions.virglrenderer.clone(),
             server: v.lab.server,
             host_icd: v.host_icd.clone(),
+            blob_alignment: v
+                .lab
+                .env
+                .get("VTEST_BLOB_ALIGNMENT")
+                .and_then(|a| a.parse().ok()),
             log: server.log.clone(),
         }),
         _ => None,
@@ -482,10 +515,13 @@ pub fn render(r: &Report) -> String {
     if let Some(v) = &r.venus {
         let _ = writeln!(
             s,
-            "  venus  Mesa {}, virglrenderer {}, host driver {}",
+            "  venus  Mesa {}, virglrenderer {}, host driver {}{}",
             v.mesa,
             v.virglrenderer,
-            v.host_icd.display()
+            v.host_icd.display(),
+            v.blob_alignment
+                .map(|a| format!(", blobs in {a}-byte pages (krunkit's host)"))
+                .unwrap_or_default()
         );
     }
     for run in &r.runs {

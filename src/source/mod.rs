@@ -24,6 +24,10 @@ pub enum RepoName {
     /// The Venus lab's vtest server (recipes/lab/venus.toml), not part of Ollama.
     #[serde(rename = "virglrenderer")]
     Virglrenderer,
+    /// Debian's mesa source package (recipes/lab/mesa.toml): a directory holding the
+    /// `.dsc` and its tarballs, not a git repository.
+    #[serde(rename = "mesa")]
+    Mesa,
 }
 
 impl RepoName {
@@ -32,6 +36,7 @@ impl RepoName {
             RepoName::Ollama => "ollama",
             RepoName::LlamaCpp => "llama.cpp",
             RepoName::Virglrenderer => "virglrenderer",
+            RepoName::Mesa => "mesa",
         }
     }
 }
@@ -49,8 +54,9 @@ impl std::str::FromStr for RepoName {
             "ollama" => Ok(RepoName::Ollama),
             "llama.cpp" | "llamacpp" | "llama-cpp" => Ok(RepoName::LlamaCpp),
             "virglrenderer" => Ok(RepoName::Virglrenderer),
+            "mesa" => Ok(RepoName::Mesa),
             _ => Err(format!(
-                "unknown repository `{s}`, expected `ollama`, `llama.cpp` or `virglrenderer`"
+                "unknown repository `{s}`, expected `ollama`, `llama.cpp`, `virglrenderer` or `mesa`"
             )),
         }
     }
@@ -207,6 +213,12 @@ impl Mirrors {
         self.explicit.contains_key(&name)
     }
 
+    /// The `--mirror NAME=PATH` paths given for `name`, in order (for `mesa`: directories
+    /// of Debian source packages, read by `crate::mesa`).
+    pub fn explicit(&self, name: RepoName) -> &[PathBuf] {
+        self.explicit.get(&name).map(Vec::as_slice).unwrap_or(&[])
+    }
+
     pub fn offline(&self) -> bool {
         self.offline
     }
@@ -232,6 +244,7 @@ impl Mirrors {
                 RepoName::Ollama => "ollama",
                 RepoName::LlamaCpp => "llamacpp",
                 RepoName::Virglrenderer => "virglrenderer",
+                RepoName::Mesa => "source",
             },
         })?;
         let path = git::cached_mirror(&self.cache_dir, name, url, wants, self.offline)?;

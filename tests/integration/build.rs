@@ -600,6 +600,8 @@ fn the_trixie_builder_root_builds_and_smokes_the_era_4_fixture() {
     }
     let fx = Fixture::new();
     crate::support::share_builders(&fx);
+    // Our Mesa (recipes/lab/mesa.toml) is built once per source, series and root too.
+    crate::support::share_cached(&fx, "mesa");
     let recipe = new_recipe(&fx, "v0.24.0");
     let dest = fx.scratch.path().join("broot");
     let j = fx
@@ -703,6 +705,109 @@ fn the_trixie_builder_root_builds_and_smokes_the_era_4_fixture() {
         .as_str()
         .unwrap()
         .contains("Debian virgl-server"));
+    // The same on our Venus driver for krunkit: Debian's mesa source package with
+    // patches/lab/mesa-venus-krunkit, fetched with apt-get source in the root and built
+    // there once (cached under the test cache), selected with VK_DRIVER_FILES.
+    let k = smoke(&[
+        "--venus",
+        "--venus-server",
+        "stock",
+        "--venus-mesa",
+        "krunkit",
+    ]);
+    let vulkan = &k["runs"][0];
+    assert!(
+        vulkan["device"]
+            .as_str()
+            .unwrap()
+            .starts_with("Virtio-GPU Venus (llvmpipe"),
+        "{vulkan}"
+    );
+    assert!(
+        vulkan["memory_rule"]
+            .as_str()
+            .unwrap()
+            .contains("(Venus): reporting 0.75 of"),
+        "{vulkan}"
+    );
+    assert_eq!(vulkan["size"], vulkan["size_vram"]);
+    let mesa = k["venus"]["mesa"].as_str().unwrap();
+    assert!(
+        mesa.starts_with("25.0.7-2+deb13u1 + lab/mesa-venus-krunkit (") && mesa.contains("(ours"),
+        "{mesa}"
+    );
+    // The build the report names, under the shared test cache (reused by later runs).
+    let out = PathBuf::from(
+        mesa.split("(ours, ")
+            .nth(1)
+            .and_then(|r| r.strip_suffix(')'))
+            .unwrap(),
+    );
+    assert!(
+        out.starts_with(fx.scratch.cache().join("mesa")),
+        "{}",
+        out.display()
+    );
+    assert!(out.join("libvulkan_virtio.so").is_file());
+    let icd: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("virtio_icd.json")).unwrap()).unwrap();
+    assert_eq!(
+        icd["ICD"]["library_path"],
+        "/usr/lib/x86_64-linux-gnu/libvulkan_virtio.so"
+    );
+    // A --mirror mesa=DIR whose files do not match the pins is refused (exit 2) before
+    // anything is built or published: the source package as fetched above, one tarball
+    // changed, in a cache without the build.
+    let sources = fs::read_dir(shared_mesa.join("sources"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("mesa_"))
+        .unwrap()
+        .path();
+    let bad = fx.scratch.path().join("mesa-bad");
+    fs::create_dir_all(&bad).unwrap();
+    for e in fs::read_dir(&sources).unwrap().flatten() {
+        fs::copy(e.path(), bad.join(e.file_name())).unwrap();
+    }
+    let debian = bad.join("mesa_25.0.7-2+deb13u1.debian.tar.xz");
+    let mut bytes = fs::read(&debian).unwrap();
+    bytes.push(b'x');
+    fs::write(&debian, bytes).unwrap();
+    let other = fx.scratch.path().join("other-cache");
+    fs::create_dir_all(&other).unwrap();
+    std::os::unix::fs::symlink(&shared, other.join("builders")).unwrap();
+    let mirror = format!("mesa={}", bad.display());
+    let run: Run = fx
+        .scratch
+        .command(&[])
+        .args(["--offline", "--mirror", &mirror])
+        .args([
+            "smoke",
+            dist.to_str().unwrap(),
+            "--venus",
+            "--venus-server",
+            "stock",
+        ])
+        .args(["--venus-mesa", "krunkit"])
+        .env("OLLAMA_VULKAN_CACHE", &other)
+        .output()
+        .unwrap()
+        .into();
+    run.fails(
+        2,
+        &[
+            "mesa_25.0.7-2+deb13u1.debian.tar.xz has SHA-256",
+            "expected 7ea51db6",
+            "help:",
+        ],
+    );
+    let published: Vec<_> = fs::read_dir(other.join("mesa"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n != ".lock")
+        .collect();
+    assert!(published.is_empty(), "{published:?}");
     // The server and its render process are gone.
     let left = Command::new("pgrep")
         .args(["-f", "virgl_test_server|virgl_render_server"])

@@ -12,6 +12,7 @@ mod fuzz_corpus;
 mod hostile;
 mod image;
 mod killpoints;
+mod mesa;
 mod offline;
 mod prepare;
 mod provision;

@@ -69,10 +69,15 @@ pub fn is_debian_root() -> bool {
 /// The fixture's cache shares the builder roots of every test run (they live in the
 /// target dir and are made once).
 pub fn share_builders(fx: &Fixture) {
-    let shared = Path::new(env!("CARGO_TARGET_TMPDIR")).join("builders");
+    share_cached(fx, "builders");
+}
+
+/// The fixture's `<cache>/NAME` is the test runs' shared one (in the target dir).
+pub fn share_cached(fx: &Fixture, name: &str) {
+    let shared = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     fs::create_dir_all(&shared).unwrap();
     fs::create_dir_all(fx.scratch.cache()).unwrap();
-    let link = fx.scratch.cache().join("builders");
+    let link = fx.scratch.cache().join(name);
     if !link.exists() {
         std::os::unix::fs::symlink(&shared, link).unwrap();
     }
