@@ -212,6 +212,10 @@ pub struct SmokeArgs {
     /// Skip the CPU-fallback run.
     #[arg(long)]
     pub no_cpu_fallback: bool,
+    /// Only the CPU run (Vulkan off): e.g. an arm64 dist under qemu-user, where lavapipe's
+    /// shader compiles run emulated too (docs/smoke.md).
+    #[arg(long, conflicts_with_all = ["no_cpu_fallback", "venus", "lavapipe"])]
+    pub cpu_only: bool,
     /// Use CPU-type Vulkan devices (Mesa lavapipe): default when no GPU device node
     /// (/dev/dri/renderD*, /dev/nvidia0) exists.
     #[arg(long)]
@@ -333,6 +337,10 @@ pub enum SeriesCommand {
 /// Image options shared by `image` and `build --image`.
 #[derive(Debug, Clone, Args)]
 pub struct ImageOptions {
+    /// linux: Debian's Mesa (hosts with /dev/dri); krunkit: our Venus driver with the
+    /// 16 KiB blob fix, selected explicitly (Podman on Apple Silicon; docs/RUNNING.md).
+    #[arg(long, value_enum, default_value_t = ollama_vulkan::image::Variant::Linux)]
+    pub variant: ollama_vulkan::image::Variant,
     /// Container engine (default: podman, else buildah, else docker with a daemon).
     #[arg(long, value_enum, default_value_t = ollama_vulkan::image::engine::EngineChoice::Auto)]
     pub engine: ollama_vulkan::image::engine::EngineChoice,

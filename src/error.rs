@@ -86,6 +86,8 @@ pub enum Error {
     Generate(#[from] crate::patch::generate::GenerateError),
     #[error(transparent)]
     Venus(#[from] crate::venus::VenusError),
+    #[error(transparent)]
+    Mesa(#[from] crate::mesa::MesaError),
     #[error("{0}")]
     Usage(String),
     #[error("{what}: {source}")]
@@ -112,6 +114,7 @@ impl HasKind for Error {
             Error::Provision(e) => e.kind(),
             Error::Generate(e) => e.kind(),
             Error::Venus(e) => e.kind(),
+            Error::Mesa(e) => e.kind(),
             Error::Usage(_) => Kind::BadInput,
             Error::Io { .. } => Kind::Failure,
         }

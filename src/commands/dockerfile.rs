@@ -14,6 +14,7 @@ pub fn run(g: &Global, a: DockerfileArgs) -> Result<Status, Error> {
         RenderOptions {
             from_dist: a.from_dist,
             with_tools: a.with_tools,
+            krunkit: None,
         },
     )?;
     // The Dockerfile is the output itself (no report, no --json form).

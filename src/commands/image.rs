@@ -37,7 +37,7 @@ pub fn run(g: &Global, a: ImageArgs) -> Result<Status, Error> {
             .image_args
             .tag
             .clone()
-            .unwrap_or_else(|| image::default_tag(&r));
+            .unwrap_or_else(|| image::default_variant_tag(&r, a.image_args.variant));
         if archs.len() > 1 {
             // Each image under TAG-ARCH; the index gets TAG and the export.
             opts.tag = Some(format!("{base}-{arch}"));
@@ -56,7 +56,7 @@ pub fn run(g: &Global, a: ImageArgs) -> Result<Status, Error> {
         .image_args
         .tag
         .clone()
-        .unwrap_or_else(|| image::default_tag(&r));
+        .unwrap_or_else(|| image::default_variant_tag(&r, a.image_args.variant));
     let names: Vec<String> = images.iter().map(|i| i.image.clone()).collect();
     engine.make_index(&index, &names)?;
     let mut output_bytes = None;
@@ -144,6 +144,22 @@ pub fn build_image(
     for (_, img) in image::bases_for(r, &bases, from_dist, arch) {
         image::base::ensure_default(&engine, &img, &templates, &cache, g.offline, g.quiet)?;
     }
+    // The krunkit variant's Venus driver, built (once) for the image's architecture.
+    let krunkit = match a.variant {
+        image::Variant::Linux => None,
+        image::Variant::Krunkit => {
+            let project = g.project()?;
+            Some(ollama_vulkan::mesa::ensure(&ollama_vulkan::mesa::MesaRequest {
+                recipes_dir: &project.recipes_dir(),
+                patches_dir: &project.patches_dir(),
+                mirrors: &g.mirrors()?,
+                cache: &cache,
+                target: arch,
+                offline: g.offline,
+                quiet: g.quiet,
+            })?)
+        }
+    };
     Ok(image::image(&ImageRequest {
         recipe: r,
         dest,
@@ -151,8 +167,10 @@ pub fn build_image(
         opts: RenderOptions {
             from_dist,
             with_tools: a.with_tools,
+            krunkit: None,
         },
         arch,
+        krunkit,
         bases,
         tag: a.tag.clone(),
         uid: a.uid,
@@ -176,9 +194,10 @@ impl Report for Image {
 impl Image {
     fn human_of(i: &ImageReport, h: &mut Human, run_line: bool) {
         h.outln(format!(
-            "{} ({}, {}, {}) built in {:.1} s: {} uncompressed\ndockerfile: {}",
+            "{} ({}, {}, {}, {}) built in {:.1} s: {} uncompressed\ndockerfile: {}",
             i.image,
             i.platform,
+            i.variant,
             i.mode,
             i.engine,
             i.seconds,
@@ -194,6 +213,9 @@ impl Image {
                 p.display(),
                 mb(i.output_bytes)
             ));
+        }
+        if let Some(m) = &i.mesa {
+            h.outln(format!("venus driver: Mesa {m}"));
         }
         if run_line {
             h.outln(format!(

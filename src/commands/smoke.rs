@@ -71,6 +71,7 @@ pub fn run(g: &Global, a: SmokeArgs) -> Result<Status, Error> {
         cache: &cache,
         tokens: a.tokens,
         cpu_fallback: !a.no_cpu_fallback,
+        vulkan: !a.cpu_only,
         select_cpu_device: a.lavapipe || on_lavapipe || !has_gpu_device(),
         on_host: a.on_host,
         extra_env: &a.env,

@@ -71,13 +71,46 @@ impl crate::error::HasKind for ImageError {
     }
 }
 
+/// An image variant: who runs it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Variant {
+    /// Linux hosts with /dev/dri (and anything Debian's Mesa drives).
+    #[default]
+    Linux,
+    /// Podman machines on libkrun/krunkit (Apple Silicon): our Venus driver with the
+    /// 16 KiB blob fix (recipes/lab/mesa.toml), selected explicitly.
+    Krunkit,
+}
+
+impl Variant {
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Linux => "linux",
+            Variant::Krunkit => "krunkit",
+        }
+    }
+}
+
+/// The krunkit variant's Venus driver in the build context.
+#[derive(Debug, Clone)]
+pub struct KrunkitFiles {
+    /// The context directory (relative to the build directory) laid out as `/`.
+    pub context_dir: String,
+    /// Where the driver and the ICD go in the image (over Debian's, diverted).
+    pub driver: String,
+    pub icd: String,
+}
+
 /// Which Dockerfile to render.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RenderOptions {
     /// The runtime stage alone, over `dist/` in the build directory.
     pub from_dist: bool,
     /// vulkan-tools (vulkaninfo) in the runtime stage.
     pub with_tools: bool,
+    /// The krunkit variant's driver (None: the linux variant).
+    pub krunkit: Option<KrunkitFiles>,
 }
 
 const TEMPLATE: &str = include_str!("../../Dockerfiles/linux.Dockerfile.in");
@@ -248,6 +281,21 @@ pub fn render_with(r: &Recipe, opts: RenderOptions) -> Result<String, ImageError
     if has_libs {
         copies.push(format!("COPY {from}/lib/ollama /usr/lib/ollama"));
     }
+    if let Some(k) = &opts.krunkit {
+        for v in [&k.context_dir, &k.driver, &k.icd] {
+            crate::safe::text(v).map_err(refused)?;
+        }
+        copies.push(format!(
+            "# krunkit: Mesa's Venus driver built by ollama-vulkan with the 16 KiB blob fix\n\
+# (patches/lab/mesa-venus-krunkit) in place of Debian's, which is diverted so an upgrade\n\
+# of mesa-vulkan-drivers cannot bring it back.\n\
+RUN dpkg-divert --local --rename --add {} \\\n    && dpkg-divert --local --rename --add {}\n\
+COPY {}/ /",
+            sh_quote(&k.driver)?,
+            sh_quote(&k.icd)?,
+            k.context_dir
+        ));
+    }
     let mut runtime_packages = r.image.runtime_packages.clone();
     if opts.with_tools && !runtime_packages.iter().any(|p| p == "vulkan-tools") {
         runtime_packages.push("vulkan-tools".into());
@@ -280,9 +328,13 @@ WORKDIR {SRC}/ollama\n\
             steps.join("\n")
         )
     };
-    let runtime_env: String = r
-        .image
-        .env
+    let mut image_env = r.image.env.clone();
+    if let Some(k) = &opts.krunkit {
+        // The Venus ICD alone: the loader never picks lavapipe (or another ICD) instead.
+        image_env.insert("VK_DRIVER_FILES".into(), k.icd.clone());
+        image_env.insert("VK_ICD_FILENAMES".into(), k.icd.clone());
+    }
+    let runtime_env: String = image_env
         .iter()
         .map(|(k, v)| crate::safe::dockerfile_env(k, v).map(|a| format!(" \\\n    {a}")))
         .collect::<Result<String, _>>()
@@ -335,7 +387,15 @@ WORKDIR {SRC}/ollama\n\
         .replace("{{builder_stage}}", &builder_stage)
         .replace("{{runtime_packages}}", &runtime_packages)
         .replace("{{dist_copies}}", &copies.join("\n"))
-        .replace("{{runtime_env}}", &runtime_env))
+        .replace("{{runtime_env}}", &runtime_env)
+        .replace(
+            "{{variant}}",
+            if opts.krunkit.is_some() {
+                "krunkit"
+            } else {
+                "linux"
+            },
+        ))
 }
 
 /// `--base ROLE[@ARCH]=IMAGE` arguments as a `ROLE[@ARCH]` → image map (`@ARCH`: for that
@@ -395,6 +455,8 @@ pub struct ImageRequest<'a> {
     pub opts: RenderOptions,
     /// The image's platform (linux/ARCH); another than the host's is made from its dist.
     pub arch: crate::target::Arch,
+    /// The krunkit variant's driver, built for `arch` (`mesa::ensure`); None: linux.
+    pub krunkit: Option<crate::mesa::MesaVenus>,
     /// `--base ROLE=IMAGE` overrides (`builder`, `runtime`).
     pub bases: BTreeMap<String, String>,
     pub tag: Option<String>,
@@ -412,6 +474,10 @@ pub struct ImageReport {
     pub image: String,
     /// linux/ARCH
     pub platform: String,
+    /// `linux` or `krunkit`.
+    pub variant: String,
+    /// The krunkit variant's Venus driver (Debian's version + our series).
+    pub mesa: Option<String>,
     pub id: Option<String>,
     pub engine: String,
     /// `source` (builder stage compiles the prepared trees) or `from-dist`.
@@ -474,15 +540,29 @@ pub fn default_tag(r: &Recipe) -> String {
     )
 }
 
+/// The image name of a variant by default: `…:TAG` for linux, `…:TAG-krunkit`.
+pub fn default_variant_tag(r: &Recipe, variant: Variant) -> String {
+    match variant {
+        Variant::Linux => default_tag(r),
+        Variant::Krunkit => format!("{}-krunkit", default_tag(r)),
+    }
+}
+
 /// Renders the Dockerfile into the build directory and builds it.
 pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
     let started = std::time::Instant::now();
     let r = req.recipe;
-    if !r.image.variants.is_empty() && !r.image.variants.iter().any(|v| v == "linux") {
+    let variant = if req.krunkit.is_some() {
+        Variant::Krunkit
+    } else {
+        Variant::Linux
+    };
+    if !r.image.variants.is_empty() && !r.image.variants.iter().any(|v| v == variant.name()) {
         return Err(ImageError::Usage(format!(
-            "{} lists image variants {:?}; only `linux` is implemented\n  help: add \"linux\" to [image] variants",
+            "{} lists image variants {:?}, not `{}`\n  help: add \"{2}\" to [image] variants (the era templates list linux and krunkit)",
             r.path.display(),
-            r.image.variants
+            r.image.variants,
+            variant.name()
         )));
     }
     for (k, v) in &req.bases {
@@ -547,14 +627,24 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
         bases.insert(role.to_string(), img);
     }
 
-    let text = render_with(r, req.opts)?;
-    let dockerfile = dest.join("Dockerfile.linux");
-    let ignore = dest.join("Dockerfile.linux.dockerignore");
+    let mut opts = req.opts.clone();
+    if let Some(m) = &req.krunkit {
+        opts.krunkit = Some(stage_krunkit(&dest, m)?);
+    }
+    let text = render_with(r, opts.clone())?;
+    let dockerfile = dest.join(format!("Dockerfile.{}", variant.name()));
+    let ignore = dest.join(format!("Dockerfile.{}.dockerignore", variant.name()));
+    let krunkit_ctx = opts
+        .krunkit
+        .as_ref()
+        .map(|k| format!("!{}/\n", k.context_dir))
+        .unwrap_or_default();
     let ignore_text = if req.opts.from_dist {
         let mut s = String::from("# Build context: the dist alone.\n*\n!dist/bin/\n");
         if has_libs {
             s.push_str("!dist/lib/\n");
         }
+        s.push_str(&krunkit_ctx);
         s
     } else {
         let mut s = String::from(
@@ -563,6 +653,7 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
         for d in &r.build.keep_build_dirs {
             s.push_str(&format!("src/*/{d}\n"));
         }
+        s.push_str(&krunkit_ctx);
         s
     };
     crate::fsutil::write_atomic(&dockerfile, text.as_bytes())
@@ -572,7 +663,10 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
         .map_err(io(format!("writing {}", ignore.display())))?;
     crate::killpoint::hit("image.ignore-written");
 
-    let tag = req.tag.clone().unwrap_or_else(|| default_tag(r));
+    let tag = req
+        .tag
+        .clone()
+        .unwrap_or_else(|| default_variant_tag(r, variant));
     let epoch = source_date_epoch(&dest, r);
     let mut build_args: Vec<(String, String)> = Vec::new();
     for (role, arg) in [("builder", "BUILDER_IMAGE"), ("runtime", "RUNTIME_IMAGE")] {
@@ -611,7 +705,7 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
                 .unwrap_or_default(),
         ),
         ("io.ollama-vulkan.era".into(), r.era.label().to_string()),
-        ("io.ollama-vulkan.variant".into(), "linux".into()),
+        ("io.ollama-vulkan.variant".into(), variant.name().into()),
         ("io.ollama-vulkan.build".into(), mode.into()),
         (
             "io.ollama-vulkan.tool".into(),
@@ -626,6 +720,13 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
     ];
     if let Some(t) = epoch {
         labels.push(("org.opencontainers.image.created".into(), rfc3339(t)));
+    }
+    if let Some(m) = &req.krunkit {
+        labels.push(("io.ollama-vulkan.mesa".into(), m.version.clone()));
+        labels.push((
+            "io.ollama-vulkan.mesa-driver-sha256".into(),
+            m.driver_sha256.clone(),
+        ));
     }
     if req.opts.from_dist {
         let m = crate::contract::Manifest::read(&dest.join("dist")).ok();
@@ -673,7 +774,7 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
     if req.no_cache {
         args.insert(1, "--no-cache".into());
     }
-    let log = dest.join("logs").join("image-linux.log");
+    let log = dest.join("logs").join(format!("image-{}.log", variant.name()));
     let mut env: Vec<(String, String)> = Vec::new();
     if let Some(t) = epoch {
         env.push(("SOURCE_DATE_EPOCH".into(), t.to_string()));
@@ -704,6 +805,8 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
         size_bytes: req.engine.image_size(&tag)?,
         image: tag,
         platform: req.arch.platform(),
+        variant: variant.name().into(),
+        mesa: req.krunkit.as_ref().map(|m| m.version.clone()),
         engine: req.engine.kind.name().into(),
         mode: mode.into(),
         dockerfile,
@@ -714,6 +817,35 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
         seconds: started.elapsed().as_secs_f64(),
         output: req.output.clone(),
         output_bytes,
+    })
+}
+
+/// Copies the krunkit driver and ICD into the build context (`krunkit-ARCH/`, laid out as
+/// the image's `/`), replacing an older copy.
+fn stage_krunkit(dest: &Path, m: &crate::mesa::MesaVenus) -> Result<KrunkitFiles, ImageError> {
+    let context_dir = format!("krunkit-{}", m.arch);
+    let root = dest.join(&context_dir);
+    let io = |what: String| move |e: std::io::Error| ImageError::Io { what, source: e };
+    if root.exists() {
+        fs::remove_dir_all(&root).map_err(io(format!("removing {}", root.display())))?;
+    }
+    for (from, to) in [
+        (&m.driver, &m.driver_install_path),
+        (&m.icd, &m.icd_install_path),
+    ] {
+        let inside = root.join(to.strip_prefix("/").unwrap_or(to));
+        if let Some(p) = inside.parent() {
+            fs::create_dir_all(p).map_err(io(format!("creating {}", p.display())))?;
+        }
+        fs::copy(from, &inside).map_err(io(format!(
+            "copying {} into the build context",
+            from.display()
+        )))?;
+    }
+    Ok(KrunkitFiles {
+        context_dir,
+        driver: m.driver_install_path.display().to_string(),
+        icd: m.icd_install_path.display().to_string(),
     })
 }
 

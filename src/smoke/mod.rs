@@ -138,6 +138,8 @@ pub struct SmokeRequest<'a> {
     pub tokens: usize,
     /// Also prove the CPU fallback.
     pub cpu_fallback: bool,
+    /// Prove the Vulkan run (false: the CPU run alone).
+    pub vulkan: bool,
     /// Select CPU-type Vulkan devices (lavapipe): needed when no GPU is present.
     pub select_cpu_device: bool,
     /// Run on this machine even if the dist was built in the builder root.
@@ -384,8 +386,11 @@ pub fn smoke(req: &SmokeRequest<'_>) -> Result<Report, SmokeError> {
         None => None,
     };
     let mut runs = Vec::new();
-    let mut modes = vec!["vulkan"];
-    if req.cpu_fallback {
+    let mut modes = Vec::new();
+    if req.vulkan {
+        modes.push("vulkan");
+    }
+    if req.cpu_fallback || !req.vulkan {
         modes.push("cpu");
     }
     for mode in modes {
