@@ -758,6 +758,7 @@ fn the_trixie_builder_root_builds_and_smokes_the_era_4_fixture() {
     // A --mirror mesa=DIR whose files do not match the pins is refused (exit 2) before
     // anything is built or published: the source package as fetched above, one tarball
     // changed, in a cache without the build.
+    let shared_mesa = Path::new(env!("CARGO_TARGET_TMPDIR")).join("mesa");
     let sources = fs::read_dir(shared_mesa.join("sources"))
         .unwrap()
         .flatten()
@@ -775,7 +776,11 @@ fn the_trixie_builder_root_builds_and_smokes_the_era_4_fixture() {
     fs::write(&debian, bytes).unwrap();
     let other = fx.scratch.path().join("other-cache");
     fs::create_dir_all(&other).unwrap();
-    std::os::unix::fs::symlink(&shared, other.join("builders")).unwrap();
+    std::os::unix::fs::symlink(
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("builders"),
+        other.join("builders"),
+    )
+    .unwrap();
     let mirror = format!("mesa={}", bad.display());
     let run: Run = fx
         .scratch

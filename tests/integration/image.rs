@@ -742,3 +742,107 @@ fn an_arm64_dist_is_cross_built_runs_under_qemu_and_ships_in_a_multi_arch_index(
     )
     .fails(2, &["linux/amd64 dist", "--arch arm64"]);
 }
+
+/// The krunkit variant: our Venus driver (recipes/lab/mesa.toml, built once and shared
+/// with the trixie test) in place of Debian's, diverted and selected with VK_DRIVER_FILES,
+/// and the image runs the fixture on a real Venus device (the lab's Debian vtest server on
+/// lavapipe; the krunkit host rule needs the patched server: docs/VENUS.md).
+#[test]
+fn the_krunkit_image_ships_our_venus_driver_and_runs_on_venus() {
+    if !crate::support::have("podman") || !crate::support::is_debian_root() {
+        return;
+    }
+    let fx = Fixture::new();
+    let base = runtime_base(&fx);
+    crate::support::share_builders(&fx);
+    crate::support::share_cached(&fx, "mesa");
+    let (recipe, dest) = fixture_dist(&fx, "v0.24.0");
+    let tag = "localhost/ollama-vulkan-test:krunkit";
+    let j = image(
+        &fx,
+        &recipe,
+        &dest,
+        &[
+            "--from-dist",
+            "--variant",
+            "krunkit",
+            "--base",
+            &format!("runtime={}", base["image"].as_str().unwrap()),
+            "--tag",
+            tag,
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(j["variant"], "krunkit", "{j}");
+    assert!(
+        j["mesa"].as_str().unwrap().starts_with("25.0.7"),
+        "{j}"
+    );
+    let df = std::fs::read_to_string(dest.join("Dockerfile.krunkit")).unwrap();
+    assert!(df.contains("dpkg-divert --local --rename --add"), "{df}");
+    assert!(
+        df.contains("VK_DRIVER_FILES=/usr/share/vulkan/icd.d/virtio_icd.json"),
+        "{df}"
+    );
+    // The driver in the image is the one we built (its hash is a label), Debian's is
+    // diverted aside, and the ICD names ours.
+    let labels: serde_json::Value = serde_json::from_str(&engine(
+        "podman",
+        &["image", "inspect", "--format", "{{json .Labels}}", tag],
+    ))
+    .unwrap();
+    assert_eq!(labels["io.ollama-vulkan.variant"], "krunkit");
+    let sha = labels["io.ollama-vulkan.mesa-driver-sha256"].as_str().unwrap();
+    let triplet = ollama_vulkan::target::Arch::host().triplet();
+    let inside = engine(
+        "podman",
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "sh",
+            tag,
+            "-c",
+            &format!(
+                "sha256sum /usr/lib/{triplet}/libvulkan_virtio.so; dpkg-divert --list | grep -c virtio; cat /usr/share/vulkan/icd.d/virtio_icd.json; echo VK=$VK_DRIVER_FILES"
+            ),
+        ],
+    );
+    assert!(inside.starts_with(sha), "{inside}\nlabel {sha}");
+    assert!(inside.contains("\n2\n"), "both files diverted: {inside}");
+    assert!(inside.contains("libvulkan_virtio.so"), "{inside}");
+    assert!(
+        inside.contains("VK=/usr/share/vulkan/icd.d/virtio_icd.json"),
+        "{inside}"
+    );
+    // On Venus: the container's Venus driver (ours) talks to the lab's vtest server.
+    let s = tool(
+        &fx,
+        &[
+            "smoke",
+            "--image",
+            tag,
+            "--venus",
+            "--venus-server",
+            "stock",
+            "--tokens",
+            "4",
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    let run = &s["runs"][0];
+    assert_eq!(run["eval_count"], 4, "{s}");
+    assert!(
+        run["device"]
+            .as_str()
+            .unwrap()
+            .starts_with("Virtio-GPU Venus (llvmpipe"),
+        "{s}"
+    );
+}
