@@ -165,15 +165,7 @@ impl MesaRecipe {
             why,
             help: help.into(),
         };
-        let text = crate::safe::read_regular(&file, 1 << 20)
-            .map_err(|e| bad(e.to_string(), "the checkout's recipes/lab/mesa.toml"))?;
-        let text = String::from_utf8(text).map_err(|_| bad("not UTF-8".into(), "a TOML file"))?;
-        let r: MesaRecipe = toml::from_str(&text).map_err(|e| {
-            bad(
-                e.message().to_string(),
-                "see the shipped recipes/lab/mesa.toml for the keys",
-            )
-        })?;
+        let r: MesaRecipe = crate::safe::read_toml(&file).map_err(|(why, help)| bad(why, &help))?;
         let s = &r.source;
         crate::safe::package_name(&s.package)
             .ok()

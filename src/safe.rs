@@ -8,7 +8,7 @@
 
 use std::fs;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The largest recipe, series file, SHA256SUMS or rebase state read (bytes).
 pub const MAX_TEXT: u64 = 1 << 20;
@@ -241,6 +241,26 @@ pub fn dockerfile_env(k: &str, v: &str) -> Result<String, String> {
     }
     out.push('"');
     Ok(format!("{k}={out}"))
+}
+
+/// A small TOML file of the project read as untrusted input (the lab recipes): a regular
+/// file of at most 1 MiB, UTF-8, the type's keys only. Err: why, and the fix.
+pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, (String, String)> {
+    let shipped = format!(
+        "see the shipped recipes/{} for the keys",
+        path.iter()
+            .rev()
+            .take(2)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<PathBuf>()
+            .display()
+    );
+    let text = read_regular(path, 1 << 20).map_err(|e| (e.to_string(), shipped.clone()))?;
+    let text =
+        String::from_utf8(text).map_err(|_| ("not UTF-8".to_string(), "a TOML file".to_string()))?;
+    toml::from_str(&text).map_err(|e| (e.message().to_string(), shipped))
 }
 
 /// Reads a regular file of at most `max` bytes. A FIFO, device or directory is refused

@@ -156,15 +156,7 @@ impl LabRecipe {
             why,
             help: help.into(),
         };
-        let text = crate::safe::read_regular(&file, 1 << 20)
-            .map_err(|e| bad(e.to_string(), "the checkout's recipes/lab/venus.toml"))?;
-        let text = String::from_utf8(text).map_err(|_| bad("not UTF-8".into(), "a TOML file"))?;
-        let r: LabRecipe = toml::from_str(&text).map_err(|e| {
-            bad(
-                e.message().to_string(),
-                "see the shipped recipes/lab/venus.toml for the keys",
-            )
-        })?;
+        let r: LabRecipe = crate::safe::read_toml(&file).map_err(|(why, help)| bad(why, &help))?;
         let v = &r.virglrenderer;
         if !(v.commit.len() == 40 && v.commit.bytes().all(|b| b.is_ascii_hexdigit())) {
             return Err(bad(
