@@ -258,8 +258,8 @@ pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, (Stri
             .display()
     );
     let text = read_regular(path, 1 << 20).map_err(|e| (e.to_string(), shipped.clone()))?;
-    let text =
-        String::from_utf8(text).map_err(|_| ("not UTF-8".to_string(), "a TOML file".to_string()))?;
+    let text = String::from_utf8(text)
+        .map_err(|_| ("not UTF-8".to_string(), "a TOML file".to_string()))?;
     toml::from_str(&text).map_err(|e| (e.message().to_string(), shipped))
 }
 

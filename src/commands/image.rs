@@ -149,15 +149,17 @@ pub fn build_image(
         image::Variant::Linux => None,
         image::Variant::Krunkit => {
             let project = g.project()?;
-            Some(ollama_vulkan::mesa::ensure(&ollama_vulkan::mesa::MesaRequest {
-                recipes_dir: &project.recipes_dir(),
-                patches_dir: &project.patches_dir(),
-                mirrors: &g.mirrors()?,
-                cache: &cache,
-                target: arch,
-                offline: g.offline,
-                quiet: g.quiet,
-            })?)
+            Some(ollama_vulkan::mesa::ensure(
+                &ollama_vulkan::mesa::MesaRequest {
+                    recipes_dir: &project.recipes_dir(),
+                    patches_dir: &project.patches_dir(),
+                    mirrors: &g.mirrors()?,
+                    cache: &cache,
+                    target: arch,
+                    offline: g.offline,
+                    quiet: g.quiet,
+                },
+            )?)
         }
     };
     Ok(image::image(&ImageRequest {

@@ -774,7 +774,9 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
     if req.no_cache {
         args.insert(1, "--no-cache".into());
     }
-    let log = dest.join("logs").join(format!("image-{}.log", variant.name()));
+    let log = dest
+        .join("logs")
+        .join(format!("image-{}.log", variant.name()));
     let mut env: Vec<(String, String)> = Vec::new();
     if let Some(t) = epoch {
         env.push(("SOURCE_DATE_EPOCH".into(), t.to_string()));

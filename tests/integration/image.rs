@@ -776,10 +776,7 @@ fn the_krunkit_image_ships_our_venus_driver_and_runs_on_venus() {
     .ok()
     .json();
     assert_eq!(j["variant"], "krunkit", "{j}");
-    assert!(
-        j["mesa"].as_str().unwrap().starts_with("25.0.7"),
-        "{j}"
-    );
+    assert!(j["mesa"].as_str().unwrap().starts_with("25.0.7"), "{j}");
     let df = std::fs::read_to_string(dest.join("Dockerfile.krunkit")).unwrap();
     assert!(df.contains("dpkg-divert --local --rename --add"), "{df}");
     assert!(
@@ -794,7 +791,9 @@ fn the_krunkit_image_ships_our_venus_driver_and_runs_on_venus() {
     ))
     .unwrap();
     assert_eq!(labels["io.ollama-vulkan.variant"], "krunkit");
-    let sha = labels["io.ollama-vulkan.mesa-driver-sha256"].as_str().unwrap();
+    let sha = labels["io.ollama-vulkan.mesa-driver-sha256"]
+        .as_str()
+        .unwrap();
     let triplet = ollama_vulkan::target::Arch::host().triplet();
     let inside = engine(
         "podman",
@@ -803,6 +802,12 @@ fn the_krunkit_image_ships_our_venus_driver_and_runs_on_venus() {
             "--rm",
             "--network",
             "none",
+            "--health-interval",
+            "disable",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
             "--entrypoint",
             "sh",
             tag,
