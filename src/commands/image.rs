@@ -16,6 +16,7 @@ pub fn run(g: &Global, a: ImageArgs) -> Result<Status, Error> {
     let project = g.project()?;
     let r = per_tag_recipe(&a.recipe, &project, "image")?;
     let mut archs = a.archs.clone();
+    archs.sort_by_key(|a| a.name());
     archs.dedup();
     if archs.is_empty() {
         archs.push(Arch::host());
