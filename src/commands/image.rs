@@ -43,8 +43,6 @@ pub fn run(g: &Global, a: ImageArgs) -> Result<Status, Error> {
             // Each image under TAG-ARCH; the index gets TAG and the export.
             opts.tag = Some(format!("{base}-{arch}"));
             opts.output = None;
-        } else if !arch.is_host() && a.image_args.tag.is_none() {
-            opts.tag = Some(format!("{base}-{arch}"));
         }
         images.push(build_image(g, &r, &dest, a.from_dist, arch, &opts)?);
     }
@@ -136,6 +134,15 @@ pub fn build_image(
     arch: Arch,
     a: &ImageOptions,
 ) -> Result<ImageReport, Error> {
+    // Another architecture's image is TAG-ARCH by default, beside the host's TAG.
+    let mut a = a.clone();
+    if a.tag.is_none() && !arch.is_host() {
+        a.tag = Some(format!(
+            "{}-{arch}",
+            image::default_variant_tag(r, a.variant)
+        ));
+    }
+    let a = &a;
     let bases = image::parse_bases(&a.bases)?;
     let engine = Engine::detect(a.engine)?;
     let cache = g.cache();
