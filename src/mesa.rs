@@ -285,20 +285,9 @@ impl MesaRecipe {
     }
 }
 
-/// What a build is for.
-pub fn triplet(arch: Arch) -> &'static str {
-    match arch {
-        Arch::Amd64 => "x86_64-linux-gnu",
-        Arch::Arm64 => "aarch64-linux-gnu",
-    }
-}
-
-/// The CPU name in the ICD file names Mesa installs (`virtio_icd.x86_64.json`).
-pub fn icd_cpu(arch: Arch) -> &'static str {
-    match arch {
-        Arch::Amd64 => "x86_64",
-        Arch::Arm64 => "aarch64",
-    }
+/// Where an image puts the driver for `arch` (over Debian's).
+fn driver_install_path(arch: Arch) -> PathBuf {
+    PathBuf::from(format!("/usr/lib/{}/{DRIVER}", arch.triplet()))
 }
 
 /// The packages the build root needs for `target` on top of the builder's: the recipe's,
@@ -318,7 +307,7 @@ pub fn cross_file(target: Arch) -> Option<String> {
     if target == Arch::host() {
         return None;
     }
-    let t = triplet(target);
+    let t = target.triplet();
     let (family, cpu) = match target {
         Arch::Arm64 => ("aarch64", "aarch64"),
         Arch::Amd64 => ("x86_64", "x86_64"),
@@ -382,10 +371,15 @@ impl MesaVenus {
     fn read(dir: &Path) -> Option<MesaVenus> {
         let text = fs::read_to_string(dir.join(BUILD_JSON)).ok()?;
         let mut m: MesaVenus = serde_json::from_str(&text).ok()?;
-        // The cache may have moved: the files are where the directory is now.
+        // The cache may have moved: the files are where the directory is now. What reaches
+        // an image (install paths, the context dir's arch) is derived, never taken from
+        // the state file; an unknown arch means no usable build.
+        let arch = Arch::parse(&m.arch)?;
         m.driver = dir.join(DRIVER);
         m.icd = dir.join(m.icd.file_name()?);
         m.dir = dir.to_path_buf();
+        m.driver_install_path = driver_install_path(arch);
+        m.icd_install_path = PathBuf::from(ICD_INSTALL_PATH);
         (m.driver.is_file() && m.icd.is_file()).then_some(m)
     }
 }
@@ -797,7 +791,7 @@ fn build_in(
     let src = work.join("src");
     let logs = req.cache.join("logs");
     let arch = req.target;
-    let t = triplet(arch);
+    let t = arch.triplet();
     // Debian's tree: the orig tarball with debian/patches applied (dpkg-source checks the
     // tarballs against the .dsc once more).
     let unpack = vec![
@@ -891,7 +885,7 @@ fn build_in(
         crate::build::run::run_step(&root, what, argv, work, env, &log, i + 2, 4, req.quiet)?;
     }
     let install_log = logs.join("mesa-ninja-install.log");
-    let driver_install_path = PathBuf::from(format!("/usr/lib/{t}/{DRIVER}"));
+    let driver_install_path = driver_install_path(arch);
     let icd_install_path = PathBuf::from(ICD_INSTALL_PATH);
     let icd_name = "virtio_icd.json";
     let built_so = stage.join(
@@ -902,7 +896,7 @@ fn build_in(
     // Mesa installs it as virtio_icd.<cpu>.json; Debian ships it as virtio_icd.json.
     let built_icd = stage.join(format!(
         "usr/share/vulkan/icd.d/virtio_icd.{}.json",
-        icd_cpu(arch)
+        arch.machine()
     ));
     for (f, what) in [(&built_so, "driver"), (&built_icd, "ICD")] {
         if !f.is_file() {
@@ -969,4 +963,37 @@ fn jobs() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+
+    /// A tampered build.json cannot move files in an image or the build context: the
+    /// install paths are derived from a known arch, and an unknown arch is no build.
+    #[test]
+    fn a_hostile_build_json_cannot_name_paths() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join(DRIVER), b"x").unwrap();
+        fs::write(d.path().join("virtio_icd.json"), b"{}").unwrap();
+        let state = |arch: &str| {
+            serde_json::json!({
+                "dir": "/elsewhere", "driver": "/elsewhere/x", "icd": "/elsewhere/virtio_icd.json",
+                "driver_install_path": "/../../../etc/cron.d/evil",
+                "icd_install_path": "../../outside.json",
+                "arch": arch, "version": "v", "key": "k", "driver_sha256": "s"
+            })
+            .to_string()
+        };
+        fs::write(d.path().join(BUILD_JSON), state("arm64")).unwrap();
+        let m = MesaVenus::read(d.path()).unwrap();
+        assert_eq!(
+            m.driver_install_path,
+            PathBuf::from("/usr/lib/aarch64-linux-gnu/libvulkan_virtio.so")
+        );
+        assert_eq!(m.icd_install_path, PathBuf::from(ICD_INSTALL_PATH));
+        assert_eq!(m.driver, d.path().join(DRIVER));
+        fs::write(d.path().join(BUILD_JSON), state("../../x")).unwrap();
+        assert!(MesaVenus::read(d.path()).is_none());
+    }
 }

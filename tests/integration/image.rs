@@ -182,6 +182,21 @@ fn fixture_image_builds_with_buildah_runs_with_podman_and_sees_lavapipe() {
     );
     image(&fx, &recipe, &dest, &["--from-dist", "--base", "nonsense"])
         .fails(2, &["expected ROLE=IMAGE"]);
+    // A per-arch override names a known arch; the value is an image reference.
+    image(
+        &fx,
+        &recipe,
+        &dest,
+        &["--from-dist", "--base", "runtime@../x=localhost/a:1"],
+    )
+    .fails(2, &["runtime@arm64"]);
+    image(
+        &fx,
+        &recipe,
+        &dest,
+        &["--from-dist", "--base", "runtime@arm64=$(touch /tmp/pwned)"],
+    )
+    .fails(2, &["--base runtime@arm64"]);
 
     // The template's default runtime base, missing here: `--no-install` refuses and says
     // how to make it; without it, `image` makes it (announced) as `base` would, from the
