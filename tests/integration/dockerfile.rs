@@ -48,7 +48,10 @@ fn era_4_and_5_dockerfiles_replay_the_build_steps() {
         "__GL_SHADER_DISK_CACHE_PATH=/var/cache/ollama-vulkan/nvidia",
         "MESA_SHADER_CACHE_DIR=/var/cache/ollama-vulkan/mesa",
     ] {
-        assert!(d4.contains(var), "the drivers' pipeline caches go to one folder: {var}");
+        assert!(
+            d4.contains(var),
+            "the drivers' pipeline caches go to one folder: {var}"
+        );
     }
     assert!(
         !d4.contains("GGML_VK_VISIBLE_DEVICES"),
