@@ -321,6 +321,14 @@ def run_mode(mode):
         session(mode, "restart-warm-cache", start, gen, dict(env, **client_cache), 1)
     if mode != "venus" and left() > 60:
         session(mode, "restart-cache-off", start, gen, dict(env, **cache_env(cache, on=False)), 0)
+    if ARGS.attribute and mode != "venus":
+        # Which cache does it: each alone, over what the cold start left in both.
+        off = cache_env(cache, on=False)
+        only_ggml = dict(cache_env(cache), **{k: v for k, v in off.items() if k != "GGML_VK_PIPELINE_CACHE_DIR"})
+        only_driver = dict(cache_env(cache), GGML_VK_PIPELINE_CACHE_DIR="")
+        for tag, e in (("restart-ggml-cache-only", only_ggml), ("restart-driver-cache-only", only_driver)):
+            if left() > 60:
+                session(mode, tag, start, gen, dict(env, **e), 0)
     if mode == "venus":
         VTESTS.pop().stop()
 
@@ -365,7 +373,7 @@ def table():
            "TTFT warm, median s | load s: cold / restart, warm cache / restart, cache off | "
            "first prompt after the load, TTFT s: the same three | size_vram / size | weights read, GB/s (% of copy) |",
            "|---|---|---|---|---|---|---|---|---|---|"]
-    med = {}
+    med, notes = {}, []
     for m in ARGS.modes:
         rs = [r for r in rows if r.get("mode") == m and r.get("kind") == "run" and r.get("gen_tps") and not r.get("error")]
         first = {r["phase"]: r for r in rows if r.get("mode") == m and r.get("kind") == "first"}
@@ -377,6 +385,11 @@ def table():
             out.append(f"| {m} | skipped: {skip['error']} |||||||||")
             continue
         phases = ("cold", "restart-warm-cache", "restart-cache-off")
+        extra = [p for p in ("restart-ggml-cache-only", "restart-driver-cache-only") if p in first]
+        if extra:
+            notes.append(f"- {m}: first prompt after a restart with " + ", ".join(
+                f"{p[8:].replace('-', ' ')}: {fmt(first[p].get('ttft_s'), 2)} s (load {fmt(loads.get(p, {}).get('load_s'))} s)"
+                for p in extra))
         ff = " / ".join(fmt(first.get(p, {}).get("ttft_s"), 2) for p in phases)
         ll = " / ".join(fmt(loads.get(p, {}).get("load_s"), 1) for p in phases)
         if not rs:
@@ -394,6 +407,7 @@ def table():
                    f"{ps.get('size_vram', '–')} / {ps.get('size', '–')} | "
                    f"{moved / 1e9:.0f} ({fmt(bw and moved / bw * 100)} %) |")
     out.append("")
+    out.extend(notes)
     for a, b, what in (("ollama", "llama-server", "Ollama / llama-server direct"), ("ollama", "cpu", "Vulkan / CPU"),
                        ("venus", "ollama", "Venus / native")):
         if a in med and b in med:
@@ -426,6 +440,8 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--cpu-runs", type=int, default=3)
     ap.add_argument("--deadline-s", type=float, default=540)
+    ap.add_argument("--attribute", action="store_true",
+                    help="two more restarts per GPU mode: ggml's pipeline cache alone, the driver's alone")
     ap.add_argument("--work", default="/tmp/ollama-vulkan-gpu")
     ap.add_argument("--model", help="an existing GGUF instead of the random 7 B one (weights read per "
                     "token are then taken as the file's size)")
