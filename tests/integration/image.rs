@@ -479,6 +479,11 @@ fn fixture_image_compiles_in_the_builder_stage() {
             "--rm",
             "--network",
             "none",
+            // runc cannot raise these to the host's hard limits here.
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
             "--entrypoint",
             "sh",
             "localhost/ollama-vulkan-test:era4-src",

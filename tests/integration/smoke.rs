@@ -85,7 +85,10 @@ fn era_4_generates_through_vulkan_on_lavapipe_and_falls_back_to_cpu() {
 fn era_5_has_vulkan_on_by_default() {
     let fx = Fixture::new();
     let dist = build(&fx, "v0.32.15");
-    // --env reaches the server: the venus series' fraction, set explicitly, scales lavapipe.
+    // --env reaches the server: the venus series' fraction, set explicitly, scales lavapipe,
+    // and the vk-pipeline-cache series writes the pipelines it compiled to a file there.
+    let cache = fx.scratch.path().join("pipeline-cache");
+    let cache_env = format!("GGML_VK_PIPELINE_CACHE_DIR={}", cache.display());
     let j = smoke(
         &fx,
         &dist,
@@ -93,10 +96,39 @@ fn era_5_has_vulkan_on_by_default() {
             "--no-cpu-fallback",
             "--env",
             "OLLAMA_VULKAN_MEMORY_FRACTION=0.5",
+            "--env",
+            &cache_env,
         ],
     )
     .ok()
     .json();
+    let files: Vec<_> = fs::read_dir(&cache)
+        .expect("the series made the cache folder")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        files.len() == 1 && files[0].starts_with("ggml-vulkan-") && files[0].ends_with(".bin"),
+        "one cache file per device, renamed into place: {files:?}"
+    );
+    // cpu-amx-buffers: ggml-cpu's AMX buffers are host memory (the series adds "AMX" to
+    // upstream's test, which fails without the fix).
+    let src = dist.parent().unwrap().join("src/ollama");
+    let go = std::process::Command::new("go")
+        .args(["test", "./llm", "-run", "TestIsGPUBuffer", "-count=1"])
+        .current_dir(&src)
+        .env("GOFLAGS", "-mod=mod")
+        .output()
+        .unwrap();
+    assert!(
+        go.status.success()
+            && fs::read_to_string(src.join("llm/llama_server_test.go"))
+                .unwrap()
+                .contains("\"AMX\""),
+        "{}{}",
+        String::from_utf8_lossy(&go.stdout),
+        String::from_utf8_lossy(&go.stderr)
+    );
     assert_eq!(j["runs"].as_array().unwrap().len(), 1);
     assert_eq!(j["runs"][0]["size_vram"], j["runs"][0]["size"]);
     assert_eq!(j["era"], "5");

@@ -88,6 +88,7 @@ const PROBE_C: &str = r#"#include <vulkan/vulkan.h>
 #include <string.h>
 
 int ggml_vk_memory(int device, size_t *free, size_t *total);
+long ggml_vk_pipeline_cache_probe(const unsigned char *spv, unsigned int size, char *path, int n);
 extern const unsigned char probe_data[];
 extern const unsigned int probe_len;
 #ifdef GGML_VULKAN_INTEGER_DOT_GLSLC_SUPPORT
@@ -159,8 +160,13 @@ int ggml_vk_probe(char *out, int n) {
                      i, p.deviceName, (int)p.deviceType, ok ? "ok" : "FAILED", mem_free, mem_total);
     found += ok;
   }
-  if (!found) snprintf(out + used, n - used, "ggml_vulkan: No devices found.\n");
+  if (!found) used += snprintf(out + used, n - used, "ggml_vulkan: No devices found.\n");
   vkDestroyInstance(inst, NULL);
+  if (found && getenv("GGML_VK_PIPELINE_CACHE_DIR")) {
+    char path[512] = "";
+    long bytes = ggml_vk_pipeline_cache_probe(probe_data, probe_len, path, sizeof path);
+    snprintf(out + used, n - used, "ggml_vulkan: pipeline cache %s: %ld bytes\n", path, bytes);
+  }
   return found;
 }
 "#;
@@ -176,6 +182,8 @@ const VENDORED_VK_CPP: &str = "src/ggml-vulkan/ggml-vulkan.cpp";
 const GGML_VULKAN_CPP: &str = r#"#include <vulkan/vulkan.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <stdexcept>
 #include <vector>
 
 #define GGML_LOG_INFO(...) fprintf(stderr, __VA_ARGS__)
@@ -188,6 +196,7 @@ struct ggml_backend_vk_device_context {
 static struct {
     vk::Instance instance;
     std::vector<size_t> device_indices;
+    bool debug_utils_support = false;
 } vk_instance;
 
 static void ggml_vk_instance_init() {
@@ -232,6 +241,179 @@ extern "C" int ggml_vk_memory(int device, size_t * free, size_t * total) {
     ggml_backend_vk_get_device_memory(device, free, total);
     return (int) ggml_backend_vk_get_device_type(device);
 }
+
+// A device, its pipelines compiled on first use and a graph, with upstream's lines where
+// our vk-pipeline-cache series patches them.
+#include <array>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <future>
+#include <condition_variable>
+#include <thread>
+
+#if defined(_MSC_VER)
+# define NOMINMAX 1
+#endif
+#define VK_LOG_DEBUG(msg) ((void) 0)
+
+enum ggml_status { GGML_STATUS_SUCCESS = 0 };
+struct ggml_cgraph { int n_nodes; };
+struct ggml_backend { void * context; };
+typedef ggml_backend * ggml_backend_t;
+
+struct vk_pipeline_struct {
+    std::string name;
+    vk::Pipeline pipeline;
+};
+typedef std::shared_ptr<vk_pipeline_struct> vk_pipeline;
+
+struct vk_device_struct {
+    vk::PhysicalDevice physical_device;
+    vk::PhysicalDeviceProperties properties;
+    std::string name;
+    uint64_t max_memory_allocation_size;
+    uint64_t max_buffer_size;
+    uint64_t suballocation_block_size;
+    vk::Device device;
+    uint32_t compute_queue {};
+    bool device_fault {};
+    PFN_vkGetDeviceFaultInfoEXT pfn_vkGetDeviceFaultInfoEXT {};
+    vk::DescriptorSetLayout dsl;
+    vk::PipelineLayout layout;
+    vk_pipeline probe;
+    ggml_cgraph * diag_cgraph {};
+    int diag_prev_start {};
+
+    ~vk_device_struct() {
+        if (probe) device.destroyPipeline(probe->pipeline);
+        device.destroyPipelineLayout(layout);
+
+        device.destroyDescriptorSetLayout(dsl);
+
+        device.destroy();
+    }
+};
+typedef std::shared_ptr<vk_device_struct> vk_device;
+
+struct ggml_backend_vk_context { vk_device device; };
+
+static const uint32_t * probe_spv;
+static size_t probe_spv_size;
+
+static bool ggml_vk_is_spirv(const uint32_t * code, size_t word_count) {
+    if (word_count < 5 || code[0] != 0x07230203) {
+        return false;
+    }
+    return true;
+}
+
+static void ggml_vk_create_pipeline_func(vk_device& device, vk_pipeline& pipeline, size_t spv_size, const void* spv_data, const std::string entrypoint,
+                                         uint32_t parameter_count, std::array<uint32_t, 3> wg_denoms, std::vector<uint32_t> specialization_constants,
+                                         bool disable_robustness, bool require_full_subgroups, uint32_t required_subgroup_size) {
+    (void) parameter_count; (void) wg_denoms; (void) specialization_constants;
+    (void) require_full_subgroups; (void) required_subgroup_size;
+    if (!ggml_vk_is_spirv(static_cast<const uint32_t *>(spv_data), spv_size / 4)) {
+        throw std::runtime_error("not SPIR-V");
+    }
+    vk::ShaderModule module = device->device.createShaderModule({ {}, spv_size, static_cast<const uint32_t *>(spv_data) });
+    vk::ComputePipelineCreateInfo compute_pipeline_create_info({}, { {}, vk::ShaderStageFlagBits::eCompute, module, entrypoint.c_str() }, device->layout);
+#if defined(VK_EXT_pipeline_robustness)
+    (void) disable_robustness;  // upstream chains vk::PipelineRobustnessCreateInfoEXT here
+#endif
+
+    try {
+        pipeline->pipeline = device->device.createComputePipeline(VK_NULL_HANDLE, compute_pipeline_create_info).value;
+    } catch (const vk::SystemError& e) {
+        std::cerr << "ggml_vulkan: Compute pipeline creation failed for " << pipeline->name << std::endl;
+        std::cerr << "ggml_vulkan: " << e.what() << std::endl;
+        device->device.destroyShaderModule(module);
+        throw;
+    }
+    device->device.destroyShaderModule(module);
+}
+
+static void ggml_vk_create_queue(vk_device& device, uint32_t& queue, uint32_t family, uint32_t index, vk::PipelineStageFlags stage_flags, bool transfer_only) {
+    (void) device; (void) index; (void) stage_flags; (void) transfer_only;
+    queue = family;
+}
+
+static vk_device ggml_vk_get_device(size_t idx) {
+    static vk_device devices[16];
+    if (devices[idx]) {
+        return devices[idx];
+    }
+    ggml_vk_instance_init();
+    vk_device device = std::make_shared<vk_device_struct>();
+    device->physical_device = vk_instance.instance.enumeratePhysicalDevices()[vk_instance.device_indices[idx]];
+    device->properties = device->physical_device.getProperties();
+    device->name = device->properties.deviceName.data();
+    {
+        uint32_t compute_queue_family_index = 0;
+        std::vector<vk::QueueFamilyProperties> families = device->physical_device.getQueueFamilyProperties();
+        while (!(families[compute_queue_family_index].queueFlags & vk::QueueFlagBits::eCompute)) {
+            compute_queue_family_index++;
+        }
+        float priority = 1.0f;
+        vk::DeviceQueueCreateInfo queue_info({}, compute_queue_family_index, 1, &priority);
+        std::vector<const char *> device_extensions;
+        vk::PhysicalDeviceFeatures2 device_features2;
+        vk::DeviceCreateInfo device_create_info;
+        device_create_info
+            .setQueueCreateInfos(queue_info)
+            .setPEnabledExtensionNames(device_extensions);
+        device_create_info.setPNext(&device_features2);
+        device->device = device->physical_device.createDevice(device_create_info);
+
+        if (device->device_fault) {
+            device->pfn_vkGetDeviceFaultInfoEXT = (PFN_vkGetDeviceFaultInfoEXT)
+                vkGetDeviceProcAddr(device->device, "vkGetDeviceFaultInfoEXT");
+        }
+    }
+    vk::DescriptorSetLayoutBinding binding(0, vk::DescriptorType::eStorageBuffer, 1, vk::ShaderStageFlagBits::eCompute);
+    device->dsl = device->device.createDescriptorSetLayout({ {}, binding });
+    device->layout = device->device.createPipelineLayout({ {}, device->dsl });
+    devices[idx] = device;
+    return device;
+}
+
+static ggml_status ggml_backend_vk_graph_compute(ggml_backend_t backend, ggml_cgraph * cgraph) {
+    VK_LOG_DEBUG("ggml_backend_vk_graph_compute(" << cgraph->n_nodes << " nodes)");
+    ggml_backend_vk_context * ctx = (ggml_backend_vk_context *)backend->context;
+
+    ctx->device->diag_cgraph = nullptr;
+    ctx->device->diag_prev_start = -1;
+    // As ggml does: a node's pipeline is compiled the first time a graph needs it.
+    if (!ctx->device->probe) {
+        ctx->device->probe = std::make_shared<vk_pipeline_struct>();
+        ctx->device->probe->name = "probe";
+        ggml_vk_create_pipeline_func(ctx->device, ctx->device->probe, probe_spv_size, probe_spv, "main", 1, {1, 1, 1}, {}, false, false, 0);
+    }
+    return GGML_STATUS_SUCCESS;
+}
+
+// One graph on device 0 with the probe shader; the size of the pipeline cache file that
+// GGML_VK_PIPELINE_CACHE_DIR then holds (-1: none).
+extern "C" long ggml_vk_pipeline_cache_probe(const unsigned char * spv, unsigned int size, char * path, int n) {
+    probe_spv = reinterpret_cast<const uint32_t *>(spv);
+    probe_spv_size = size;
+    vk_device device = ggml_vk_get_device(0);
+    ggml_backend_vk_context ctx { device };
+    ggml_backend backend { &ctx };
+    ggml_cgraph graph { 1 };
+    ggml_backend_vk_graph_compute(&backend, &graph);
+    const char * dir = getenv("GGML_VK_PIPELINE_CACHE_DIR");
+    if (dir == nullptr || *dir == '\0') {
+        return -1;
+    }
+    for (const auto & entry : std::filesystem::directory_iterator(dir)) {
+        if (entry.path().extension() == ".bin") {
+            snprintf(path, n, "%s", entry.path().c_str());
+            return (long) entry.file_size();
+        }
+    }
+    return -1;
+}
 "#;
 
 /// Era 1b's runner: a separate process that prints what the probe finds.
@@ -265,7 +447,7 @@ pub fn vendored_ggml_files() -> Vec<(String, String)> {
                 VENDORED_VK_CPP,
             ),
         ),
-        (format!("{dir}/{VENDORED_VK_CPP}"), GGML_VULKAN_CPP.replace("void ggml_backend_vk_get_device_memory(int device,", "void ggml_backend_vk_get_device_memory(ggml_backend_vk_device_context *ctx,").replace("device_indices[device]", "device_indices[ctx->device]").replace("ggml_backend_vk_get_device_memory(device,", "ggml_backend_vk_device_context ctx{device};\n    ggml_backend_vk_get_device_memory(&ctx,")),
+        (format!("{dir}/{VENDORED_VK_CPP}"), vendored_vk_cpp()),
         (format!("{dir}/base.c"), BASE_C.into()),
         (format!("{dir}/probe.c"), PROBE_C.into()),
         (format!("{dir}/server.c"), SERVER_C.into()),
@@ -273,6 +455,36 @@ pub fn vendored_ggml_files() -> Vec<(String, String)> {
         (format!("{dir}/dot.comp"), DOT_COMP.into()),
         (format!("{dir}/embed.cmake"), EMBED_CMAKE.into()),
     ]
+}
+
+/// Ollama's vendored ggml-vulkan.cpp (era 4): the device memory report takes a device
+/// context, and the lines around our vk-pipeline-cache hooks are the vendored copy's.
+fn vendored_vk_cpp() -> String {
+    let mut s = GGML_VULKAN_CPP
+        .replace("void ggml_backend_vk_get_device_memory(int device,", "void ggml_backend_vk_get_device_memory(ggml_backend_vk_device_context *ctx,")
+        .replace("device_indices[device]", "device_indices[ctx->device]")
+        .replace("ggml_backend_vk_get_device_memory(device,", "ggml_backend_vk_device_context ctx{device};\n    ggml_backend_vk_get_device_memory(&ctx,");
+    for (from, to) in [
+        ("#include <future>\n#include <condition_variable>\n#include <thread>\n",
+         "#include <condition_variable>\n#include <mutex>\n#include <future>\n#include <thread>\n"),
+        ("    return true;\n}\n\nstatic void ggml_vk_create_pipeline_func(",
+         "    return true;\n}\n\nstatic std::mutex compile_count_mutex;\nstatic std::condition_variable compile_count_cond;\n\nstatic void ggml_vk_create_pipeline_func("),
+        ("#if defined(VK_EXT_pipeline_robustness)\n    (void) disable_robustness;  // upstream chains vk::PipelineRobustnessCreateInfoEXT here\n#endif\n",
+         "    if (disable_robustness) {\n        (void) compile_count_mutex; (void) compile_count_cond;\n    }\n"),
+        ("        vk::DeviceCreateInfo device_create_info;\n        device_create_info\n            .setQueueCreateInfos(queue_info)\n            .setPEnabledExtensionNames(device_extensions);\n",
+         "        vk::DeviceCreateInfo device_create_info {\n            vk::DeviceCreateFlags(),\n            queue_info,\n            {},\n            device_extensions\n        };\n"),
+        ("\n        if (device->device_fault) {\n            device->pfn_vkGetDeviceFaultInfoEXT = (PFN_vkGetDeviceFaultInfoEXT)\n                vkGetDeviceProcAddr(device->device, \"vkGetDeviceFaultInfoEXT\");\n        }\n",
+         "\n        // Queues\n        ggml_vk_create_queue(device, device->compute_queue, compute_queue_family_index, 0, { vk::PipelineStageFlagBits::eComputeShader | vk::PipelineStageFlagBits::eTransfer }, false);\n"),
+        ("ggml_backend_vk_graph_compute(ggml_backend_t backend, ggml_cgraph * cgraph) {",
+         "ggml_backend_vk_graph_compute(ggml_backend_t backend, ggml_cgraph * cgraph, int batch_size) {"),
+        ("\n    ctx->device->diag_cgraph = nullptr;\n    ctx->device->diag_prev_start = -1;\n",
+         "\n    if (vk_instance.debug_utils_support) {\n        vk::DebugUtilsLabelEXT dul = {};\n    }\n    (void) batch_size;\n"),
+        ("ggml_backend_vk_graph_compute(&backend, &graph);", "ggml_backend_vk_graph_compute(&backend, &graph, 1);"),
+    ] {
+        assert!(s.contains(from), "vendored ggml-vulkan.cpp: {from}");
+        s = s.replace(from, to);
+    }
+    s
 }
 
 /// The series that restores the vendored feature tests, as ours does for real Ollama.
@@ -715,6 +927,48 @@ func init() {
 			return 2
 		}
 		return 0
+	}
+}
+"#;
+
+/// Era 5's llm package: Ollama's buffer classification (upstream's lines, which our
+/// cpu-amx-buffers series patches) and its test.
+pub const ERA5_LLAMA_SERVER_GO: &str = r#"package llm
+
+import "strings"
+
+// isGPUBuffer returns true if the backend buffer name represents GPU memory.
+// CPU, BLAS, and host-pinned buffers (*_Host) are not GPU memory.
+func isGPUBuffer(name string) bool {
+	if name == "CPU" || name == "BLAS" || strings.HasPrefix(name, "CPU_") {
+		return false
+	}
+	if strings.HasSuffix(name, "_Host") {
+		return false
+	}
+	return true
+}
+"#;
+
+pub const ERA5_LLAMA_SERVER_TEST_GO: &str = r#"package llm
+
+import "testing"
+
+func TestIsGPUBuffer(t *testing.T) {
+	gpu := []string{"Vulkan0", "CUDA0", "MTL0_Mapped"}
+	for _, name := range gpu {
+		if !isGPUBuffer(name) {
+			t.Errorf("isGPUBuffer(%q) = false, want true", name)
+		}
+	}
+	notGPU := []string{
+		"CPU", "BLAS", "CUDA_Host", "ROCm_Host", "Vulkan_Host",
+		"CPU_Mapped", "CPU_REPACK",
+	}
+	for _, name := range notGPU {
+		if isGPUBuffer(name) {
+			t.Errorf("isGPUBuffer(%q) = true, want false", name)
+		}
 	}
 }
 "#;

@@ -474,6 +474,14 @@ impl Upstream {
                 ));
                 files.push(("main.go", build_fixture::MAIN_GO.into()));
                 files.push(("vulkan_default.go", build_fixture::VULKAN_DEFAULT_GO.into()));
+                files.push((
+                    "llm/llama_server.go",
+                    build_fixture::ERA5_LLAMA_SERVER_GO.into(),
+                ));
+                files.push((
+                    "llm/llama_server_test.go",
+                    build_fixture::ERA5_LLAMA_SERVER_TEST_GO.into(),
+                ));
                 files.push(("llama/compat/001-hooks.patch", COMPAT_PATCH.into()));
                 files.push(("llama/compat/models/003-more.patch", COMPAT_PATCH_2.into()));
                 files.push(("integration/testdata/big.txt", "large test data\n".into()));
