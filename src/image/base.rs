@@ -167,7 +167,7 @@ pub fn default_tag(role: Role, suite: &str, arch: Arch) -> String {
 }
 
 /// PATH of a base: the builder's has the Go copied to /usr/local/go.
-fn path_env(role: Role) -> &'static str {
+pub fn path_env(role: Role) -> &'static str {
     match role {
         Role::Builder => {
             "PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -184,9 +184,84 @@ fn go_version(goroot: &Path) -> Option<String> {
         .map(|l| l.trim().to_string())
 }
 
-/// Makes (or finds in the cache) the root tarball and imports it.
-pub fn base(req: &BaseRequest<'_>) -> Result<BaseReport, ImageError> {
-    let started = std::time::Instant::now();
+/// The reference time of a base root made without SOURCE_DATE_EPOCH in the environment:
+/// mmdebstrap clamps every mtime to it and drops what differs between runs (logs, the
+/// machine id, caches), so two runs over the same package versions give the same tarball.
+/// An assembled image sets its own times: this one never reaches it.
+pub const BASE_EPOCH: i64 = 1_704_067_200;
+
+/// A root tarball in the cache.
+#[derive(Debug, Clone)]
+pub struct RootTarball {
+    pub path: PathBuf,
+    /// What went in (suite, arch, variant, packages, Go).
+    pub key: String,
+    /// It was in the cache already (mmdebstrap did not run).
+    pub cached: bool,
+    pub go: Option<String>,
+    pub packages: Vec<String>,
+}
+
+/// What a root is made of; `into` (None: the cache) is where a fresh one goes.
+pub struct RootRequest<'a> {
+    pub suite: &'a str,
+    pub role: Role,
+    pub arch: Arch,
+    pub packages: Vec<String>,
+    pub cache: &'a Path,
+    pub offline: bool,
+}
+
+/// The mmdebstrap arguments of a root (without the output).
+fn mmdebstrap_args(
+    req: &RootRequest<'_>,
+    variant: &str,
+    pkgs: &[String],
+    goroot: Option<&Path>,
+) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        format!("--variant={variant}"),
+        format!("--architectures={}", req.arch.name()),
+        // Documentation and translations are dead weight in an image.
+        "--dpkgopt=path-exclude=/usr/share/doc/*".into(),
+        "--dpkgopt=path-include=/usr/share/doc/*/copyright".into(),
+        "--dpkgopt=path-exclude=/usr/share/man/*".into(),
+        "--dpkgopt=path-exclude=/usr/share/locale/*".into(),
+        "--dpkgopt=path-exclude=/usr/share/info/*".into(),
+    ];
+    if !pkgs.is_empty() {
+        args.push(format!("--include={}", pkgs.join(",")));
+    }
+    if let Some(g) = goroot {
+        args.push(format!(
+            "--customize-hook=mkdir -p \"$1/usr/local\" && cp -a {} \"$1/usr/local/go\"",
+            g.display()
+        ));
+    }
+    args.push(req.suite.into());
+    args
+}
+
+/// SOURCE_DATE_EPOCH for mmdebstrap: the environment's, else [`BASE_EPOCH`].
+pub fn base_epoch() -> i64 {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(BASE_EPOCH)
+}
+
+/// Finds the root tarball in the cache, or makes it with mmdebstrap (reproducibly:
+/// SOURCE_DATE_EPOCH is set, see [`BASE_EPOCH`]).
+pub fn root_tarball(req: &RootRequest<'_>) -> Result<RootTarball, ImageError> {
+    root_tarball_in(req, None)
+}
+
+/// Like [`root_tarball`], but a fresh root made into `fresh` (the cache is neither read
+/// nor written): what `base --verify` compares with the cached one.
+pub fn root_tarball_in(
+    req: &RootRequest<'_>,
+    fresh: Option<&Path>,
+) -> Result<RootTarball, ImageError> {
     // A foreign root's maintainer scripts, and the image later, run under qemu-user.
     if req.arch != Arch::host() {
         crate::provision::ensure_foreign(req.arch.name())?;
@@ -228,7 +303,10 @@ pub fn base(req: &BaseRequest<'_>) -> Result<BaseReport, ImageError> {
         )
         .as_bytes(),
     );
-    let dir = req.cache.join("bases");
+    let dir = match fresh {
+        Some(d) => d.to_path_buf(),
+        None => req.cache.join("bases"),
+    };
     let rootfs = dir.join(format!(
         "{}-{}-{variant}-{}.tar",
         req.suite,
@@ -236,8 +314,8 @@ pub fn base(req: &BaseRequest<'_>) -> Result<BaseReport, ImageError> {
         &key[..12]
     ));
     let io = |what: String| move |e: std::io::Error| ImageError::Io { what, source: e };
-    let cached_rootfs = rootfs.is_file();
-    if !cached_rootfs {
+    let cached = fresh.is_none() && rootfs.is_file();
+    if !cached {
         if req.offline {
             return Err(ImageError::Usage(format!(
                 "the base root {} is not in the cache and --offline forbids fetching Debian packages\n  help: run `ollama-vulkan base` once with access to a Debian mirror",
@@ -248,26 +326,7 @@ pub fn base(req: &BaseRequest<'_>) -> Result<BaseReport, ImageError> {
         crate::provision::ensure(&[crate::provision::MMDEBSTRAP])?;
         fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
         let tmp = dir.join(format!(".tmp-{}-{}.tar", &key[..12], std::process::id()));
-        let mut args: Vec<String> = vec![
-            format!("--variant={variant}"),
-            format!("--architectures={}", req.arch.name()),
-            // Documentation and translations are dead weight in an image.
-            "--dpkgopt=path-exclude=/usr/share/doc/*".into(),
-            "--dpkgopt=path-include=/usr/share/doc/*/copyright".into(),
-            "--dpkgopt=path-exclude=/usr/share/man/*".into(),
-            "--dpkgopt=path-exclude=/usr/share/locale/*".into(),
-            "--dpkgopt=path-exclude=/usr/share/info/*".into(),
-        ];
-        if !pkgs.is_empty() {
-            args.push(format!("--include={}", pkgs.join(",")));
-        }
-        if let Some(g) = &goroot {
-            args.push(format!(
-                "--customize-hook=mkdir -p \"$1/usr/local\" && cp -a {} \"$1/usr/local/go\"",
-                g.display()
-            ));
-        }
-        args.push(req.suite.into());
+        let mut args = mmdebstrap_args(req, variant, &pkgs, goroot.as_deref());
         args.push(tmp.display().to_string());
         let progress = crate::progress::Progress::start(format!(
             "making the {} {} root ({} packages{}, mmdebstrap)",
@@ -277,6 +336,7 @@ pub fn base(req: &BaseRequest<'_>) -> Result<BaseReport, ImageError> {
             go.as_deref().map(|g| format!(", {g}")).unwrap_or_default()
         ));
         let out = duct::cmd("mmdebstrap", &args)
+            .env("SOURCE_DATE_EPOCH", base_epoch().to_string())
             .stderr_to_stdout()
             .stdout_capture()
             .unchecked()
@@ -306,6 +366,33 @@ pub fn base(req: &BaseRequest<'_>) -> Result<BaseReport, ImageError> {
             .map_err(io(format!("moving the root to {}", rootfs.display())))?;
         progress.finish(&rootfs.display().to_string());
     }
+    Ok(RootTarball {
+        path: rootfs,
+        key,
+        cached,
+        go,
+        packages: pkgs,
+    })
+}
+
+/// Makes (or finds in the cache) the root tarball and imports it.
+pub fn base(req: &BaseRequest<'_>) -> Result<BaseReport, ImageError> {
+    let started = std::time::Instant::now();
+    let root = root_tarball(&RootRequest {
+        suite: req.suite,
+        role: req.role,
+        arch: req.arch,
+        packages: req.packages.clone(),
+        cache: req.cache,
+        offline: req.offline,
+    })?;
+    let RootTarball {
+        path: rootfs,
+        key,
+        cached: cached_rootfs,
+        go,
+        packages: pkgs,
+    } = root;
     let rootfs_bytes = fs::metadata(&rootfs).map(|m| m.len()).unwrap_or(0);
     let tag = req
         .tag

@@ -6,7 +6,12 @@
 //! `--from-dist` renders the runtime stage alone over a dist `build` made.
 
 pub mod base;
+pub mod dpkg;
 pub mod engine;
+pub mod gosum;
+pub mod lock;
+pub mod oci;
+pub mod sbom;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -53,6 +58,14 @@ pub enum ImageError {
     },
     #[error(transparent)]
     Provision(#[from] crate::provision::ProvisionError),
+    #[error(transparent)]
+    Lock(Box<lock::LockError>),
+}
+
+impl From<lock::LockError> for ImageError {
+    fn from(e: lock::LockError) -> Self {
+        ImageError::Lock(Box::new(e))
+    }
 }
 
 impl crate::error::HasKind for ImageError {
@@ -60,6 +73,7 @@ impl crate::error::HasKind for ImageError {
         use crate::error::Kind;
         match self {
             ImageError::Usage(_) => Kind::BadInput,
+            ImageError::Lock(e) => e.as_ref().kind(),
             // A refused install is a failure here, whatever provisioning thinks of it.
             ImageError::Provision(_)
             | ImageError::Unavailable { .. }
@@ -114,6 +128,25 @@ pub struct RenderOptions {
 }
 
 const TEMPLATE: &str = include_str!("../../Dockerfiles/linux.Dockerfile.in");
+
+/// The runtime stage's own environment, in the Dockerfile's `ENV` and an assembled
+/// image's config alike: the server's address and the drivers' pipeline caches.
+/// ggml-vulkan creates its pipelines without a VkPipelineCache, so the drivers' disk
+/// caches (NVIDIA's and Mesa's) keep them across restarts in one volume.
+pub const RUNTIME_ENV: &[(&str, &str)] = &[
+    ("OLLAMA_HOST", "0.0.0.0:11434"),
+    (
+        "__GL_SHADER_DISK_CACHE_PATH",
+        "/var/cache/ollama-vulkan/nvidia",
+    ),
+    ("__GL_SHADER_DISK_CACHE_SIZE", "4294967296"),
+    ("__GL_SHADER_DISK_CACHE_SKIP_CLEANUP", "1"),
+    ("MESA_SHADER_CACHE_DIR", "/var/cache/ollama-vulkan/mesa"),
+    ("MESA_SHADER_CACHE_MAX_SIZE", "4G"),
+];
+
+/// Where the pipeline caches live (made in the image, a volume at run time).
+pub const CACHE_DIR: &str = "var/cache/ollama-vulkan";
 
 /// Where the trees and the dist live inside the builder stage.
 const SRC: &str = "/build/src";
@@ -365,6 +398,12 @@ WORKDIR {SRC}/ollama\n\
         }
     }
     let runtime_packages = apt_if_missing(&runtime_packages)?;
+    let fixed_env = RUNTIME_ENV
+        .iter()
+        .map(|(k, v)| crate::safe::dockerfile_env(k, v))
+        .collect::<Result<Vec<String>, _>>()
+        .map_err(refused)?
+        .join(" \\\n    ");
     Ok(TEMPLATE
         .replace("{{tool_version}}", env!("CARGO_PKG_VERSION"))
         .replace("{{recipe}}", &recipe_file)
@@ -387,6 +426,7 @@ WORKDIR {SRC}/ollama\n\
         .replace("{{builder_stage}}", &builder_stage)
         .replace("{{runtime_packages}}", &runtime_packages)
         .replace("{{dist_copies}}", &copies.join("\n"))
+        .replace("{{fixed_env}}", &fixed_env)
         .replace("{{runtime_env}}", &runtime_env)
         .replace(
             "{{variant}}",
