@@ -364,6 +364,15 @@ pub struct ImageOptions {
     /// apply in the builder stage).
     #[arg(long)]
     pub no_cache: bool,
+    /// Write the runtime image natively as an OCI archive (or --output oci:DIR) from the
+    /// dist and the mmdebstrap root, with no engine: the same inputs and
+    /// SOURCE_DATE_EPOCH give the same digest (docs/provenance.md). Implies --from-dist.
+    #[arg(long)]
+    pub assemble: bool,
+    /// The runtime root's Debian packages must match recipes/base/packages.lock exactly
+    /// (drift, or no entry for the base, is an error and the lock is not written).
+    #[arg(long)]
+    pub locked: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -26,10 +26,16 @@ pub fn run(g: &Global, a: ImageArgs) -> Result<Status, Error> {
             "--dest names one build directory; several --arch take each architecture's own (work/builds/<recipe>[-ARCH])".into(),
         ));
     }
+    let from_dist = a.from_dist || a.image_args.assemble;
+    if a.image_args.assemble && archs.len() > 1 {
+        return Err(Error::Usage(
+            "--assemble writes one architecture's image per run (a native multi-architecture index is not written yet)\n  help: run `image --assemble --arch amd64` and `--arch arm64` separately, or build the index with an engine (drop --assemble)".into(),
+        ));
+    }
     let mut images = Vec::new();
     for &arch in &archs {
         let dest = build_dir(&project, &a.recipe, a.dest.clone(), arch)?;
-        if !a.from_dist && !dest.join("src/ollama").is_dir() {
+        if !from_dist && !dest.join("src/ollama").is_dir() {
             // The builder stage compiles the prepared trees: make them first.
             prepare(&r, &g.mirrors()?, &dest, PrepareOptions::default())?;
         }
@@ -44,7 +50,7 @@ pub fn run(g: &Global, a: ImageArgs) -> Result<Status, Error> {
             opts.tag = Some(format!("{base}-{arch}"));
             opts.output = None;
         }
-        images.push(build_image(g, &r, &dest, a.from_dist, arch, &opts)?);
+        images.push(build_image(g, &r, &dest, from_dist, arch, &opts)?);
     }
     if images.len() == 1 {
         emit(&Image(images.remove(0)), g.format());
@@ -144,36 +150,47 @@ pub fn build_image(
     }
     let a = &a;
     let bases = image::parse_bases(&a.bases)?;
-    let engine = Engine::detect(a.engine)?;
+    let from_dist = from_dist || a.assemble;
+    // An assembled image needs no engine (the root tarball is made or found by itself).
+    let engine = if a.assemble {
+        None
+    } else {
+        Some(Engine::detect(a.engine)?)
+    };
     let cache = g.cache();
-    // A base that `base` makes and this machine lacks is made now (as `build` makes
-    // its builder root): the tour works in the order a user types it.
     let templates = g.templates();
-    for (_, img) in image::bases_for(r, &bases, from_dist, arch) {
-        image::base::ensure_default(&engine, &img, &templates, &cache, g.offline, g.quiet)?;
+    if let Some(engine) = &engine {
+        // A base that `base` makes and this machine lacks is made now (as `build` makes
+        // its builder root): the tour works in the order a user types it.
+        for (_, img) in image::bases_for(r, &bases, from_dist, arch) {
+            image::base::ensure_default(engine, &img, &templates, &cache, g.offline, g.quiet)?;
+        }
     }
+    let project = g.project()?;
     // The krunkit variant's Venus driver, built (once) for the image's architecture.
     let krunkit = match a.variant {
         image::Variant::Linux => None,
-        image::Variant::Krunkit => {
-            let project = g.project()?;
-            Some(ollama_vulkan::mesa::ensure(
-                &ollama_vulkan::mesa::MesaRequest {
-                    recipes_dir: &project.recipes_dir(),
-                    patches_dir: &project.patches_dir(),
-                    mirrors: &g.mirrors()?,
-                    cache: &cache,
-                    target: arch,
-                    offline: g.offline,
-                    quiet: g.quiet,
-                },
-            )?)
-        }
+        image::Variant::Krunkit => Some(ollama_vulkan::mesa::ensure(
+            &ollama_vulkan::mesa::MesaRequest {
+                recipes_dir: &project.recipes_dir(),
+                patches_dir: &project.patches_dir(),
+                mirrors: &g.mirrors()?,
+                cache: &cache,
+                target: arch,
+                offline: g.offline,
+                quiet: g.quiet,
+            },
+        )?),
     };
     Ok(image::image(&ImageRequest {
         recipe: r,
         dest,
-        engine: &engine,
+        engine: engine.as_ref(),
+        assemble: a.assemble,
+        runtime_packages: image::base::role_packages(&templates, image::base::Role::Runtime),
+        lock: Some(project.recipes_dir().join("base/packages.lock")),
+        locked: a.locked,
+        offline: g.offline,
         opts: RenderOptions {
             from_dist,
             with_tools: a.with_tools,
@@ -224,10 +241,36 @@ impl Image {
                 mb(i.output_bytes)
             ));
         }
+        if let Some(d) = &i.digest {
+            h.outln(format!("digest: {d}"));
+        }
+        if let Some(s) = &i.sbom {
+            h.outln(format!(
+                "sbom: {} (SPDX 2.3: {} Debian packages, {} Go modules)",
+                s.files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                s.debian_packages,
+                s.go_modules
+            ));
+        }
+        if let Some(l) = &i.lock {
+            h.outln(format!("package lock: {} ({})", l.file.display(), l.status));
+        }
         if let Some(m) = &i.mesa {
             h.outln(format!("venus driver: Mesa {m}"));
         }
-        if run_line {
+        if run_line && i.mode == "assembled" {
+            if let Some(image::engine::Output::OciArchive(p)) = &i.output {
+                h.outln(format!(
+                    "run: podman load -i {} && podman run -d --device /dev/dri -p 11434:11434 {}   (docs/RUNNING.md)",
+                    p.display(),
+                    i.image
+                ));
+            }
+        } else if run_line {
             h.outln(format!(
                 "run: podman run -d --device /dev/dri -p 11434:11434 {}   (docs/RUNNING.md)",
                 i.image

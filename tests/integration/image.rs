@@ -62,7 +62,7 @@ pub(crate) fn tool(fx: &Fixture, args: &[&str]) -> Run {
     cmd.output().unwrap().into()
 }
 
-fn engine(program: &str, args: &[&str]) -> String {
+pub(crate) fn engine(program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
         .args(args)
         .env("CONTAINERS_STORAGE_CONF", containers_storage_conf())
@@ -121,7 +121,7 @@ fn make_runtime_base(fx: &Fixture) -> Result<serde_json::Value, String> {
     serde_json::from_str(&run.stdout).map_err(|e| format!("{e}: {}", run.stdout))
 }
 
-fn fixture_dist(fx: &Fixture, tag: &str) -> (PathBuf, PathBuf) {
+pub(crate) fn fixture_dist(fx: &Fixture, tag: &str) -> (PathBuf, PathBuf) {
     let recipe = fx.new_recipe(tag);
     let dest = fx.scratch.path().join(format!("b-{tag}"));
     fx.build_host(&[recipe.to_str().unwrap()], &dest).ok();
