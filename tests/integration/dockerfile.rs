@@ -41,9 +41,18 @@ fn era_4_and_5_dockerfiles_replay_the_build_steps() {
         "RUN cmake --preset Vulkan -DCMAKE_INSTALL_PREFIX=/build/dist -DOLLAMA_RUNNER_DIR=vulkan"
     ));
     assert!(
-        d4.contains("ENV OLLAMA_HOST=0.0.0.0:11434 \\\n    OLLAMA_VULKAN=1"),
+        d4.contains("    MESA_SHADER_CACHE_MAX_SIZE=4G \\\n    OLLAMA_VULKAN=1"),
         "era 4's switch is on"
     );
+    for var in [
+        "__GL_SHADER_DISK_CACHE_PATH=/var/cache/ollama-vulkan/nvidia",
+        "MESA_SHADER_CACHE_DIR=/var/cache/ollama-vulkan/mesa",
+    ] {
+        assert!(
+            d4.contains(var),
+            "the drivers' pipeline caches go to one folder: {var}"
+        );
+    }
     assert!(
         !d4.contains("GGML_VK_VISIBLE_DEVICES"),
         "no test-only device selection in images"

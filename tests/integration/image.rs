@@ -470,6 +470,27 @@ fn fixture_image_compiles_in_the_builder_stage() {
         ],
     );
     assert_eq!(user.trim(), "1000");
+    // The drivers' pipeline caches: one folder the server's user can write (a volume
+    // there keeps compiled pipelines across restarts, docs/RUNNING.md).
+    let cache = engine(
+        "podman",
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--entrypoint",
+            "sh",
+            "localhost/ollama-vulkan-test:era4-src",
+            "-c",
+            "mkdir -p \"$MESA_SHADER_CACHE_DIR\" \"$__GL_SHADER_DISK_CACHE_PATH\" && id -u && echo \"$MESA_SHADER_CACHE_DIR\"",
+        ],
+    );
+    assert_eq!(
+        cache.trim(),
+        "1000\n/var/cache/ollama-vulkan/mesa",
+        "{cache}"
+    );
     assert!(j["source_date_epoch"].as_i64().is_some(), "{j}");
     let log = std::fs::read_to_string(dest.join("logs/image-linux.log")).unwrap();
     assert!(
