@@ -27,11 +27,6 @@ pub fn run(g: &Global, a: ImageArgs) -> Result<Status, Error> {
         ));
     }
     let from_dist = a.from_dist || a.image_args.assemble;
-    if a.image_args.assemble && archs.len() > 1 {
-        return Err(Error::Usage(
-            "--assemble writes one architecture's image per run (a native multi-architecture index is not written yet)\n  help: run `image --assemble --arch amd64` and `--arch arm64` separately, or build the index with an engine (drop --assemble)".into(),
-        ));
-    }
     let mut images = Vec::new();
     for &arch in &archs {
         let dest = build_dir(&project, &a.recipe, a.dest.clone(), arch)?;
@@ -49,6 +44,17 @@ pub fn run(g: &Global, a: ImageArgs) -> Result<Status, Error> {
             // Each image under TAG-ARCH; the index gets TAG and the export.
             opts.tag = Some(format!("{base}-{arch}"));
             opts.output = None;
+            if a.image_args.assemble {
+                // Each architecture's layout in its build directory; merged below.
+                let stem = image::sbom::file_name(
+                    &format!("{base}-{arch}"),
+                    a.image_args.variant.name(),
+                    arch,
+                );
+                opts.output = Some(image::engine::Output::Oci(
+                    dest.join(stem.replace(".spdx.json", ".oci")),
+                ));
+            }
         }
         images.push(build_image(g, &r, &dest, from_dist, arch, &opts)?);
     }
@@ -56,12 +62,15 @@ pub fn run(g: &Global, a: ImageArgs) -> Result<Status, Error> {
         emit(&Image(images.remove(0)), g.format());
         return Ok(Status::Success);
     }
-    let engine = Engine::detect(a.image_args.engine)?;
     let index = a
         .image_args
         .tag
         .clone()
         .unwrap_or_else(|| image::default_variant_tag(&r, a.image_args.variant));
+    if a.image_args.assemble {
+        return assembled_index(&project, &a, index, images, g);
+    }
+    let engine = Engine::detect(a.image_args.engine)?;
     let names: Vec<String> = images.iter().map(|i| i.image.clone()).collect();
     engine.make_index(&index, &names)?;
     let mut output_bytes = None;
@@ -80,6 +89,83 @@ pub fn run(g: &Global, a: ImageArgs) -> Result<Status, Error> {
             images,
             output: a.image_args.output.clone(),
             output_bytes,
+            digest: None,
+        },
+        g.format(),
+    );
+    Ok(Status::Success)
+}
+
+/// The assembled images of each architecture merged into one index (the archive or
+/// layout `--output` names, else `ollama-vulkan_TAG-VARIANT.oci.tar` in the host's build
+/// directory), each architecture's SBOM beside it.
+fn assembled_index(
+    project: &ollama_vulkan::project::Project,
+    a: &ImageArgs,
+    index: String,
+    images: Vec<ImageReport>,
+    g: &Global,
+) -> Result<Status, Error> {
+    let out = match &a.image_args.output {
+        Some(o) => o.clone(),
+        None => {
+            let dest = build_dir(project, &a.recipe, a.dest.clone(), Arch::host())?;
+            let stem = image::sbom::file_name(&index, a.image_args.variant.name(), Arch::host());
+            let stem = stem.trim_end_matches(&format!("-{}.spdx.json", Arch::host()));
+            image::engine::Output::OciArchive(dest.join(format!("{stem}.oci.tar")))
+        }
+    };
+    let parts: Vec<image::assemble::Part> = images
+        .iter()
+        .filter_map(|i| match &i.output {
+            Some(image::engine::Output::Oci(p)) => {
+                Some(image::assemble::Part { layout: p.clone() })
+            }
+            _ => None,
+        })
+        .collect();
+    let epoch = images
+        .iter()
+        .filter_map(|i| i.source_date_epoch)
+        .max()
+        .unwrap_or(0);
+    let progress = ollama_vulkan::progress::Progress::start(format!("merging {index}"));
+    let digest = image::assemble::merge(&parts, &index, &out, epoch)?;
+    let p = match &out {
+        image::engine::Output::OciArchive(p) | image::engine::Output::Oci(p) => p.clone(),
+    };
+    // Each architecture's SBOM beside the merged image too.
+    let dir = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    for i in &images {
+        if let Some(s) = &i.sbom {
+            if let Some(f) = s.files.first() {
+                let to = dir.join(f.file_name().unwrap_or_default());
+                if &to != f {
+                    let bytes = std::fs::read(f).map_err(|e| Error::Io {
+                        what: format!("reading {}", f.display()),
+                        source: e,
+                    })?;
+                    ollama_vulkan::fsutil::write_atomic(&to, &bytes).map_err(|e| Error::Io {
+                        what: format!("writing {}", to.display()),
+                        source: e,
+                    })?;
+                }
+            }
+        }
+    }
+    let output_bytes = Some(ollama_vulkan::fsutil::dir_bytes(&p));
+    progress.finish(&digest);
+    emit(
+        &Index {
+            index,
+            images,
+            output: Some(out),
+            output_bytes,
+            digest: Some(digest),
         },
         g.format(),
     );
@@ -93,6 +179,8 @@ struct Index {
     images: Vec<ImageReport>,
     output: Option<image::engine::Output>,
     output_bytes: Option<u64>,
+    /// The assembled index's digest (assembled images only).
+    digest: Option<String>,
 }
 
 impl Report for Index {

@@ -238,3 +238,115 @@ fn write(
         skipped_nodes: a.root.skipped,
     })
 }
+
+/// One image of a multi-architecture index: its layout (`oci:` output of
+/// [`assemble`]).
+pub struct Part {
+    pub layout: PathBuf,
+}
+
+/// Merges assembled single-image layouts into one image index under `tag` (an
+/// `index.json` naming one nested image index, whose manifests carry their platforms),
+/// written to `out` whole or not at all. Returns the nested index's digest (the
+/// multi-architecture image's identity).
+pub fn merge(parts: &[Part], tag: &str, out: &Output, epoch: i64) -> Result<String, ImageError> {
+    let (target, is_archive) = match out {
+        Output::OciArchive(p) => (p.clone(), true),
+        Output::Oci(p) => (p.clone(), false),
+    };
+    let parent = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    fs::create_dir_all(&parent).map_err(io(format!("creating {}", parent.display())))?;
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into());
+    let staging = parent.join(format!(".{name}.merging"));
+    if staging.exists() {
+        fs::remove_dir_all(&staging).map_err(io(format!("removing {}", staging.display())))?;
+    }
+    let r = (|| {
+        let layout =
+            oci::Layout::create(&staging).map_err(io(format!("making {}", staging.display())))?;
+        let mut manifests = Vec::new();
+        for p in parts {
+            let bad = |why: String| {
+                ImageError::Usage(format!(
+                    "{}: {why}\n  help: assemble it again (`image --assemble`)",
+                    p.layout.display()
+                ))
+            };
+            let idx: serde_json::Value = serde_json::from_slice(
+                &crate::safe::read_regular(&p.layout.join("index.json"), 1 << 20)
+                    .map_err(|e| bad(format!("index.json: {e}")))?,
+            )
+            .map_err(|e| bad(format!("index.json: {e}")))?;
+            let m = idx["manifests"]
+                .as_array()
+                .filter(|a| a.len() == 1)
+                .map(|a| a[0].clone())
+                .ok_or_else(|| bad("index.json names no single image".into()))?;
+            let mut m = m;
+            if let Some(a) = m.as_object_mut() {
+                a.remove("annotations");
+            }
+            manifests.push(m);
+            let blobs = p.layout.join("blobs/sha256");
+            for e in fs::read_dir(&blobs).map_err(io(format!("reading {}", blobs.display())))? {
+                let e = e.map_err(io(format!("reading {}", blobs.display())))?;
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.len() != 64 || !n.bytes().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(bad(format!("blobs/sha256/{n} is not a blob name")));
+                }
+                let to = layout.root.join("blobs/sha256").join(&n);
+                if !to.exists() {
+                    fs::hard_link(e.path(), &to)
+                        .or_else(|_| fs::copy(e.path(), &to).map(|_| ()))
+                        .map_err(io(format!("copying blob {n}")))?;
+                }
+            }
+        }
+        let nested = json!({
+            "schemaVersion": 2,
+            "mediaType": oci::MEDIA_INDEX,
+            "manifests": manifests,
+        });
+        let nested = layout
+            .put(&serde_json::to_vec(&nested).expect("JSON"))
+            .map_err(io("writing the image index".into()))?;
+        layout
+            .index(&[json!({
+                "mediaType": oci::MEDIA_INDEX,
+                "digest": nested.digest,
+                "size": nested.size,
+                "annotations": {"org.opencontainers.image.ref.name": ref_name(tag)},
+            })])
+            .map_err(io("writing index.json".into()))?;
+        if is_archive {
+            layout
+                .archive(&target, epoch)
+                .map_err(io(format!("writing {}", target.display())))?;
+        } else {
+            if target.exists() {
+                if !target.join("oci-layout").is_file() {
+                    return Err(ImageError::Usage(format!(
+                        "--output oci:{0}: {0} exists and is not an OCI layout; refusing to replace it",
+                        target.display()
+                    )));
+                }
+                fs::remove_dir_all(&target)
+                    .map_err(io(format!("replacing {}", target.display())))?;
+            }
+            fs::rename(&staging, &target)
+                .map_err(io(format!("moving the layout to {}", target.display())))?;
+        }
+        Ok(nested.digest)
+    })();
+    if staging.exists() {
+        let _ = fs::remove_dir_all(&staging);
+    }
+    r
+}

@@ -777,6 +777,76 @@ fn an_arm64_dist_is_cross_built_runs_under_qemu_and_ships_in_a_multi_arch_index(
         ],
     )
     .fails(2, &["linux/amd64 dist", "--arch arm64"]);
+
+    // Both architectures assembled natively (no engine) into one index; each one's
+    // SBOM beside it (valid SPDX, arm64 packages in the arm64 one), both roots locked.
+    let shared = shared_cache();
+    let asm = fx.scratch.path().join("out/assembled/multi.oci.tar");
+    let j = tool(
+        &fx,
+        &[
+            "--cache-dir",
+            shared.to_str().unwrap(),
+            "image",
+            recipe.to_str().unwrap(),
+            "--assemble",
+            "--arch",
+            "amd64",
+            "--arch",
+            "arm64",
+            "--tag",
+            "localhost/ollama-vulkan-test:multi-asm",
+            "--output",
+            &format!("oci-archive:{}", asm.display()),
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert!(j["digest"].as_str().unwrap().starts_with("sha256:"), "{j}");
+    let asm_ref = format!("oci-archive:{}", asm.display());
+    let idx: serde_json::Value =
+        serde_json::from_str(&engine("skopeo", &["inspect", "--raw", &asm_ref])).unwrap();
+    let mut platforms: Vec<String> = idx["manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("an index: {idx}"))
+        .iter()
+        .map(|m| {
+            format!(
+                "{}/{}",
+                m["platform"]["os"].as_str().unwrap(),
+                m["platform"]["architecture"].as_str().unwrap()
+            )
+        })
+        .collect();
+    platforms.sort();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"], "{idx}");
+    let arm: serde_json::Value = serde_json::from_str(&engine(
+        "skopeo",
+        &["--override-arch", "arm64", "inspect", &asm_ref],
+    ))
+    .unwrap();
+    assert_eq!(arm["Architecture"], "arm64");
+    let arm_sbom = "ollama-vulkan-test_multi-asm-arm64-linux-arm64.spdx.json";
+    assert_eq!(arm["Labels"]["io.ollama-vulkan.sbom"], arm_sbom, "{arm}");
+    let sbom = asm.parent().unwrap().join(arm_sbom);
+    crate::provenance::assert_valid_spdx(&sbom);
+    let text = std::fs::read_to_string(&sbom).unwrap();
+    assert!(
+        text.contains("arch=arm64"),
+        "arm64 packages in the arm64 SBOM"
+    );
+    assert!(asm
+        .parent()
+        .unwrap()
+        .join("ollama-vulkan-test_multi-asm-amd64-linux-amd64.spdx.json")
+        .is_file());
+    let lock =
+        std::fs::read_to_string(fx.scratch.project().join("recipes/base/packages.lock")).unwrap();
+    assert!(
+        lock.contains("arch = \"arm64\"") && lock.contains("arch = \"amd64\""),
+        "{lock}"
+    );
 }
 
 /// The krunkit variant: our Venus driver (recipes/lab/mesa.toml, built once and shared
