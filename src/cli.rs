@@ -188,6 +188,11 @@ pub struct BaseArgs {
     /// Container engine to import into.
     #[arg(long, value_enum, default_value_t = ollama_vulkan::image::engine::EngineChoice::Auto)]
     pub engine: ollama_vulkan::image::engine::EngineChoice,
+    /// Make the root again with mmdebstrap and compare it with the cached one (nothing
+    /// is imported): identical, drifted (Debian has other versions now) or differs (exit
+    /// 1, each differing file and why).
+    #[arg(long)]
+    pub verify: bool,
 }
 
 #[derive(Debug, Args)]

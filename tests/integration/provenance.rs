@@ -350,3 +350,36 @@ fn hostile_provenance_inputs_are_refused_with_file_line_and_fix() {
     assert!(mine.join("keep.txt").is_file());
     let _: PathBuf = containers_storage_conf();
 }
+
+/// mmdebstrap's root is reproducible (SOURCE_DATE_EPOCH): made again, it is the same
+/// bytes as the cached one, or, when Debian published other versions in between, the
+/// report names them (`drifted`); the same versions with other bytes would name each
+/// differing file and why.
+#[test]
+fn the_runtime_root_made_again_is_the_same_bytes() {
+    let fx = Fixture::new();
+    runtime_base(&fx);
+    let cache = shared_cache();
+    let r = tool(
+        &fx,
+        &[
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "base",
+            "--role",
+            "runtime",
+            "--verify",
+            "--json",
+        ],
+    );
+    let j: serde_json::Value = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("{e}: exit {}\n{}\n{}", r.code, r.stdout, r.stderr));
+    match j["status"].as_str().unwrap() {
+        "identical" => {
+            assert_eq!(j["cached_sha256"], j["fresh_sha256"]);
+            assert_eq!(r.code, 0);
+        }
+        "drifted" => assert!(!j["packages"].as_array().unwrap().is_empty(), "{j}"),
+        _ => panic!("the root is not reproducible:\n{j:#}"),
+    }
+}
