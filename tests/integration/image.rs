@@ -956,4 +956,67 @@ fn the_krunkit_image_ships_our_venus_driver_and_runs_on_venus() {
             .starts_with("Virtio-GPU Venus (llvmpipe"),
         "{s}"
     );
+
+    // Assembled natively: the same driver in the dist layer, Debian's diverted aside
+    // (as dpkg-divert records it), the Mesa build in the SBOM.
+    let bases = fx.scratch.cache().join("bases");
+    if !bases.exists() {
+        std::fs::create_dir_all(shared_cache().join("bases")).unwrap();
+        std::os::unix::fs::symlink(shared_cache().join("bases"), &bases).unwrap();
+    }
+    let asm = fx.scratch.path().join("out/krunkit.oci.tar");
+    let a = tool(
+        &fx,
+        &[
+            "image",
+            recipe.to_str().unwrap(),
+            "--dest",
+            dest.to_str().unwrap(),
+            "--assemble",
+            "--variant",
+            "krunkit",
+            "--tag",
+            "localhost/ollama-vulkan-test:krunkit-asm",
+            "--output",
+            &format!("oci-archive:{}", asm.display()),
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    let sbom = std::fs::read_to_string(asm.parent().unwrap().join(format!(
+        "ollama-vulkan-test_krunkit-asm-krunkit-{}.spdx.json",
+        ollama_vulkan::target::Arch::host()
+    )))
+    .unwrap();
+    assert!(sbom.contains(sha), "the driver's hash in the SBOM");
+    assert_eq!(a["labels"]["io.ollama-vulkan.mesa-driver-sha256"], sha);
+    engine("podman", &["load", "-i", asm.to_str().unwrap()]);
+    let inside = engine(
+        "podman",
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            "--entrypoint",
+            "sh",
+            "localhost/ollama-vulkan-test:krunkit-asm",
+            "-c",
+            &format!(
+                "sha256sum /usr/lib/{triplet}/libvulkan_virtio.so; dpkg-divert --list | grep -c virtio; ls /usr/lib/{triplet}/libvulkan_virtio.so.distrib; echo VK=$VK_DRIVER_FILES"
+            ),
+        ],
+    );
+    assert!(inside.starts_with(sha), "{inside}\nlabel {sha}");
+    assert!(inside.contains("\n2\n"), "both files diverted: {inside}");
+    assert!(inside.contains("libvulkan_virtio.so.distrib"), "{inside}");
+    assert!(
+        inside.contains("VK=/usr/share/vulkan/icd.d/virtio_icd.json"),
+        "{inside}"
+    );
 }
