@@ -1058,17 +1058,25 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
     engine.streamed(&format!("building {tag}"), args, &env, &log, req.quiet)?;
     crate::killpoint::hit("image.built");
     // What the image holds now: its dpkg status (the base's, and whatever apt added).
-    let debs = provenance::packages(
-        engine.read_image_file(&tag, dpkg::STATUS, dpkg::MAX_STATUS)?,
-        &format!("the image {tag}"),
-    )?;
-    let lock = provenance::check_lock(
-        req.lock.as_deref(),
-        &runtime_base,
-        req.arch,
-        &debs,
-        req.locked,
-    )?;
+    let status = engine.read_image_file(&tag, dpkg::STATUS, dpkg::MAX_STATUS)?;
+    let (debs, lock) = if status.is_none() && !req.locked {
+        // Not a Debian root (a base of the user's): nothing to list or lock.
+        eprintln!(
+            "warning: {tag} has no /{}: its SBOM lists no Debian packages and the package lock is not checked",
+            dpkg::STATUS
+        );
+        (dpkg::Installed::new(), None)
+    } else {
+        let debs = provenance::packages(status, &format!("the image {tag}"))?;
+        let lock = provenance::check_lock(
+            req.lock.as_deref(),
+            &runtime_base,
+            req.arch,
+            &debs,
+            req.locked,
+        )?;
+        (debs, lock)
+    };
     let doc = sbom_doc(
         &debs,
         epoch.unwrap_or_else(|| {
