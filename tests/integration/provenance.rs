@@ -110,18 +110,6 @@ fn an_assembled_image_is_reproducible_carries_its_sbom_and_runs() {
     assert!(digest.starts_with("sha256:"), "{ja}");
     assert_eq!(jb["digest"], ja["digest"], "same inputs, same image digest");
     assert_eq!(sha256(&a), sha256(&b), "the two archives differ");
-    // An OCI layout directory gets the same image.
-    let layout = out.join("layout");
-    let jl = assemble(
-        &fx,
-        &recipe,
-        &dest,
-        &format!("oci:{}", layout.display()),
-        &[],
-    )
-    .ok()
-    .json();
-    assert_eq!(jl["digest"], ja["digest"]);
 
     // The SBOM: next to the image, valid SPDX 2.3, referenced by name and hash.
     let sbom_name = "ollama-vulkan_v0.24.0-linux-amd64.spdx.json";
@@ -203,6 +191,40 @@ fn an_assembled_image_is_reproducible_carries_its_sbom_and_runs() {
         "{cfg}"
     );
 
+    // Drift: the lock says another libc6. With --locked an error that writes nothing;
+    // without, a warning listing old → new, the lock updated, and the image written
+    // (here as an OCI layout directory: the same image as the archives).
+    let text = std::fs::read_to_string(&lock).unwrap();
+    let tampered = text.replace(
+        &format!("\"libc6:amd64\" = \"{libc_locked}\""),
+        "\"libc6:amd64\" = \"2.0-1\"",
+    );
+    assert_ne!(tampered, text);
+    std::fs::write(&lock, &tampered).unwrap();
+    let layout = out.join("layout");
+    let layout_arg = format!("oci:{}", layout.display());
+    let drift = format!("libc6:amd64 2.0-1 → {libc_locked}");
+    assemble(&fx, &recipe, &dest, &layout_arg, &["--locked"])
+        .fails(2, &["--locked", &drift, "packages.lock"]);
+    assert!(!layout.exists(), "a refused assembly writes no image");
+    assert_eq!(std::fs::read_to_string(&lock).unwrap(), tampered);
+    let w = assemble(&fx, &recipe, &dest, &layout_arg, &[]);
+    assert!(
+        w.stderr.contains("drifted") && w.stderr.contains(&drift),
+        "{}",
+        w.stderr
+    );
+    assert_eq!(
+        w.ok().json()["digest"],
+        ja["digest"],
+        "the layout holds the same image"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&lock).unwrap(),
+        text,
+        "the lock records the root again"
+    );
+
     // umoci unpacks the layout: the dist and the root are there, as built.
     let bundle = out.join("bundle");
     let r = Command::new("umoci")
@@ -250,54 +272,6 @@ fn an_assembled_image_is_reproducible_carries_its_sbom_and_runs() {
         "{s}"
     );
     assert_eq!(runs[0]["eval_count"], 4);
-
-    // Drift: the lock says another libc6. A warning listing old → new (the lock is
-    // updated); with --locked an error that writes nothing.
-    let text = std::fs::read_to_string(&lock).unwrap();
-    let tampered = text.replace(
-        &format!("\"libc6:amd64\" = \"{libc_locked}\""),
-        "\"libc6:amd64\" = \"2.0-1\"",
-    );
-    assert_ne!(tampered, text);
-    std::fs::write(&lock, &tampered).unwrap();
-    let c = out.join("c/ollama.oci.tar");
-    assemble(
-        &fx,
-        &recipe,
-        &dest,
-        &format!("oci-archive:{}", c.display()),
-        &["--locked"],
-    )
-    .fails(
-        2,
-        &[
-            "--locked",
-            &format!("libc6:amd64 2.0-1 → {libc_locked}"),
-            "packages.lock",
-        ],
-    );
-    assert!(!c.exists(), "a refused assembly writes no image");
-    assert_eq!(std::fs::read_to_string(&lock).unwrap(), tampered);
-    let w = assemble(
-        &fx,
-        &recipe,
-        &dest,
-        &format!("oci-archive:{}", c.display()),
-        &[],
-    );
-    w.ok();
-    assert!(
-        w.stderr.contains("drifted")
-            && w.stderr
-                .contains(&format!("libc6:amd64 2.0-1 → {libc_locked}")),
-        "{}",
-        w.stderr
-    );
-    assert_eq!(
-        std::fs::read_to_string(&lock).unwrap(),
-        text,
-        "the lock records the root again"
-    );
 }
 
 #[test]
