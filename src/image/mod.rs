@@ -950,6 +950,19 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
         let files = sbom_files(Some(&out));
         let sha = provenance::write(&doc, &files)?;
         labels.push((provenance::SBOM_SHA_LABEL.into(), sha.clone()));
+        // The Dockerfile's own LABELs, for an engine-built image.
+        labels.push((
+            "org.opencontainers.image.title".into(),
+            "ollama-vulkan".into(),
+        ));
+        labels.push((
+            "org.opencontainers.image.description".into(),
+            format!(
+                "Ollama {} with the Vulkan backend ({} variant)",
+                r.ollama.tag.as_deref().unwrap_or(""),
+                variant.name()
+            ),
+        ));
         let label_map = provenance::label_map(&labels);
         let mut env = vec![base::path_env(base::Role::Runtime).to_string()];
         env.extend(RUNTIME_ENV.iter().map(|(k, v)| format!("{k}={v}")));
