@@ -90,8 +90,12 @@ pack() {
     seeds+=(libvulkan_virtio.so)
   fi
   for s in "${seeds[@]}"; do
-    [ -e "$root/$libdir/$s" ] || die "$s is not in $root (the root needs libvulkan1 and glvnd: libegl1 libgl1 libglx0 libopengl0 libgles2)"
-    cp -L "$root/$libdir/$s" "$out/lib/"
+    if [ -e "$root/$libdir/$s" ]; then cp -L "$root/$libdir/$s" "$out/lib/"
+    else
+      case $s in libOpenGL.so.0|libGLESv2.so.2) ;;  # other ICDs may want them; NVIDIA's does not
+        *) die "$s is not in $root (the root needs libvulkan1 and glvnd: libglx0 libegl1 libgl1)" ;;
+      esac
+    fi
   done
   local changed=1 f n
   while [ $changed = 1 ]; do

@@ -18,7 +18,8 @@ then (GPU modes) a restart with the cache the first start filled ("restart, warm
 and one with the driver's disk cache off ("restart, cache off"). Time to first token is
 measured on the client from the request to the first streamed token.
 
-Writes OUT/results.jsonl (one row per request), OUT/table.md, OUT/run.log and the logs.
+Writes OUT/results.jsonl (one row per request), OUT/table.md, OUT/run.log and OUT/logs.tar.gz
+(the servers' logs).
 """
 import argparse
 import json
@@ -29,6 +30,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.request
 
@@ -75,7 +77,7 @@ class Proc:
     under ollama, render servers under vtest)."""
 
     def __init__(self, argv, env, logname):
-        self.log = os.path.join(ARGS.out, logname)
+        self.log = os.path.join(ARGS.out, "logs", logname)
         self.p = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=open(self.log, "ab"),
                                   stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -347,23 +349,26 @@ def table():
            f"model {setup['model_bytes'] / 1e9:.2f} GB, {wpt / 1e9:.2f} GB of weights read per generated token; "
            f"device-to-device copy {fmt(bw and bw / 1e9, 0)} GB/s (read+write)", "",
            "| mode | runs | prompt tokens | prompt t/s, median (min–max) | generation t/s, median (min–max) | "
-           "TTFT warm, median s | first prompt after load, s: cold / restart, warm cache / restart, cache off | "
-           "load s | size_vram / size | weights read, GB/s (% of copy) |",
+           "TTFT warm, median s | load s: cold / restart, warm cache / restart, cache off | "
+           "first prompt after the load, TTFT s: the same three | size_vram / size | weights read, GB/s (% of copy) |",
            "|---|---|---|---|---|---|---|---|---|---|"]
     med = {}
     for m in ARGS.modes:
         rs = [r for r in rows if r.get("mode") == m and r.get("kind") == "run" and r.get("gen_tps") and not r.get("error")]
         first = {r["phase"]: r for r in rows if r.get("mode") == m and r.get("kind") == "first"}
-        load = next((r for r in rows if r.get("mode") == m and r.get("kind") == "load"), {})
+        loads = {r["phase"]: r for r in rows if r.get("mode") == m and r.get("kind") == "load"}
+        load = loads.get("cold", {})
         ps = next((r for r in rows if r.get("mode") == m and r.get("kind") == "ps"), {})
         skip = next((r for r in rows if r.get("mode") == m and r.get("kind") == "skip"), None)
         if skip:
             out.append(f"| {m} | skipped: {skip['error']} |||||||||")
             continue
-        ff = " / ".join(fmt(first.get(p, {}).get("ttft_s"), 2) for p in ("cold", "restart-warm-cache", "restart-cache-off"))
+        phases = ("cold", "restart-warm-cache", "restart-cache-off")
+        ff = " / ".join(fmt(first.get(p, {}).get("ttft_s"), 2) for p in phases)
+        ll = " / ".join(fmt(loads.get(p, {}).get("load_s"), 1) for p in phases)
         if not rs:
             err = next((r.get("error") for r in rows if r.get("mode") == m and r.get("error")), "no run")
-            out.append(f"| {m} | 0 ({str(err)[:80]}) | – | – | – | – | {ff} | {fmt(load.get('load_s'))} | – | – |")
+            out.append(f"| {m} | 0 ({str(err)[:80]}) | – | – | – | – | {ll} | {ff} | – | – |")
             continue
         p = [r["prompt_tps"] for r in rs]
         g = [r["gen_tps"] for r in rs]
@@ -372,7 +377,7 @@ def table():
         moved = med[m][1] * wpt
         out.append(f"| {m} | {len(rs)} | {statistics.median([r['prompt_tokens'] for r in rs]):.0f} | "
                    f"{med[m][0]:.0f} ({min(p):.0f}–{max(p):.0f}) | {med[m][1]:.1f} ({min(g):.1f}–{max(g):.1f}) | "
-                   f"{fmt(t and statistics.median(t), 2)} | {ff} | {fmt(load.get('load_s'))} | "
+                   f"{fmt(t and statistics.median(t), 2)} | {ll} | {ff} | "
                    f"{ps.get('size_vram', '–')} / {ps.get('size', '–')} | "
                    f"{moved / 1e9:.0f} ({fmt(bw and moved / bw * 100)} %) |")
     out.append("")
@@ -408,13 +413,19 @@ def main():
     ap.add_argument("--cpu-runs", type=int, default=3)
     ap.add_argument("--deadline-s", type=float, default=540)
     ap.add_argument("--work", default="/tmp/ollama-vulkan-gpu")
+    ap.add_argument("--model", help="an existing GGUF instead of the random 7 B one (weights read per "
+                    "token are then taken as the file's size)")
     ap.add_argument("--env", action="append", default=[], metavar="K=V",
                     help="added to every GPU mode (e.g. GGML_VK_VISIBLE_DEVICES=0 to use lavapipe)")
     ARGS = ap.parse_args()
     B = os.path.abspath(ARGS.bundle)
     ARGS.out = os.path.abspath(ARGS.out or os.path.join(B, "out"))
     ARGS.modes = [m for m in ARGS.modes.split(",") if m]
-    os.makedirs(ARGS.out, exist_ok=True)
+    shutil.rmtree(os.path.join(ARGS.out, "logs"), ignore_errors=True)
+    os.makedirs(os.path.join(ARGS.out, "logs"))
+    for f in ("run.log", "table.md", "logs.tar.gz"):
+        if os.path.exists(os.path.join(ARGS.out, f)):
+            os.remove(os.path.join(ARGS.out, f))
     open(os.path.join(ARGS.out, "results.jsonl"), "w").close()
     W = ARGS.work
     shutil.rmtree(W, ignore_errors=True)
@@ -435,16 +446,22 @@ def main():
     log(f"bundle: {open(f'{B}/MANIFEST').read().splitlines()[:3]}")
     bw = bandwidth()
     log(f"bandwidth: {bw}")
-    subprocess.run(["tar", "-xJf", f"{B}/dist.tar.xz", "-C", f"{W}/dist"], check=True)
+    with tarfile.open(f"{B}/dist.tar.xz") as t:  # Python's lzma: the device may have no xz
+        t.extractall(f"{W}/dist", filter="tar" if hasattr(tarfile, "data_filter") else None)
     wheels = [os.path.join(f"{B}/wheels", w) for w in os.listdir(f"{B}/wheels")]
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+    ARGS.model or subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
                     "--no-cache-dir", "--target", f"{W}/site", *wheels], check=True)
-    sys.path.insert(0, f"{W}/site")
-    sys.path.insert(0, HERE)
-    import model
-    t = time.time()
-    model.write(f"{W}/bench7b.gguf")
-    log(f"model written in {time.time() - t:.1f} s")
+    if ARGS.model:
+        os.symlink(os.path.abspath(ARGS.model), f"{W}/bench7b.gguf")
+        weights = os.path.getsize(ARGS.model)
+    else:
+        sys.path.insert(0, f"{W}/site")
+        sys.path.insert(0, HERE)
+        import model
+        t = time.time()
+        model.write(f"{W}/bench7b.gguf")
+        weights = model.weights_per_token()
+        log(f"model written in {time.time() - t:.1f} s")
     with open(f"{W}/Modelfile", "w") as f:
         f.write(f"FROM {W}/bench7b.gguf\n")
 
@@ -457,7 +474,7 @@ def main():
     rec = man.get("recipe") or {}
     record({"kind": "setup", "tag": rec.get("tag"), "era": rec.get("era"), "target": man.get("target"), "gpu": gpu, "cpus": os.cpu_count(),
             "cpu_model": cpu_model, "model_bytes": os.path.getsize(f"{W}/bench7b.gguf"),
-            "weights_per_token": model.weights_per_token(), "shader_features": man.get("vulkan_shader_features"),
+            "weights_per_token": weights, "shader_features": man.get("vulkan_shader_features"),
             "env": MANIFEST_ENV, "llama_server": LLAMA_SERVER, **bw})
     for m in ARGS.modes:
         why = None
@@ -481,3 +498,7 @@ if __name__ == "__main__":
     finally:
         for v in globals().get("VTESTS", []):
             v.stop()
+        # The device returns at most 8 files: the servers' logs travel as one archive.
+        if "ARGS" in globals():
+            subprocess.run(["tar", "-czf", os.path.join(ARGS.out, "logs.tar.gz"), "-C", ARGS.out, "logs"])
+            shutil.rmtree(os.path.join(ARGS.out, "logs"), ignore_errors=True)
