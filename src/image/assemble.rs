@@ -164,7 +164,8 @@ fn write(
         .map_err(w("writing the root layer"))?;
     crate::killpoint::hit("image.assemble-root-layer");
     let app = layout
-        .layer(app_entries(a)?, a.epoch, None)
+        // The root supplies Debian's files that krunkit's driver moves aside.
+        .layer(app_entries(a)?, a.epoch, Some(a.root))
         .map_err(w("writing the dist layer"))?;
     let created = super::rfc3339(a.epoch);
     let mut config = json!({
