@@ -168,14 +168,23 @@ def llama_generate(host, i):
 
 
 # ----------------------------------------------------------------------------- modes
-def cache_env(d, on=True):
-    """The drivers' own on-disk pipeline caches: NVIDIA's and Mesa's (lavapipe, RADV, ANV,
-    Venus's host side). The image sets the same variables (docs/RUNNING.md)."""
+def cache_env(d, on=True, driver=True, ggml=True):
+    """The pipeline caches: ggml's VkPipelineCache file (our vk-pipeline-cache series) and
+    the drivers' own disk caches, NVIDIA's and Mesa's (lavapipe, RADV, ANV). The image sets
+    the same variables (docs/RUNNING.md). Off: ggml's unset, the drivers' disabled."""
     if not on:
-        return {"__GL_SHADER_DISK_CACHE": "0", "MESA_SHADER_CACHE_DISABLE": "true"}
-    return {"__GL_SHADER_DISK_CACHE_PATH": os.path.join(d, "nvidia"), "__GL_SHADER_DISK_CACHE_SKIP_CLEANUP": "1",
-            "__GL_SHADER_DISK_CACHE_SIZE": str(4 << 30), "MESA_SHADER_CACHE_DIR": os.path.join(d, "mesa"),
-            "MESA_SHADER_CACHE_MAX_SIZE": "4G"}
+        return {"GGML_VK_PIPELINE_CACHE_DIR": "", "__GL_SHADER_DISK_CACHE": "0", "MESA_SHADER_CACHE_DISABLE": "true"}
+    env = {}
+    if ggml:
+        env["GGML_VK_PIPELINE_CACHE_DIR"] = os.path.join(d, "ggml")
+    if driver:
+        env.update({"__GL_SHADER_DISK_CACHE_PATH": os.path.join(d, "nvidia"), "__GL_SHADER_DISK_CACHE_SKIP_CLEANUP": "1",
+                    "__GL_SHADER_DISK_CACHE_SIZE": str(4 << 30), "MESA_SHADER_CACHE_DIR": os.path.join(d, "mesa"),
+                    "MESA_SHADER_CACHE_MAX_SIZE": "4G"})
+    for k in ("GGML_VK_PIPELINE_CACHE_DIR", "__GL_SHADER_DISK_CACHE_PATH", "MESA_SHADER_CACHE_DIR"):
+        if k in env:
+            os.makedirs(env[k], exist_ok=True)
+    return env
 
 
 def du(d):
@@ -284,8 +293,10 @@ def run_mode(mode):
         record({"mode": mode, "kind": "clean", "vulkan_buffers": vk[:8]})
         return
     elif mode == "venus":
+        # The host's driver caches belong to the render server, which compiles.
         vt_env = dict(BASE_ENV, VK_DRIVER_FILES=HOST_ICD, VK_ICD_FILENAMES=HOST_ICD, VKR_DEBUG="hostptr",
-                      RENDER_SERVER_EXEC_PATH=f"{B}/venus/libexec/virgl_render_server", **cache_env(cache))
+                      RENDER_SERVER_EXEC_PATH=f"{B}/venus/libexec/virgl_render_server",
+                      **cache_env(cache, ggml=False))
         sock = f"{W}/venus.sock"
         vt = Proc([f"{B}/venus/bin/virgl_test_server", "--venus", "--no-virgl", "--multi-clients", "--socket-path", sock],
                   vt_env, "venus-vtest.log")
@@ -299,15 +310,25 @@ def run_mode(mode):
         start, gen = ollama_start, ollama_generate
     else:
         raise SystemExit(f"unknown mode {mode}")
-    # The guest's caches (Venus) are never where the compile happens: the host's are.
-    client_cache = {} if mode == "venus" else cache_env(cache)
+    # Under Venus the guest's ggml keeps its VkPipelineCache (its data comes from the host's
+    # driver); the driver caches are the render server's (above).
+    client_cache = cache_env(cache, driver=False) if mode == "venus" else cache_env(cache)
     text = session(mode, "cold", start, gen, dict(env, **client_cache), ARGS.runs)
     keep_lines(mode, text)
-    record({"mode": mode, "kind": "cache", "bytes": du(cache)})
+    record({"mode": mode, "kind": "cache", "bytes": du(cache),
+            "parts": {p: du(os.path.join(cache, p)) for p in ("ggml", "nvidia", "mesa")}})
     if left() > 60:
         session(mode, "restart-warm-cache", start, gen, dict(env, **client_cache), 1)
     if mode != "venus" and left() > 60:
         session(mode, "restart-cache-off", start, gen, dict(env, **cache_env(cache, on=False)), 0)
+    if ARGS.attribute and mode != "venus":
+        # Which cache does it: each alone, over what the cold start left in both.
+        off = cache_env(cache, on=False)
+        only_ggml = dict(cache_env(cache), **{k: v for k, v in off.items() if k != "GGML_VK_PIPELINE_CACHE_DIR"})
+        only_driver = dict(cache_env(cache), GGML_VK_PIPELINE_CACHE_DIR="")
+        for tag, e in (("restart-ggml-cache-only", only_ggml), ("restart-driver-cache-only", only_driver)):
+            if left() > 60:
+                session(mode, tag, start, gen, dict(env, **e), 0)
     if mode == "venus":
         VTESTS.pop().stop()
 
@@ -352,7 +373,7 @@ def table():
            "TTFT warm, median s | load s: cold / restart, warm cache / restart, cache off | "
            "first prompt after the load, TTFT s: the same three | size_vram / size | weights read, GB/s (% of copy) |",
            "|---|---|---|---|---|---|---|---|---|---|"]
-    med = {}
+    med, notes = {}, []
     for m in ARGS.modes:
         rs = [r for r in rows if r.get("mode") == m and r.get("kind") == "run" and r.get("gen_tps") and not r.get("error")]
         first = {r["phase"]: r for r in rows if r.get("mode") == m and r.get("kind") == "first"}
@@ -364,6 +385,11 @@ def table():
             out.append(f"| {m} | skipped: {skip['error']} |||||||||")
             continue
         phases = ("cold", "restart-warm-cache", "restart-cache-off")
+        extra = [p for p in ("restart-ggml-cache-only", "restart-driver-cache-only") if p in first]
+        if extra:
+            notes.append(f"- {m}: first prompt after a restart with " + ", ".join(
+                f"{p[8:].replace('-', ' ')}: {fmt(first[p].get('ttft_s'), 2)} s (load {fmt(loads.get(p, {}).get('load_s'))} s)"
+                for p in extra))
         ff = " / ".join(fmt(first.get(p, {}).get("ttft_s"), 2) for p in phases)
         ll = " / ".join(fmt(loads.get(p, {}).get("load_s"), 1) for p in phases)
         if not rs:
@@ -381,6 +407,7 @@ def table():
                    f"{ps.get('size_vram', '–')} / {ps.get('size', '–')} | "
                    f"{moved / 1e9:.0f} ({fmt(bw and moved / bw * 100)} %) |")
     out.append("")
+    out.extend(notes)
     for a, b, what in (("ollama", "llama-server", "Ollama / llama-server direct"), ("ollama", "cpu", "Vulkan / CPU"),
                        ("venus", "ollama", "Venus / native")):
         if a in med and b in med:
@@ -390,7 +417,8 @@ def table():
             out.append(f"- cpu mode: Vulkan buffers in llama-server's log: {len(r['vulkan_buffers'])}"
                        + (f" ({r['vulkan_buffers'][0][:160]})" if r["vulkan_buffers"] else ""))
         if r.get("kind") == "cache":
-            out.append(f"- {r['mode']}: shader cache after the cold start: {r['bytes'] / 1e6:.1f} MB")
+            parts = ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in (r.get("parts") or {}).items())
+            out.append(f"- {r['mode']}: pipeline caches after the cold start: {r['bytes'] / 1e6:.1f} MB ({parts})")
     out.append(f"- shader features compiled in (manifest): {json.dumps(setup['shader_features'])}")
     for r in rows:
         if r.get("kind") == "lines":
@@ -412,6 +440,8 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--cpu-runs", type=int, default=3)
     ap.add_argument("--deadline-s", type=float, default=540)
+    ap.add_argument("--attribute", action="store_true",
+                    help="two more restarts per GPU mode: ggml's pipeline cache alone, the driver's alone")
     ap.add_argument("--work", default="/tmp/ollama-vulkan-gpu")
     ap.add_argument("--model", help="an existing GGUF instead of the random 7 B one (weights read per "
                     "token are then taken as the file's size)")

@@ -132,11 +132,15 @@ pub struct RenderOptions {
 const TEMPLATE: &str = include_str!("../../Dockerfiles/linux.Dockerfile.in");
 
 /// The runtime stage's own environment, in the Dockerfile's `ENV` and an assembled
-/// image's config alike: the server's address and the drivers' pipeline caches.
-/// ggml-vulkan creates its pipelines without a VkPipelineCache, so the drivers' disk
-/// caches (NVIDIA's and Mesa's) keep them across restarts in one volume.
+/// image's config alike: the server's address and the pipeline caches (ggml's own, with
+/// our vk-pipeline-cache series, and the drivers' disk caches), kept across restarts in
+/// one volume.
 pub const RUNTIME_ENV: &[(&str, &str)] = &[
     ("OLLAMA_HOST", "0.0.0.0:11434"),
+    (
+        "GGML_VK_PIPELINE_CACHE_DIR",
+        "/var/cache/ollama-vulkan/ggml",
+    ),
     (
         "__GL_SHADER_DISK_CACHE_PATH",
         "/var/cache/ollama-vulkan/nvidia",

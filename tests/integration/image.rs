@@ -483,7 +483,7 @@ fn fixture_image_compiles_in_the_builder_stage() {
             "sh",
             "localhost/ollama-vulkan-test:era4-src",
             "-c",
-            "mkdir -p \"$MESA_SHADER_CACHE_DIR\" \"$__GL_SHADER_DISK_CACHE_PATH\" && id -u && echo \"$MESA_SHADER_CACHE_DIR\"",
+            "mkdir -p \"$GGML_VK_PIPELINE_CACHE_DIR\" \"$MESA_SHADER_CACHE_DIR\" \"$__GL_SHADER_DISK_CACHE_PATH\" && id -u && echo \"$MESA_SHADER_CACHE_DIR\"",
         ],
     );
     assert_eq!(
