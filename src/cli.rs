@@ -188,6 +188,11 @@ pub struct BaseArgs {
     /// Container engine to import into.
     #[arg(long, value_enum, default_value_t = ollama_vulkan::image::engine::EngineChoice::Auto)]
     pub engine: ollama_vulkan::image::engine::EngineChoice,
+    /// Make the root again with mmdebstrap and compare it with the cached one (nothing
+    /// is imported): identical, drifted (Debian has other versions now) or differs (exit
+    /// 1, each differing file and why).
+    #[arg(long)]
+    pub verify: bool,
 }
 
 #[derive(Debug, Args)]
@@ -364,6 +369,15 @@ pub struct ImageOptions {
     /// apply in the builder stage).
     #[arg(long)]
     pub no_cache: bool,
+    /// Write the runtime image natively as an OCI archive (or --output oci:DIR) from the
+    /// dist and the mmdebstrap root, with no engine: the same inputs and
+    /// SOURCE_DATE_EPOCH give the same digest (docs/provenance.md). Implies --from-dist.
+    #[arg(long)]
+    pub assemble: bool,
+    /// The runtime root's Debian packages must match recipes/base/packages.lock exactly
+    /// (drift, or no entry for the base, is an error and the lock is not written).
+    #[arg(long)]
+    pub locked: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,7 +1,9 @@
 //! `base`: a local base image from Debian packages (mmdebstrap), no registry.
 
 use ollama_vulkan::error::Error;
-use ollama_vulkan::image::base::{base, role_packages, BaseReport, BaseRequest};
+use ollama_vulkan::image::base::{
+    base, role_packages, verify, BaseReport, BaseRequest, RootRequest, VerifyReport,
+};
 use ollama_vulkan::image::engine::Engine;
 use serde::Serialize;
 
@@ -9,13 +11,30 @@ use super::{emit, Human, Report, Status};
 use crate::cli::{BaseArgs, Global};
 
 pub fn run(g: &Global, a: BaseArgs) -> Result<Status, Error> {
-    let engine = Engine::detect(a.engine)?;
     // The templates' package lists: one builder base serves every era.
     let mut packages = role_packages(&g.templates(), a.role);
     if a.with_tools {
         packages.push("vulkan-tools".into());
     }
     let cache = g.cache();
+    if a.verify {
+        let r = verify(&RootRequest {
+            suite: &a.suite,
+            role: a.role,
+            arch: a.arch,
+            packages,
+            cache: &cache,
+            offline: g.offline,
+        })?;
+        let differs = r.status == "differs";
+        emit(&Verify(r), g.format());
+        return Ok(if differs {
+            Status::Failed(ollama_vulkan::error::Kind::Failure)
+        } else {
+            Status::Success
+        });
+    }
+    let engine = Engine::detect(a.engine)?;
     let report = base(&BaseRequest {
         engine: &engine,
         suite: &a.suite,
@@ -51,5 +70,29 @@ impl Report for Base {
             r.rootfs_bytes as f64 / 1e6,
             r.seconds
         ));
+    }
+}
+
+#[derive(Serialize)]
+#[serde(transparent)]
+struct Verify(VerifyReport);
+
+impl Report for Verify {
+    fn human(&self, h: &mut Human) {
+        let r = &self.0;
+        h.outln(format!(
+            "{}: {} (cached {}, made again {}; {:.1} s)",
+            r.cached.display(),
+            r.status,
+            &r.cached_sha256[..12],
+            &r.fresh_sha256[..12],
+            r.seconds
+        ));
+        for c in &r.packages {
+            h.outln(format!("  package {c}"));
+        }
+        for f in &r.files {
+            h.outln(format!("  {}: {}", f.path, f.why));
+        }
     }
 }

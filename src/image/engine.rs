@@ -118,6 +118,8 @@ pub enum Shape {
     JsonLabels,
     /// One lowercase word such as an architecture (`amd64`).
     Word,
+    /// An absolute path (a mount point).
+    AbsPath,
 }
 
 impl Shape {
@@ -143,6 +145,7 @@ impl Shape {
                 serde_json::from_str::<serde_json::Value>(v),
                 Ok(serde_json::Value::Object(_) | serde_json::Value::Null)
             ),
+            Shape::AbsPath => v.starts_with('/') && !v.contains(".."),
             Shape::Word => {
                 !v.is_empty()
                     && v.len() <= 32
@@ -159,6 +162,7 @@ impl Shape {
                 Shape::Count => "which is not a byte count",
                 Shape::JsonLabels => "which is not a JSON object of labels",
                 Shape::Word => "which is not one lowercase word",
+                Shape::AbsPath => "which is not an absolute path",
             })
         }
     }
@@ -686,6 +690,83 @@ impl Engine {
         }))
     }
 
+    /// A file of a local image's root (as built): None when the image has none there.
+    /// The root is mounted read-only by the engine; a symlink on the way is refused
+    /// (it would resolve on this machine, not in the image).
+    pub fn read_image_file(
+        &self,
+        image: &str,
+        path: &str,
+        max: u64,
+    ) -> Result<Option<Vec<u8>>, ImageError> {
+        let rel = path.trim_start_matches('/');
+        match self.kind {
+            EngineKind::Buildah => {
+                let ctr = self.must_value(
+                    "a working container to read the image",
+                    vec!["from".into(), "--pull=never".into(), image.into()],
+                    Shape::ContainerName,
+                )?;
+                let r = self
+                    .must_value(
+                        "mounting the image",
+                        vec!["mount".into(), ctr.clone()],
+                        Shape::AbsPath,
+                    )
+                    .and_then(|m| read_under(Path::new(&m), rel, max));
+                let _ = self.quiet("removing the working container", vec!["rm".into(), ctr]);
+                r
+            }
+            EngineKind::Podman => {
+                let r = self
+                    .must_value(
+                        "mounting the image",
+                        vec!["image".into(), "mount".into(), image.into()],
+                        Shape::AbsPath,
+                    )
+                    .and_then(|m| read_under(Path::new(&m), rel, max));
+                let _ = self.quiet(
+                    "unmounting the image",
+                    vec!["image".into(), "unmount".into(), image.into()],
+                );
+                r
+            }
+            EngineKind::Docker => {
+                let ctr = self.must_value(
+                    "a container to read the image",
+                    vec!["create".into(), image.into()],
+                    Shape::ContainerName,
+                )?;
+                let c = self.capture(&["cp".into(), format!("{ctr}:/{rel}"), "-".into()]);
+                let _ = self.quiet("removing the container", vec!["rm".into(), ctr]);
+                let c = c?;
+                if !c.ok {
+                    return Ok(None);
+                }
+                // `docker cp … -` writes a tar of the one file.
+                let mut a = tar::Archive::new(c.stdout.as_bytes());
+                let mut e = match a.entries().ok().and_then(|mut es| es.next()) {
+                    Some(Ok(e)) if e.header().entry_type().is_file() && e.size() <= max => e,
+                    _ => {
+                        return Err(ImageError::Command {
+                            what: format!(
+                                "docker cp of /{rel} gave no regular file of at most {max} bytes"
+                            ),
+                            context: String::new(),
+                            help: None,
+                        })
+                    }
+                };
+                let mut b = Vec::new();
+                std::io::Read::read_to_end(&mut e, &mut b).map_err(|source| ImageError::Io {
+                    what: format!("reading /{rel} from docker"),
+                    source,
+                })?;
+                Ok(Some(b))
+            }
+        }
+    }
+
     pub fn has_image(&self, image: &str) -> Result<bool, ImageError> {
         Ok(self.image_id(image)?.is_some())
     }
@@ -763,6 +844,35 @@ fn hard_limits() -> (u64, u64) {
         get(RLIMIT_NOFILE).unwrap_or(1024).min(1 << 20),
         get(RLIMIT_NPROC).unwrap_or(4096).min(32768),
     )
+}
+
+/// `rel` under a mounted root, refusing symlinks on the way (they would resolve on this
+/// machine) and anything but a regular file of at most `max` bytes.
+fn read_under(root: &Path, rel: &str, max: u64) -> Result<Option<Vec<u8>>, ImageError> {
+    let mut p = root.to_path_buf();
+    for c in rel.split('/') {
+        crate::safe::file_name(c).map_err(ImageError::Usage)?;
+        p.push(c);
+        match std::fs::symlink_metadata(&p) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(ImageError::Io {
+                    what: format!("reading {}", p.display()),
+                    source: e,
+                })
+            }
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(ImageError::Usage(format!(
+                    "/{rel} in the image is reached through a symlink ({}); refusing to follow it out of the image\n  help: rebuild the base image (`ollama-vulkan base --role runtime`)",
+                    p.strip_prefix(root).unwrap_or(&p).display()
+                )))
+            }
+            Ok(_) => {}
+        }
+    }
+    crate::safe::read_regular(&p, max)
+        .map(Some)
+        .map_err(|e| ImageError::Usage(format!("/{rel} in the image: {e}")))
 }
 
 #[cfg(test)]
@@ -848,5 +958,24 @@ mod tests {
             let e = bad.parse::<Output>().unwrap_err();
             assert!(e.contains("oci-archive:PATH"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_file_reached_through_a_symlink_is_not_read_from_the_host() {
+        let root = tempfile::tempdir().unwrap();
+        let lib = root.path().join("var/lib");
+        std::fs::create_dir_all(&lib).unwrap();
+        std::os::unix::fs::symlink("/etc", lib.join("dpkg")).unwrap();
+        let e = super::read_under(root.path(), "var/lib/dpkg/status", 1 << 20).unwrap_err();
+        assert!(e.to_string().contains("symlink"), "{e}");
+        std::fs::remove_file(lib.join("dpkg")).unwrap();
+        assert!(
+            super::read_under(root.path(), "var/lib/dpkg/status", 1 << 20)
+                .unwrap()
+                .is_none()
+        );
+        std::fs::create_dir_all(lib.join("dpkg")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", lib.join("dpkg/status")).unwrap();
+        assert!(super::read_under(root.path(), "var/lib/dpkg/status", 1 << 20).is_err());
     }
 }

@@ -5,8 +5,15 @@
 //! the era's dist layout, the Vulkan loader + Mesa ICDs and the era's Vulkan switch.
 //! `--from-dist` renders the runtime stage alone over a dist `build` made.
 
+pub mod assemble;
 pub mod base;
+pub mod dpkg;
 pub mod engine;
+pub mod gosum;
+pub mod lock;
+pub mod oci;
+pub mod provenance;
+pub mod sbom;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -53,6 +60,14 @@ pub enum ImageError {
     },
     #[error(transparent)]
     Provision(#[from] crate::provision::ProvisionError),
+    #[error(transparent)]
+    Lock(Box<lock::LockError>),
+}
+
+impl From<lock::LockError> for ImageError {
+    fn from(e: lock::LockError) -> Self {
+        ImageError::Lock(Box::new(e))
+    }
 }
 
 impl crate::error::HasKind for ImageError {
@@ -60,6 +75,7 @@ impl crate::error::HasKind for ImageError {
         use crate::error::Kind;
         match self {
             ImageError::Usage(_) => Kind::BadInput,
+            ImageError::Lock(e) => e.as_ref().kind(),
             // A refused install is a failure here, whatever provisioning thinks of it.
             ImageError::Provision(_)
             | ImageError::Unavailable { .. }
@@ -114,6 +130,29 @@ pub struct RenderOptions {
 }
 
 const TEMPLATE: &str = include_str!("../../Dockerfiles/linux.Dockerfile.in");
+
+/// The runtime stage's own environment, in the Dockerfile's `ENV` and an assembled
+/// image's config alike: the server's address and the pipeline caches (ggml's own, with
+/// our vk-pipeline-cache series, and the drivers' disk caches), kept across restarts in
+/// one volume.
+pub const RUNTIME_ENV: &[(&str, &str)] = &[
+    ("OLLAMA_HOST", "0.0.0.0:11434"),
+    (
+        "GGML_VK_PIPELINE_CACHE_DIR",
+        "/var/cache/ollama-vulkan/ggml",
+    ),
+    (
+        "__GL_SHADER_DISK_CACHE_PATH",
+        "/var/cache/ollama-vulkan/nvidia",
+    ),
+    ("__GL_SHADER_DISK_CACHE_SIZE", "4294967296"),
+    ("__GL_SHADER_DISK_CACHE_SKIP_CLEANUP", "1"),
+    ("MESA_SHADER_CACHE_DIR", "/var/cache/ollama-vulkan/mesa"),
+    ("MESA_SHADER_CACHE_MAX_SIZE", "4G"),
+];
+
+/// Where the pipeline caches live (made in the image, a volume at run time).
+pub const CACHE_DIR: &str = "var/cache/ollama-vulkan";
 
 /// Where the trees and the dist live inside the builder stage.
 const SRC: &str = "/build/src";
@@ -365,6 +404,12 @@ WORKDIR {SRC}/ollama\n\
         }
     }
     let runtime_packages = apt_if_missing(&runtime_packages)?;
+    let fixed_env = RUNTIME_ENV
+        .iter()
+        .map(|(k, v)| crate::safe::dockerfile_env(k, v))
+        .collect::<Result<Vec<String>, _>>()
+        .map_err(refused)?
+        .join(" \\\n    ");
     Ok(TEMPLATE
         .replace("{{tool_version}}", env!("CARGO_PKG_VERSION"))
         .replace("{{recipe}}", &recipe_file)
@@ -387,6 +432,7 @@ WORKDIR {SRC}/ollama\n\
         .replace("{{builder_stage}}", &builder_stage)
         .replace("{{runtime_packages}}", &runtime_packages)
         .replace("{{dist_copies}}", &copies.join("\n"))
+        .replace("{{fixed_env}}", &fixed_env)
         .replace("{{runtime_env}}", &runtime_env)
         .replace(
             "{{variant}}",
@@ -451,7 +497,19 @@ pub struct ImageRequest<'a> {
     pub recipe: &'a Recipe,
     /// The build directory: the build context (src/ or dist/ in it).
     pub dest: &'a Path,
-    pub engine: &'a Engine,
+    /// The engine that builds it (None with `assemble`: no engine is used).
+    pub engine: Option<&'a Engine>,
+    /// Write the image natively (`--assemble`) from the dist and the runtime root
+    /// tarball, instead of building the Dockerfile with an engine.
+    pub assemble: bool,
+    /// The runtime root's packages (`base::role_packages`): an assembled image's root
+    /// is made from them when the cache lacks it.
+    pub runtime_packages: Vec<String>,
+    /// The package lock to compare the runtime root with (None: not checked).
+    pub lock: Option<PathBuf>,
+    /// Drift from the lock (or no entry in it) is an error, and the lock is not written.
+    pub locked: bool,
+    pub offline: bool,
     pub opts: RenderOptions,
     /// The image's platform (linux/ARCH); another than the host's is made from its dist.
     pub arch: crate::target::Arch,
@@ -493,6 +551,12 @@ pub struct ImageReport {
     pub output: Option<Output>,
     /// The archive's size (gzip layers) or the layout's total.
     pub output_bytes: Option<u64>,
+    /// The manifest's digest (assembled images: the same inputs give the same digest).
+    pub digest: Option<String>,
+    /// The labels the image carries (besides the Dockerfile's own).
+    pub labels: BTreeMap<String, String>,
+    pub sbom: Option<provenance::SbomReport>,
+    pub lock: Option<lock::LockReport>,
 }
 
 /// `2024-05-01T12:00:00Z` for a Unix time (UTC, no leap seconds).
@@ -615,13 +679,37 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
             r.path.display()
         )));
     }
+    if req.assemble && !req.opts.from_dist {
+        return Err(ImageError::Usage(
+            "--assemble packs a dist: add --from-dist (build it first with `ollama-vulkan build`)"
+                .into(),
+        ));
+    }
+    if req.assemble && req.uid.is_some() {
+        return Err(ImageError::Usage(
+            "--assemble runs no commands in the image, so it cannot make the user --uid needs\n  help: build with an engine for --uid (drop --assemble)".into(),
+        ));
+    }
+    let engine = match (req.engine, req.assemble) {
+        (Some(e), _) => Some(e),
+        (None, true) => None,
+        (None, false) => {
+            return Err(ImageError::Usage(
+                "no container engine given (and --assemble not asked for)".into(),
+            ))
+        }
+    };
     // Local bases must exist: there is no registry to pull them from.
     let mut bases = BTreeMap::new();
     for (role, img) in bases_for(r, &req.bases, req.opts.from_dist, req.arch) {
-        if img.starts_with("localhost/") && !req.engine.has_image(&img)? {
+        let missing = match (engine, req.assemble) {
+            (Some(e), false) => img.starts_with("localhost/") && !e.has_image(&img)?,
+            _ => false,
+        };
+        if missing {
             return Err(ImageError::Usage(format!(
                 "the {role} base {img} is not in {}'s local storage (and there is no registry to pull it from)\n  help: ollama-vulkan base --suite trixie --role {role}   (or --base {role}=IMAGE)",
-                req.engine.kind.name()
+                engine.map(|e| e.kind.name()).unwrap_or("the engine")
             )));
         }
         bases.insert(role.to_string(), img);
@@ -728,9 +816,13 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
             m.driver_sha256.clone(),
         ));
     }
+    let manifest = if req.opts.from_dist {
+        crate::contract::Manifest::read(&dest.join("dist")).ok()
+    } else {
+        None
+    };
     if req.opts.from_dist {
-        let m = crate::contract::Manifest::read(&dest.join("dist")).ok();
-        if let Some(m) = &m {
+        if let Some(m) = &manifest {
             labels.push((
                 "io.ollama-vulkan.dist-input-key".into(),
                 m.input_key.clone(),
@@ -738,7 +830,8 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
         }
         // The dist must be for the image's platform (its manifest says; ELF files of a
         // dist without one are checked by `build`).
-        let dist_arch = m
+        let dist_arch = manifest
+            .as_ref()
             .map(|m| m.target)
             .unwrap_or_else(crate::target::Arch::host);
         if dist_arch != req.arch {
@@ -750,6 +843,197 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
             )));
         }
     }
+    labels.extend(provenance::labels(r, manifest.as_ref())?);
+    let sbom_name = sbom::file_name(&tag, variant.name(), req.arch);
+    labels.push((provenance::SBOM_LABEL.into(), sbom_name.clone()));
+    let (go_modules, go_sum) = provenance::go_modules(&dest)?;
+    let runtime_base = bases.get("runtime").cloned().unwrap_or_default();
+    let suite = base::parse_default_tag(&runtime_base).map(|(_, s, _)| s);
+    let binary_sha256 = if req.opts.from_dist {
+        oci::file_sha256(&dest.join("dist/bin/ollama")).ok()
+    } else {
+        None
+    };
+    let sbom_doc = |debs: &dpkg::Installed, epoch: i64| {
+        sbom::document(&sbom::SbomInput {
+            image: &tag,
+            platform: req.arch.platform(),
+            variant: variant.name(),
+            created: epoch,
+            recipe: r,
+            manifest: manifest.as_ref(),
+            go_modules: &go_modules,
+            debs,
+            suite: suite.as_deref(),
+            mesa: req.krunkit.as_ref(),
+            binary_sha256: binary_sha256.clone(),
+        })
+    };
+    // Beside the image: in the build directory, and beside the export.
+    let sbom_files = |out: Option<&Output>| {
+        let mut f = vec![dest.join(&sbom_name)];
+        if let Some(Output::OciArchive(p) | Output::Oci(p)) = out {
+            let dir = p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            f.push(dir.join(&sbom_name));
+        }
+        f.dedup();
+        f
+    };
+    let sbom_report =
+        |files: Vec<PathBuf>, sha256: String, debs: &dpkg::Installed| provenance::SbomReport {
+            files,
+            sha256,
+            debian_packages: debs.len(),
+            go_modules: go_modules.len(),
+            go_sum: go_sum.clone(),
+        };
+
+    if req.assemble {
+        let epoch = epoch.ok_or_else(|| {
+            ImageError::Usage(format!(
+                "--assemble needs a reference time for the image's files: {} has no Ollama commit to take it from\n  help: set SOURCE_DATE_EPOCH, or prepare the tree (`ollama-vulkan prepare {}`)",
+                dest.join("src/ollama").display(),
+                r.path.display()
+            ))
+        })?;
+        let Some((base::Role::Runtime, suite, _)) = base::parse_default_tag(&runtime_base) else {
+            return Err(ImageError::Usage(format!(
+                "--assemble packs a Debian root made by mmdebstrap (`ollama-vulkan base`), not the image {runtime_base}\n  help: drop --base runtime=…, or build with an engine (drop --assemble)"
+            )));
+        };
+        let mut packages = req.runtime_packages.clone();
+        if opts.with_tools && !packages.iter().any(|p| p == "vulkan-tools") {
+            packages.push("vulkan-tools".into());
+        }
+        let root = base::root_tarball(&base::RootRequest {
+            suite: &suite,
+            role: base::Role::Runtime,
+            arch: req.arch,
+            packages: packages.clone(),
+            cache: req.cache,
+            offline: req.offline,
+        })?;
+        let progress =
+            crate::progress::Progress::start(format!("reading the root {}", root.path.display()));
+        let tar = oci::RootTar::index(&root.path).map_err(|why| {
+            ImageError::Usage(format!(
+                "{}: {why}\n  help: delete it; the next `image --assemble` (or `base`) makes it again",
+                root.path.display()
+            ))
+        })?;
+        progress.finish(&format!("{} entries", tar.entries.len()));
+        let origin = root.path.display().to_string();
+        let debs = provenance::packages(
+            tar.read(dpkg::STATUS, dpkg::MAX_STATUS)
+                .map_err(|why| ImageError::Usage(format!("{origin}: {why}")))?,
+            &origin,
+        )?;
+        let missing: Vec<&String> = packages
+            .iter()
+            .filter(|p| !debs.values().any(|d| &d.name == *p))
+            .collect();
+        if !missing.is_empty() {
+            return Err(ImageError::Usage(format!(
+                "the runtime root {origin} lacks {missing:?}: --assemble installs nothing\n  help: delete the root tarball (it is remade with the packages), or add them to recipes/base/packages.toml"
+            )));
+        }
+        let lock = provenance::check_lock(
+            req.lock.as_deref(),
+            &runtime_base,
+            req.arch,
+            &debs,
+            req.locked,
+        )?;
+        let doc = sbom_doc(&debs, epoch);
+        let out = req.output.clone().unwrap_or_else(|| {
+            Output::OciArchive(dest.join(sbom_name.replace(".spdx.json", ".oci.tar")))
+        });
+        let files = sbom_files(Some(&out));
+        let sha = provenance::write(&doc, &files)?;
+        labels.push((provenance::SBOM_SHA_LABEL.into(), sha.clone()));
+        // The Dockerfile's own LABELs, for an engine-built image.
+        labels.push((
+            "org.opencontainers.image.title".into(),
+            "ollama-vulkan".into(),
+        ));
+        labels.push((
+            "org.opencontainers.image.description".into(),
+            format!(
+                "Ollama {} with the Vulkan backend ({} variant)",
+                r.ollama.tag.as_deref().unwrap_or(""),
+                variant.name()
+            ),
+        ));
+        let label_map = provenance::label_map(&labels);
+        let mut env = vec![base::path_env(base::Role::Runtime).to_string()];
+        env.extend(RUNTIME_ENV.iter().map(|(k, v)| format!("{k}={v}")));
+        let mut image_env = r.image.env.clone();
+        if let Some(k) = &opts.krunkit {
+            image_env.insert("VK_DRIVER_FILES".into(), k.icd.clone());
+            image_env.insert("VK_ICD_FILENAMES".into(), k.icd.clone());
+        }
+        for (k, v) in &image_env {
+            crate::safe::env_key(k)
+                .and_then(|_| crate::safe::env_value(v))
+                .map_err(refused)?;
+            env.push(format!("{k}={v}"));
+        }
+        let mut annotations: BTreeMap<String, String> = label_map
+            .iter()
+            .filter(|(k, _)| k.starts_with("org.opencontainers.image."))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        annotations.insert(
+            "org.opencontainers.image.ref.name".into(),
+            assemble::ref_name(&tag),
+        );
+        let progress = crate::progress::Progress::start(format!("assembling {tag}"));
+        let done = assemble::assemble(&assemble::AssembleInput {
+            root: &tar,
+            dist: &dest.join("dist"),
+            has_libs,
+            arch: req.arch,
+            epoch,
+            env,
+            labels: label_map.clone(),
+            annotations,
+            krunkit: req.krunkit.as_ref(),
+            tag: &tag,
+            out: &out,
+            root_history: format!(
+                "mmdebstrap --variant=minbase {suite} ({}): {}",
+                req.arch,
+                root.packages.join(",")
+            ),
+        })?;
+        progress.finish(&done.digest);
+        return Ok(ImageReport {
+            id: Some(done.config_digest.clone()),
+            size_bytes: None,
+            image: tag,
+            platform: req.arch.platform(),
+            variant: variant.name().into(),
+            mesa: req.krunkit.as_ref().map(|m| m.version.clone()),
+            engine: "none (assembled)".into(),
+            mode: "assembled".into(),
+            dockerfile,
+            context: dest,
+            bases,
+            source_date_epoch: Some(epoch),
+            log: PathBuf::new(),
+            seconds: started.elapsed().as_secs_f64(),
+            output: Some(out),
+            output_bytes: Some(done.output_bytes),
+            digest: Some(done.digest),
+            labels: label_map,
+            sbom: Some(sbom_report(files, sha, &debs)),
+            lock,
+        });
+    }
+    let engine = engine.expect("an engine unless assembling");
     let mut volumes = Vec::new();
     if !req.opts.from_dist {
         for ((_, host), (_, inside)) in crate::build::toolchain::cache_dirs(req.cache)
@@ -760,7 +1044,7 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
             volumes.push((host, inside));
         }
     }
-    let mut args = req.engine.build_args(
+    let mut args = engine.build_args(
         &dockerfile,
         &ignore,
         &dest,
@@ -784,17 +1068,47 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
     if !req.quiet {
         eprintln!(
             "  building {tag} with {} ({mode}; log {})",
-            req.engine.kind.name(),
+            engine.kind.name(),
             log.display()
         );
     }
-    req.engine
-        .streamed(&format!("building {tag}"), args, &env, &log, req.quiet)?;
+    engine.streamed(&format!("building {tag}"), args, &env, &log, req.quiet)?;
     crate::killpoint::hit("image.built");
+    // What the image holds now: its dpkg status (the base's, and whatever apt added).
+    let status = engine.read_image_file(&tag, dpkg::STATUS, dpkg::MAX_STATUS)?;
+    let (debs, lock) = if status.is_none() && !req.locked {
+        // Not a Debian root (a base of the user's): nothing to list or lock.
+        eprintln!(
+            "warning: {tag} has no /{}: its SBOM lists no Debian packages and the package lock is not checked",
+            dpkg::STATUS
+        );
+        (dpkg::Installed::new(), None)
+    } else {
+        let debs = provenance::packages(status, &format!("the image {tag}"))?;
+        let lock = provenance::check_lock(
+            req.lock.as_deref(),
+            &runtime_base,
+            req.arch,
+            &debs,
+            req.locked,
+        )?;
+        (debs, lock)
+    };
+    let doc = sbom_doc(
+        &debs,
+        epoch.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0)
+        }),
+    );
+    let files = sbom_files(req.output.as_ref());
+    let sha = provenance::write(&doc, &files)?;
     let mut output_bytes = None;
     if let Some(out) = &req.output {
         let progress = crate::progress::Progress::start(format!("exporting {tag}"));
-        req.engine.export(&tag, out)?;
+        engine.export(&tag, out)?;
         crate::killpoint::hit("image.exported");
         let p = match out {
             Output::OciArchive(p) | Output::Oci(p) => p,
@@ -803,13 +1117,13 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
         progress.finish(&p.display().to_string());
     }
     Ok(ImageReport {
-        id: req.engine.image_id(&tag)?,
-        size_bytes: req.engine.image_size(&tag)?,
+        id: engine.image_id(&tag)?,
+        size_bytes: engine.image_size(&tag)?,
         image: tag,
         platform: req.arch.platform(),
         variant: variant.name().into(),
         mesa: req.krunkit.as_ref().map(|m| m.version.clone()),
-        engine: req.engine.kind.name().into(),
+        engine: engine.kind.name().into(),
         mode: mode.into(),
         dockerfile,
         context: dest,
@@ -819,6 +1133,10 @@ pub fn image(req: &ImageRequest<'_>) -> Result<ImageReport, ImageError> {
         seconds: started.elapsed().as_secs_f64(),
         output: req.output.clone(),
         output_bytes,
+        digest: None,
+        labels: provenance::label_map(&labels),
+        sbom: Some(sbom_report(files, sha, &debs)),
+        lock,
     })
 }
 

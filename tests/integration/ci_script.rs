@@ -20,6 +20,16 @@ fn test_tools() -> Vec<(&'static str, &'static str, &'static str)> {
             "the image tests inspect exported OCI archives",
         ),
         (
+            "umoci",
+            "umoci",
+            "the provenance test unpacks the assembled image",
+        ),
+        (
+            "sha256sum",
+            "coreutils",
+            "the provenance test compares archives and the SBOM's hash",
+        ),
+        (
             "pgrep",
             "procps",
             "the smoke tests check that no server is left",
@@ -70,6 +80,10 @@ fn test_tools() -> Vec<(&'static str, &'static str, &'static str)> {
 /// Packages `.ci/run` installs that ship no program anything runs, with the reason.
 const SUPPORT: &[(&str, &str)] = &[
     ("ca-certificates", "apt and git reach HTTPS mirrors"),
+    (
+        "python3-jsonschema",
+        "the provenance test validates the SBOM against the SPDX 2.3 schema",
+    ),
     (
         "pkg-config",
         "libgit2-sys looks for a system libgit2 (the command ships in pkgconf-bin)",

@@ -62,7 +62,7 @@ pub(crate) fn tool(fx: &Fixture, args: &[&str]) -> Run {
     cmd.output().unwrap().into()
 }
 
-fn engine(program: &str, args: &[&str]) -> String {
+pub(crate) fn engine(program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
         .args(args)
         .env("CONTAINERS_STORAGE_CONF", containers_storage_conf())
@@ -121,7 +121,7 @@ fn make_runtime_base(fx: &Fixture) -> Result<serde_json::Value, String> {
     serde_json::from_str(&run.stdout).map_err(|e| format!("{e}: {}", run.stdout))
 }
 
-fn fixture_dist(fx: &Fixture, tag: &str) -> (PathBuf, PathBuf) {
+pub(crate) fn fixture_dist(fx: &Fixture, tag: &str) -> (PathBuf, PathBuf) {
     let recipe = fx.new_recipe(tag);
     let dest = fx.scratch.path().join(format!("b-{tag}"));
     fx.build_host(&[recipe.to_str().unwrap()], &dest).ok();
@@ -782,6 +782,76 @@ fn an_arm64_dist_is_cross_built_runs_under_qemu_and_ships_in_a_multi_arch_index(
         ],
     )
     .fails(2, &["linux/amd64 dist", "--arch arm64"]);
+
+    // Both architectures assembled natively (no engine) into one index; each one's
+    // SBOM beside it (valid SPDX, arm64 packages in the arm64 one), both roots locked.
+    let shared = shared_cache();
+    let asm = fx.scratch.path().join("out/assembled/multi.oci.tar");
+    let j = tool(
+        &fx,
+        &[
+            "--cache-dir",
+            shared.to_str().unwrap(),
+            "image",
+            recipe.to_str().unwrap(),
+            "--assemble",
+            "--arch",
+            "amd64",
+            "--arch",
+            "arm64",
+            "--tag",
+            "localhost/ollama-vulkan-test:multi-asm",
+            "--output",
+            &format!("oci-archive:{}", asm.display()),
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert!(j["digest"].as_str().unwrap().starts_with("sha256:"), "{j}");
+    let asm_ref = format!("oci-archive:{}", asm.display());
+    let idx: serde_json::Value =
+        serde_json::from_str(&engine("skopeo", &["inspect", "--raw", &asm_ref])).unwrap();
+    let mut platforms: Vec<String> = idx["manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("an index: {idx}"))
+        .iter()
+        .map(|m| {
+            format!(
+                "{}/{}",
+                m["platform"]["os"].as_str().unwrap(),
+                m["platform"]["architecture"].as_str().unwrap()
+            )
+        })
+        .collect();
+    platforms.sort();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"], "{idx}");
+    let arm: serde_json::Value = serde_json::from_str(&engine(
+        "skopeo",
+        &["--override-arch", "arm64", "inspect", &asm_ref],
+    ))
+    .unwrap();
+    assert_eq!(arm["Architecture"], "arm64");
+    let arm_sbom = "ollama-vulkan-test_multi-asm-arm64-linux-arm64.spdx.json";
+    assert_eq!(arm["Labels"]["io.ollama-vulkan.sbom"], arm_sbom, "{arm}");
+    let sbom = asm.parent().unwrap().join(arm_sbom);
+    crate::provenance::assert_valid_spdx(&sbom);
+    let text = std::fs::read_to_string(&sbom).unwrap();
+    assert!(
+        text.contains("arch=arm64"),
+        "arm64 packages in the arm64 SBOM"
+    );
+    assert!(asm
+        .parent()
+        .unwrap()
+        .join("ollama-vulkan-test_multi-asm-amd64-linux-amd64.spdx.json")
+        .is_file());
+    let lock =
+        std::fs::read_to_string(fx.scratch.project().join("recipes/base/packages.lock")).unwrap();
+    assert!(
+        lock.contains("arch = \"arm64\"") && lock.contains("arch = \"amd64\""),
+        "{lock}"
+    );
 }
 
 /// The krunkit variant: our Venus driver (recipes/lab/mesa.toml, built once and shared
@@ -890,5 +960,68 @@ fn the_krunkit_image_ships_our_venus_driver_and_runs_on_venus() {
             .unwrap()
             .starts_with("Virtio-GPU Venus (llvmpipe"),
         "{s}"
+    );
+
+    // Assembled natively: the same driver in the dist layer, Debian's diverted aside
+    // (as dpkg-divert records it), the Mesa build in the SBOM.
+    let bases = fx.scratch.cache().join("bases");
+    if !bases.exists() {
+        std::fs::create_dir_all(shared_cache().join("bases")).unwrap();
+        std::os::unix::fs::symlink(shared_cache().join("bases"), &bases).unwrap();
+    }
+    let asm = fx.scratch.path().join("out/krunkit.oci.tar");
+    let a = tool(
+        &fx,
+        &[
+            "image",
+            recipe.to_str().unwrap(),
+            "--dest",
+            dest.to_str().unwrap(),
+            "--assemble",
+            "--variant",
+            "krunkit",
+            "--tag",
+            "localhost/ollama-vulkan-test:krunkit-asm",
+            "--output",
+            &format!("oci-archive:{}", asm.display()),
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    let sbom = std::fs::read_to_string(asm.parent().unwrap().join(format!(
+        "ollama-vulkan-test_krunkit-asm-krunkit-{}.spdx.json",
+        ollama_vulkan::target::Arch::host()
+    )))
+    .unwrap();
+    assert!(sbom.contains(sha), "the driver's hash in the SBOM");
+    assert_eq!(a["labels"]["io.ollama-vulkan.mesa-driver-sha256"], sha);
+    engine("podman", &["load", "-i", asm.to_str().unwrap()]);
+    let inside = engine(
+        "podman",
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            "--entrypoint",
+            "sh",
+            "localhost/ollama-vulkan-test:krunkit-asm",
+            "-c",
+            &format!(
+                "sha256sum /usr/lib/{triplet}/libvulkan_virtio.so; dpkg-divert --list | grep -c virtio; ls /usr/lib/{triplet}/libvulkan_virtio.so.distrib; echo VK=$VK_DRIVER_FILES"
+            ),
+        ],
+    );
+    assert!(inside.starts_with(sha), "{inside}\nlabel {sha}");
+    assert!(inside.contains("\n2\n"), "both files diverted: {inside}");
+    assert!(inside.contains("libvulkan_virtio.so.distrib"), "{inside}");
+    assert!(
+        inside.contains("VK=/usr/share/vulkan/icd.d/virtio_icd.json"),
+        "{inside}"
     );
 }

@@ -15,6 +15,7 @@ mod killpoints;
 mod mesa;
 mod offline;
 mod prepare;
+mod provenance;
 mod provision;
 mod rebase;
 mod recipe_check;
