@@ -74,6 +74,14 @@ fn app_entries(a: &AssembleInput<'_>) -> Result<Vec<Entry>, ImageError> {
         ))?;
     }
     e.push(Entry::root_owned(super::CACHE_DIR, 0o755, Node::Dir));
+    // NVIDIA's driver writes its cache only into a folder that exists (as the Dockerfile).
+    for sub in super::CACHE_SUBDIRS {
+        e.push(Entry::root_owned(
+            &format!("{}/{sub}", super::CACHE_DIR),
+            0o755,
+            Node::Dir,
+        ));
+    }
     if let Some(m) = a.krunkit {
         let mut diversions = a
             .root

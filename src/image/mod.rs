@@ -153,6 +153,8 @@ pub const RUNTIME_ENV: &[(&str, &str)] = &[
 
 /// Where the pipeline caches live (made in the image, a volume at run time).
 pub const CACHE_DIR: &str = "var/cache/ollama-vulkan";
+/// Its folders: ggml's VkPipelineCache, NVIDIA's and Mesa's disk caches.
+pub const CACHE_SUBDIRS: [&str; 3] = ["ggml", "nvidia", "mesa"];
 
 /// Where the trees and the dist live inside the builder stage.
 const SRC: &str = "/build/src";
