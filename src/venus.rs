@@ -55,7 +55,7 @@ pub fn check_host_icd(p: &Path) -> Result<(), VenusError> {
         value: format!("--venus-host-icd {value}"),
         why: format!("not an ICD file directly under {ICD_DIR}"),
         help: format!(
-            "name one of the lab root's ICDs, e.g. {LAVAPIPE_ICD} or {ICD_DIR}radeon_icd.x86_64.json (a GPU's /dev/dri is passed in); NVIDIA's driver is not in the root: use bench/venus-gpu.sh"
+            "name one of the lab root's ICDs, e.g. {LAVAPIPE_ICD} or {ICD_DIR}radeon_icd.x86_64.json (a GPU's /dev/dri is passed in); NVIDIA's driver is not in the root: use bench/gpu.sh (--modes venus)"
         ),
     })
 }
