@@ -111,6 +111,16 @@ fn era_5_has_vulkan_on_by_default() {
         files.len() == 1 && files[0].starts_with("ggml-vulkan-") && files[0].ends_with(".bin"),
         "one cache file per device, renamed into place: {files:?}"
     );
+    // A cache file that is not the driver's (truncated, from another machine, tampered):
+    // the driver refuses the data, ggml starts empty and writes a good file back.
+    let file = cache.join(&files[0]);
+    fs::write(&file, b"not a pipeline cache").unwrap();
+    smoke(&fx, &dist, &["--no-cpu-fallback", "--env", &cache_env]).ok();
+    assert_ne!(
+        fs::read(&file).unwrap(),
+        b"not a pipeline cache",
+        "the bad cache was replaced"
+    );
     // cpu-amx-buffers: ggml-cpu's AMX buffers are host memory (the series adds "AMX" to
     // upstream's test, which fails without the fix).
     let src = dist.parent().unwrap().join("src/ollama");
