@@ -97,6 +97,10 @@ pub enum Command {
     RebasePatches(RebaseArgs),
     /// Classify Ollama tags into build eras (UPSTREAM.md §1), from git objects only.
     Era(EraArgs),
+    /// Handle every new upstream tag: classify its era, write its recipe, check its
+    /// patches; a summary per tag (`--json` for machines) and the highest tag in the
+    /// state file. An era with no Vulkan path is skipped, not a failure.
+    Ci(CiArgs),
     /// Generated series (patches/src → patches/<series>).
     #[command(subcommand)]
     Series(SeriesCommand),
@@ -411,6 +415,35 @@ pub struct EraArgs {
     /// Every tag of the ollama mirror.
     #[arg(long, conflicts_with = "tags")]
     pub all_tags: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CiArgs {
+    /// Tags FROM..TO (inclusive; either side may be left out) or one tag, instead of the
+    /// tags newer than the state file's.
+    #[arg(long, value_name = "RANGE", conflicts_with = "since")]
+    pub tags: Option<String>,
+    /// Every tag newer (by version) than TAG, instead of the state file's highest.
+    #[arg(long, value_name = "TAG")]
+    pub since: Option<String>,
+    /// Release candidates (vX.Y.Z-rcN) too.
+    #[arg(long)]
+    pub include_rc: bool,
+    /// The highest tag handled so far (default: work/ci-state.json), written after each
+    /// run.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Only print the job matrix for fanning the selected tags out over runners (tags
+    /// with a Vulkan path); nothing is written.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub matrix: Option<MatrixKind>,
+}
+
+/// `ci --matrix`'s format.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum MatrixKind {
+    /// `{"include":[{"tag":..,"era":..}]}` on one line, for `strategy.matrix`.
+    Github,
 }
 
 #[derive(Debug, Args)]

@@ -85,6 +85,8 @@ pub enum Error {
     #[error(transparent)]
     Generate(#[from] crate::patch::generate::GenerateError),
     #[error(transparent)]
+    Ci(#[from] crate::ci::CiError),
+    #[error(transparent)]
     Venus(#[from] crate::venus::VenusError),
     #[error(transparent)]
     Mesa(#[from] crate::mesa::MesaError),
@@ -113,6 +115,7 @@ impl HasKind for Error {
             Error::Image(e) => e.kind(),
             Error::Provision(e) => e.kind(),
             Error::Generate(e) => e.kind(),
+            Error::Ci(e) => e.kind(),
             Error::Venus(e) => e.kind(),
             Error::Mesa(e) => e.kind(),
             Error::Usage(_) => Kind::BadInput,

@@ -5,6 +5,7 @@
 //! call a stage and render its result.
 
 pub mod build;
+pub mod ci;
 pub mod contract;
 pub mod diag;
 pub mod error;

@@ -5,6 +5,7 @@
 pub mod base;
 pub mod build;
 pub mod check_patches;
+pub mod ci;
 pub mod completions;
 pub mod dockerfile;
 pub mod doctor;
@@ -120,6 +121,7 @@ pub fn dispatch(cli: Cli) -> Result<Status, Error> {
         Command::CheckPatches(a) => check_patches::run(g, a),
         Command::RebasePatches(a) => rebase::run(g, a),
         Command::Era(a) => era::run(g, a),
+        Command::Ci(a) => ci::run(g, a),
         Command::Series(c) => series::run(g, c),
         Command::Completions(a) => completions::run(g, a),
     }

@@ -4,6 +4,7 @@
 mod support;
 
 mod build;
+mod ci;
 mod ci_script;
 mod dockerfile;
 mod era;

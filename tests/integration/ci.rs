@@ -1,0 +1,269 @@
+//! `ci`: new upstream tags through era classification, recipe and patch check, on the
+//! fixture upstreams (tags of every era, v0.0.1 with an unknown layout).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::support::{patch_text, Fixture, Layout, Run};
+
+fn state(fx: &Fixture) -> PathBuf {
+    fx.scratch.path().join("ci-state.json")
+}
+
+/// `ci ARGS --state <scratch state> --json`.
+fn ci(fx: &Fixture, args: &[&str]) -> Run {
+    let s = state(fx);
+    let mut all = vec!["ci", "--state", s.to_str().unwrap()];
+    all.extend_from_slice(args);
+    fx.run(&all)
+}
+
+fn seed(fx: &Fixture, highest: &str) {
+    fs::write(
+        state(fx),
+        format!("{{\"schema\": 1, \"highest\": \"{highest}\"}}\n"),
+    )
+    .unwrap();
+}
+
+fn rows(j: &serde_json::Value) -> Vec<serde_json::Value> {
+    j["tags"].as_array().unwrap().clone()
+}
+
+fn row(j: &serde_json::Value, tag: &str) -> serde_json::Value {
+    rows(j)
+        .into_iter()
+        .find(|r| r["tag"] == tag)
+        .unwrap_or_else(|| panic!("no row for {tag}: {j:#}"))
+}
+
+fn tags_of(j: &serde_json::Value) -> Vec<String> {
+    rows(j)
+        .iter()
+        .map(|r| r["tag"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn new_tags_get_recipes_checks_and_a_report() {
+    let fx = Fixture::new();
+    seed(&fx, "v0.12.5");
+    let j = ci(&fx, &["--json"]).ok().json();
+    // Newer than the state's tag, by version: v9.9.9 after v0.33.0, not before v0.4.0.
+    assert_eq!(tags_of(&j), ["v0.24.0", "v0.32.15", "v0.33.0", "v9.9.9"]);
+    assert_eq!(j["ok"], true);
+    for tag in ["v0.24.0", "v0.32.15", "v0.33.0"] {
+        let r = row(&j, tag);
+        assert_eq!(r["status"], "ok", "{r:#}");
+        let recipe = Path::new(r["recipe"].as_str().unwrap());
+        assert!(recipe.is_file(), "{tag}: recipe written");
+        assert_eq!(
+            recipe,
+            fx.scratch
+                .project()
+                .join(format!("work/recipes/ollama-{tag}.toml"))
+        );
+        let stages: Vec<_> = r["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["stage"].clone(), s["status"].clone()))
+            .collect();
+        assert_eq!(
+            stages,
+            [
+                ("recipe".into(), "ok".into()),
+                ("check".into(), "ok".into())
+            ]
+        );
+        assert!(r["stages"][1]["seconds"].is_f64());
+        assert!(r["image_digest"].is_null());
+        assert!(r["reason"].is_null());
+    }
+    assert_eq!(row(&j, "v0.24.0")["era"], "4");
+    assert_eq!(row(&j, "v0.32.15")["era"], "5");
+    // The recipe is the one `recipe new` writes: it checks.
+    fx.run(&[
+        "recipe",
+        "check",
+        row(&j, "v0.24.0")["recipe"].as_str().unwrap(),
+    ])
+    .ok();
+    // An era-4 layout outside the template's range: skipped with the reason.
+    let r = row(&j, "v9.9.9");
+    assert_eq!(r["status"], "skipped");
+    assert!(r["reason"].as_str().unwrap().contains("not verified"));
+    // The state moved to the highest tag handled; the next run has nothing to do.
+    assert_eq!(j["highest"], "v9.9.9");
+    let s: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(state(&fx)).unwrap()).unwrap();
+    assert_eq!(s, serde_json::json!({"schema": 1, "highest": "v9.9.9"}));
+    let again = ci(&fx, &[]).ok().stdout.clone();
+    assert!(again.contains("no new tags"), "{again}");
+    // A --tags run over old tags never moves the state back.
+    ci(&fx, &["--tags", "v0.24.0"]).ok();
+    assert!(fs::read_to_string(state(&fx)).unwrap().contains("v9.9.9"));
+}
+
+#[test]
+fn unsupported_eras_are_skipped_with_the_reason_not_failed() {
+    let fx = Fixture::new();
+    // Two runs: v0.1.23 and v0.1.48 (between them) have a Vulkan path.
+    let mut out = String::new();
+    for range in ["v0.1.17..v0.1.22", "v0.4.0..v0.12.5"] {
+        let run = ci(&fx, &["--tags", range]);
+        run.ok();
+        assert!(run.stdout.contains("0 failed, 2 skipped"), "{}", run.stdout);
+        out.push_str(&run.stdout);
+    }
+    for (tag, why) in [
+        ("v0.1.17", "era 0 builds llama.cpp through //go:generate"),
+        ("v0.1.22", "predates the Vulkan backend"),
+        ("v0.4.0", "era 2 vendors llama.cpp without ggml-vulkan"),
+        ("v0.12.5", "era 3 vendors ggml without ggml-vulkan"),
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(tag))
+            .unwrap_or_else(|| panic!("{tag}:\n{out}"));
+        assert!(line.contains("skipped") && line.contains(why), "{line}");
+    }
+}
+
+#[test]
+fn a_failing_patch_fails_the_run_and_is_named() {
+    let fx = Fixture::new();
+    // A series in era 4's template whose context is not in CMakeLists.txt.
+    let bad = patch_text(
+        "Vulkan: a line that moved",
+        "Inappropriate [ollama-vulkan build glue]",
+        "diff --git a/CMakeLists.txt b/CMakeLists.txt\n--- a/CMakeLists.txt\n+++ b/CMakeLists.txt\n@@ -1 +1,2 @@\n this context is not upstream\n+# vulkan\n",
+    );
+    let pin = fx.scratch.series("vk", &[("0001-moved.patch", &bad)]);
+    let tpl = fx.scratch.project().join("recipes/era-4.toml");
+    let text = fs::read_to_string(&tpl).unwrap().replacen(
+        "\n[image]",
+        &format!("\n[[series]]\nname = \"vk\"\nrepo = \"ollama\"\nsha256 = \"{pin}\"\n\n[image]"),
+        1,
+    );
+    fs::write(&tpl, text).unwrap();
+
+    let run = ci(&fx, &["--tags", "v0.24.0..v0.32.15", "--json"]);
+    let j = run.fails(1, &[]).json();
+    assert_eq!(j["ok"], false);
+    let r = row(&j, "v0.24.0");
+    assert_eq!(r["status"], "failed");
+    assert_eq!(r["stages"][1]["stage"], "check");
+    assert_eq!(r["stages"][1]["status"], "failed");
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("vk/0001-moved.patch"),
+        "{r:#}"
+    );
+    // The per-hunk report is there for machines.
+    let vk = r["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["series"] == "vk")
+        .unwrap();
+    assert_eq!(vk["patches"][0]["status"], "failed");
+    // The other tag is unaffected; the state still moves (the failure is reported, and
+    // `--tags` redoes it).
+    assert_eq!(row(&j, "v0.32.15")["status"], "ok");
+    assert!(fs::read_to_string(state(&fx)).unwrap().contains("v0.32.15"));
+    // People get the same in the table.
+    let human = ci(&fx, &["--tags", "v0.24.0"]);
+    human.fails(1, &[]);
+    assert!(
+        human.stdout.contains("FAILED") && human.stdout.contains("vk/0001-moved.patch"),
+        "{}",
+        human.stdout
+    );
+}
+
+#[test]
+fn a_bad_state_file_is_one_clear_error_and_nothing_is_written() {
+    let fx = Fixture::new();
+    let s = state(&fx);
+    for (content, why) in [
+        ("{not json", "not a ci state"),
+        ("{\"schema\": 2, \"highest\": \"v0.24.0\"}", "schema 2"),
+        (
+            "{\"schema\": 1, \"highest\": \"banana\"}",
+            "`banana` is not a release tag",
+        ),
+        (
+            "{\"schema\": 1, \"highest\": \"v0.24.0\", \"x\": 1}",
+            "unknown field",
+        ),
+        ("[]", "not a ci state"),
+    ] {
+        fs::write(&s, content).unwrap();
+        let run = ci(&fx, &[]);
+        run.fails(
+            2,
+            &[&s.display().to_string(), why, "help: fix or delete it"],
+        );
+        assert_eq!(run.stderr.matches("error:").count(), 1, "{}", run.stderr);
+        assert_eq!(fs::read_to_string(&s).unwrap(), content, "left as it was");
+        assert!(
+            !fx.scratch.project().join("work/recipes").exists(),
+            "no work done"
+        );
+    }
+    // A directory where the file should be.
+    fs::remove_file(&s).unwrap();
+    fs::create_dir(&s).unwrap();
+    ci(&fx, &["--since", "v0.24.0"]).fails(2, &["not a regular file"]);
+}
+
+#[test]
+fn the_first_run_needs_a_start_and_the_state_defaults_to_work() {
+    let fx = Fixture::new();
+    fx.run(&["ci"])
+        .fails(2, &["no state file at", "--since TAG"]);
+    fx.run(&["ci", "--since", "nope"])
+        .fails(2, &["--since: `nope` is not a release tag"]);
+    fx.run(&["ci", "--tags", "v0.24.0..v7.0.0"])
+        .fails(2, &["tag `v7.0.0` is not in the mirror"]);
+    let default = fx.scratch.project().join("work/ci-state.json");
+    assert!(!default.exists(), "a refused run writes nothing");
+    fx.run(&["ci", "--since", "v0.32.15"]).ok();
+    assert!(fs::read_to_string(&default).unwrap().contains("v9.9.9"));
+}
+
+#[test]
+fn release_candidates_only_with_include_rc() {
+    let fx = Fixture::new();
+    fx.ollama
+        .release("v0.33.1-rc1", Layout::Five { version: "b10" });
+    let j = ci(&fx, &["--since", "v0.32.15", "--json"]).ok().json();
+    assert_eq!(tags_of(&j), ["v0.33.0", "v9.9.9"]);
+    let j = ci(&fx, &["--since", "v0.32.15", "--include-rc", "--json"])
+        .ok()
+        .json();
+    assert_eq!(tags_of(&j), ["v0.33.0", "v0.33.1-rc1", "v9.9.9"]);
+    assert_eq!(row(&j, "v0.33.1-rc1")["status"], "ok");
+}
+
+#[test]
+fn the_github_matrix_lists_tags_with_a_vulkan_path() {
+    let fx = Fixture::new();
+    seed(&fx, "v0.0.0");
+    let before = fs::read_to_string(state(&fx)).unwrap();
+    let run = ci(&fx, &["--matrix", "github"]);
+    run.ok();
+    // One line for $GITHUB_OUTPUT; eras without a Vulkan path and tags outside every
+    // template are left out; an unknown layout (v0.0.1) stays in, to fail in its job.
+    assert_eq!(run.stdout.lines().count(), 1);
+    insta::assert_snapshot!("ci_matrix_github", run.stdout);
+    assert_eq!(
+        fs::read_to_string(state(&fx)).unwrap(),
+        before,
+        "a matrix run writes no state"
+    );
+    assert!(!fx.scratch.project().join("work/recipes").exists());
+}
