@@ -116,21 +116,59 @@ fn app_entries(a: &AssembleInput<'_>) -> Result<Vec<Entry>, ImageError> {
     Ok(e)
 }
 
+/// An output written whole or not at all: its target, and a staging directory beside it
+/// (`.NAME.WHAT`) that [`Staged::run`] removes whatever happens.
+struct Staged {
+    target: PathBuf,
+    is_archive: bool,
+    staging: PathBuf,
+}
+
+impl Staged {
+    /// The target's folder made, a staging directory left by an earlier run removed.
+    fn new(out: &Output, what: &str) -> Result<Staged, ImageError> {
+        let (target, is_archive) = match out {
+            Output::OciArchive(p) => (p.clone(), true),
+            Output::Oci(p) => (p.clone(), false),
+        };
+        let parent = target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        fs::create_dir_all(&parent).map_err(io(format!("creating {}", parent.display())))?;
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "image".into());
+        let staging = parent.join(format!(".{name}.{what}"));
+        Ok(Staged {
+            target,
+            is_archive,
+            staging,
+        })
+    }
+
+    fn run<T>(&self, f: impl FnOnce() -> Result<T, ImageError>) -> Result<T, ImageError> {
+        if self.staging.exists() {
+            fs::remove_dir_all(&self.staging)
+                .map_err(io(format!("removing {}", self.staging.display())))?;
+        }
+        let r = f();
+        if self.staging.exists() {
+            let _ = fs::remove_dir_all(&self.staging);
+        }
+        r
+    }
+}
+
 /// Writes the image to `a.out`: whole or not at all (a staging directory beside it).
 pub fn assemble(a: &AssembleInput<'_>) -> Result<Assembled, ImageError> {
-    let (target, is_archive) = match a.out {
-        Output::OciArchive(p) => (p.clone(), true),
-        Output::Oci(p) => (p.clone(), false),
-    };
-    let parent = target
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
-    fs::create_dir_all(&parent).map_err(io(format!("creating {}", parent.display())))?;
+    let out = Staged::new(a.out, "assembling")?;
+    let (target, is_archive) = (&out.target, out.is_archive);
     if !is_archive && target.exists() {
         let is_layout = target.join("oci-layout").is_file();
-        let empty = fs::read_dir(&target)
+        let empty = fs::read_dir(target)
             .map(|mut d| d.next().is_none())
             .unwrap_or(false);
         if !(is_layout || empty) {
@@ -140,19 +178,7 @@ pub fn assemble(a: &AssembleInput<'_>) -> Result<Assembled, ImageError> {
             )));
         }
     }
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "image".into());
-    let staging = parent.join(format!(".{name}.assembling"));
-    if staging.exists() {
-        fs::remove_dir_all(&staging).map_err(io(format!("removing {}", staging.display())))?;
-    }
-    let r = write(a, &staging, &target, is_archive);
-    if staging.exists() {
-        let _ = fs::remove_dir_all(&staging);
-    }
-    r
+    out.run(|| write(a, &out.staging, target, is_archive))
 }
 
 fn write(
@@ -259,27 +285,11 @@ pub struct Part {
 /// written to `out` whole or not at all. Returns the nested index's digest (the
 /// multi-architecture image's identity).
 pub fn merge(parts: &[Part], tag: &str, out: &Output, epoch: i64) -> Result<String, ImageError> {
-    let (target, is_archive) = match out {
-        Output::OciArchive(p) => (p.clone(), true),
-        Output::Oci(p) => (p.clone(), false),
-    };
-    let parent = target
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
-    fs::create_dir_all(&parent).map_err(io(format!("creating {}", parent.display())))?;
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "image".into());
-    let staging = parent.join(format!(".{name}.merging"));
-    if staging.exists() {
-        fs::remove_dir_all(&staging).map_err(io(format!("removing {}", staging.display())))?;
-    }
-    let r = (|| {
+    let out = Staged::new(out, "merging")?;
+    let (target, is_archive, staging) = (&out.target, out.is_archive, &out.staging);
+    out.run(|| {
         let layout =
-            oci::Layout::create(&staging).map_err(io(format!("making {}", staging.display())))?;
+            oci::Layout::create(staging).map_err(io(format!("making {}", staging.display())))?;
         let mut manifests = Vec::new();
         for p in parts {
             let bad = |why: String| {
@@ -336,7 +346,7 @@ pub fn merge(parts: &[Part], tag: &str, out: &Output, epoch: i64) -> Result<Stri
             .map_err(io("writing index.json".into()))?;
         if is_archive {
             layout
-                .archive(&target, epoch)
+                .archive(target, epoch)
                 .map_err(io(format!("writing {}", target.display())))?;
         } else {
             if target.exists() {
@@ -346,16 +356,12 @@ pub fn merge(parts: &[Part], tag: &str, out: &Output, epoch: i64) -> Result<Stri
                         target.display()
                     )));
                 }
-                fs::remove_dir_all(&target)
+                fs::remove_dir_all(target)
                     .map_err(io(format!("replacing {}", target.display())))?;
             }
-            fs::rename(&staging, &target)
+            fs::rename(staging, target)
                 .map_err(io(format!("moving the layout to {}", target.display())))?;
         }
         Ok(nested.digest)
-    })();
-    if staging.exists() {
-        let _ = fs::remove_dir_all(&staging);
-    }
-    r
+    })
 }
