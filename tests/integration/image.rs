@@ -76,6 +76,25 @@ pub(crate) fn engine(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `podman run --rm --network none [extra] --entrypoint sh IMAGE -c SCRIPT`: its stdout.
+/// The 1024 nofile/nproc limits: runc cannot raise the host's hard limits here (nor under
+/// qemu-user).
+fn podman_sh(extra: &[&str], image: &str, script: &str) -> String {
+    let mut args = vec![
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+    ];
+    args.extend_from_slice(extra);
+    args.extend(["--entrypoint", "sh", image, "-c", script]);
+    engine("podman", &args)
+}
+
 /// `base --role ROLE --engine ENGINE --tag TAG --json` (plus `extra`) with the shared cache.
 fn make_base(fx: &Fixture, role: &str, engine: &str, tag: &str, extra: &[&str]) -> Run {
     let cache = shared_cache();
@@ -472,24 +491,10 @@ fn fixture_image_compiles_in_the_builder_stage() {
     assert_eq!(user.trim(), "1000");
     // The drivers' pipeline caches: one folder the server's user can write (a volume
     // there keeps compiled pipelines across restarts, docs/RUNNING.md).
-    let cache = engine(
-        "podman",
-        &[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            // runc cannot raise these to the host's hard limits here.
-            "--ulimit",
-            "nofile=1024:1024",
-            "--ulimit",
-            "nproc=1024:1024",
-            "--entrypoint",
-            "sh",
-            "localhost/ollama-vulkan-test:era4-src",
-            "-c",
-            "mkdir -p \"$GGML_VK_PIPELINE_CACHE_DIR\" \"$MESA_SHADER_CACHE_DIR\" \"$__GL_SHADER_DISK_CACHE_PATH\" && id -u && echo \"$MESA_SHADER_CACHE_DIR\"",
-        ],
+    let cache = podman_sh(
+        &[],
+        "localhost/ollama-vulkan-test:era4-src",
+        "mkdir -p \"$GGML_VK_PIPELINE_CACHE_DIR\" \"$MESA_SHADER_CACHE_DIR\" \"$__GL_SHADER_DISK_CACHE_PATH\" && id -u && echo \"$MESA_SHADER_CACHE_DIR\"",
     );
     assert_eq!(
         cache.trim(),
@@ -558,25 +563,10 @@ fn an_arm64_dist_is_cross_built_runs_under_qemu_and_ships_in_a_multi_arch_index(
     );
     assert_eq!(inspect.trim(), "linux/arm64");
     // An arm64 userland: its own uname, its own Vulkan loader and Mesa ICDs.
-    let out = engine(
-        "podman",
-        &[
-            "run",
-            "--rm",
-            "--arch",
-            "arm64",
-            "--network",
-            "none",
-            // Limits runc may set for a container under qemu-user here.
-            "--ulimit",
-            "nofile=1024:1024",
-            "--ulimit",
-            "nproc=1024:1024",
-            tag,
-            "sh",
-            "-c",
-            "uname -m; ls /usr/lib/aarch64-linux-gnu/libvulkan.so.1 /usr/share/vulkan/icd.d/virtio_icd.json",
-        ],
+    let out = podman_sh(
+        &["--arch", "arm64"],
+        tag,
+        "uname -m; ls /usr/lib/aarch64-linux-gnu/libvulkan.so.1 /usr/share/vulkan/icd.d/virtio_icd.json",
     );
     let mut lines = out.lines();
     assert_eq!(lines.next(), Some("aarch64"), "{out}");
@@ -906,27 +896,12 @@ fn the_krunkit_image_ships_our_venus_driver_and_runs_on_venus() {
         .as_str()
         .unwrap();
     let triplet = ollama_vulkan::target::Arch::host().triplet();
-    let inside = engine(
-        "podman",
-        &[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--health-interval",
-            "disable",
-            "--ulimit",
-            "nofile=1024:1024",
-            "--ulimit",
-            "nproc=1024:1024",
-            "--entrypoint",
-            "sh",
-            tag,
-            "-c",
-            &format!(
-                "sha256sum /usr/lib/{triplet}/libvulkan_virtio.so; dpkg-divert --list | grep -c virtio; cat /usr/share/vulkan/icd.d/virtio_icd.json; echo VK=$VK_DRIVER_FILES"
-            ),
-        ],
+    let inside = podman_sh(
+        &["--health-interval", "disable"],
+        tag,
+        &format!(
+            "sha256sum /usr/lib/{triplet}/libvulkan_virtio.so; dpkg-divert --list | grep -c virtio; cat /usr/share/vulkan/icd.d/virtio_icd.json; echo VK=$VK_DRIVER_FILES"
+        ),
     );
     assert!(inside.starts_with(sha), "{inside}\nlabel {sha}");
     assert!(inside.contains("\n2\n"), "both files diverted: {inside}");
@@ -997,25 +972,12 @@ fn the_krunkit_image_ships_our_venus_driver_and_runs_on_venus() {
     assert!(sbom.contains(sha), "the driver's hash in the SBOM");
     assert_eq!(a["labels"]["io.ollama-vulkan.mesa-driver-sha256"], sha);
     engine("podman", &["load", "-i", asm.to_str().unwrap()]);
-    let inside = engine(
-        "podman",
-        &[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--ulimit",
-            "nofile=1024:1024",
-            "--ulimit",
-            "nproc=1024:1024",
-            "--entrypoint",
-            "sh",
-            "localhost/ollama-vulkan-test:krunkit-asm",
-            "-c",
-            &format!(
-                "sha256sum /usr/lib/{triplet}/libvulkan_virtio.so; dpkg-divert --list | grep -c virtio; ls /usr/lib/{triplet}/libvulkan_virtio.so.distrib; echo VK=$VK_DRIVER_FILES"
-            ),
-        ],
+    let inside = podman_sh(
+        &[],
+        "localhost/ollama-vulkan-test:krunkit-asm",
+        &format!(
+            "sha256sum /usr/lib/{triplet}/libvulkan_virtio.so; dpkg-divert --list | grep -c virtio; ls /usr/lib/{triplet}/libvulkan_virtio.so.distrib; echo VK=$VK_DRIVER_FILES"
+        ),
     );
     assert!(inside.starts_with(sha), "{inside}\nlabel {sha}");
     assert!(inside.contains("\n2\n"), "both files diverted: {inside}");
