@@ -437,6 +437,23 @@ pub struct CiArgs {
     /// with a Vulkan path); nothing is written.
     #[arg(long, value_enum, value_name = "KIND")]
     pub matrix: Option<MatrixKind>,
+    /// Also build each tag whose check passed, then smoke the dist (lavapipe when the
+    /// machine has no GPU).
+    #[arg(long, conflicts_with = "matrix")]
+    pub build: bool,
+    /// Also assemble each smoked dist's runtime image as OUT/images/TAG.oci.tar and
+    /// report its digest (implies --build; no engine needed).
+    #[arg(long, conflicts_with = "matrix")]
+    pub image: bool,
+    /// Where proposals (OUT/proposals/TAG) and images (OUT/images) go (default: work/ci).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Parallel compile jobs for --build (default: the number of CPUs).
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Where --build's compile steps run.
+    #[arg(long, value_enum, default_value_t = ollama_vulkan::build::builder::BuilderChoice::Auto)]
+    pub builder: ollama_vulkan::build::builder::BuilderChoice,
 }
 
 /// `ci --matrix`'s format.
@@ -444,6 +461,9 @@ pub struct CiArgs {
 pub enum MatrixKind {
     /// `{"include":[{"tag":..,"era":..}]}` on one line, for `strategy.matrix`.
     Github,
+    /// A child pipeline (YAML) with one job per tag in `parallel:matrix`, for
+    /// GitLab's `trigger:include:artifact`.
+    Gitlab,
 }
 
 #[derive(Debug, Args)]

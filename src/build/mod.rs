@@ -264,6 +264,13 @@ pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
     bind_into_builder(&mut builder, &dest, &caches, &trees)?;
     let vars = step_vars(r, &tmp, &trees, req.jobs);
     let mut env = build_env(r, &builder, &caches, &vars);
+    if env.contains_key("CMAKE_C_COMPILER_LAUNCHER") {
+        // Each tag builds in its own directory: paths below it are hashed relative (and the
+        // working directory not at all), so the next tag, or another runner sharing
+        // CCACHE_DIR, hits the objects this one made (docs/ci.md).
+        env.insert("CCACHE_BASEDIR".into(), dest.display().to_string());
+        env.insert("CCACHE_NOHASHDIR".into(), "true".into());
+    }
     if !req.target.is_host() {
         let toolchain = cross::write_toolchain(&dest, req.target)
             .map_err(io("writing the CMake toolchain files".into()))?;

@@ -267,3 +267,207 @@ fn the_github_matrix_lists_tags_with_a_vulkan_path() {
     );
     assert!(!fx.scratch.project().join("work/recipes").exists());
 }
+
+/// Every file under recipes/ and patches/: path and bytes.
+fn tracked(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.join("recipes"), root.join("patches")];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((
+                    p.strip_prefix(root).unwrap().to_path_buf(),
+                    fs::read(&p).unwrap(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_series_that_stopped_applying_gets_a_rebase_proposal_or_its_conflict() {
+    let fx = Fixture::new();
+    // v0.20.0 and tags derived from it (rebase.rs): v0.20.1 moves the context, v0.20.2
+    // changes the line the patch changes, v0.20.5 changes lines inside its context.
+    crate::rebase::upstream(&fx);
+    let patch = crate::rebase::vulkan_patch(&fx);
+    let pin = fx.scratch.series("vk", &[("0001-vk.patch", &patch)]);
+    let tpl = fx.scratch.project().join("recipes/era-4.toml");
+    let text = fs::read_to_string(&tpl).unwrap().replacen(
+        "\n[image]",
+        &format!("\n[[series]]\nname = \"vk\"\nrepo = \"ollama\"\nsha256 = \"{pin}\"\n\n[image]"),
+        1,
+    );
+    fs::write(&tpl, text).unwrap();
+    let project = fx.scratch.project();
+    let before = tracked(&project);
+    let out = fx.scratch.path().join("ci-out");
+
+    let run = ci(
+        &fx,
+        &[
+            "--tags",
+            "v0.20.0..v0.20.5",
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    let j = run.fails(1, &[]).json();
+    for tag in ["v0.20.0", "v0.20.1", "v0.20.4"] {
+        assert_eq!(row(&j, tag)["status"], "ok", "{tag}: {j:#}");
+    }
+    assert_eq!(tracked(&project), before, "patches/ and recipes/ untouched");
+
+    // A clean 3-way rebase from the newest tag that still applies: a proposal.
+    let r = row(&j, "v0.20.5");
+    assert_eq!(r["status"], "failed");
+    assert_eq!(r["stages"][2]["stage"], "rebase");
+    assert_eq!(r["stages"][2]["status"], "ok");
+    let p = &r["proposal"];
+    assert_eq!(p["result"], "proposed", "{r:#}");
+    assert_eq!(p["base"], "v0.20.4");
+    let dir = out.join("proposals/v0.20.5");
+    assert_eq!(p["dir"], dir.to_str().unwrap());
+    // Our series and its pin; the template's other series come along refreshed (their
+    // offsets on the fixture's short files), as `rebase-patches` refreshes every series.
+    let files: Vec<&str> = p["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    for f in [
+        "patches/vk/0001-vk.patch",
+        "patches/vk/SHA256SUMS",
+        "recipes/era-4.toml",
+    ] {
+        assert!(files.contains(&f), "{files:?}");
+    }
+    assert!(
+        files
+            .iter()
+            .all(|f| f.starts_with("patches/") || f.starts_with("recipes/")),
+        "{files:?}"
+    );
+    let vk = p["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "vk")
+        .unwrap();
+    assert_eq!(vk["patches"][0]["status"], "merged", "{vk:#}");
+    assert!(dir.join("ollama-v0.20.5.toml").is_file());
+    assert!(dir.join("proposal.json").is_file());
+    // Only the finished proposals are left: no scratch project, no partial folder.
+    let names: Vec<String> = fs::read_dir(out.join("proposals"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut names = names;
+    names.sort();
+    assert_eq!(names, ["v0.20.3", "v0.20.5"], "{names:?}");
+    // Upstream took our change at v0.20.3: the proposal drops the patch.
+    let up = &row(&j, "v0.20.3")["proposal"];
+    assert_eq!(up["result"], "proposed", "{up:#}");
+    let vk = up["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "vk")
+        .unwrap();
+    assert_eq!(vk["patches"][0]["status"], "upstreamed", "{vk:#}");
+
+    // The proposal is what a maintainer takes: `git apply` in a copy of the checkout,
+    // and the tag then passes.
+    let taken = fx.scratch.path().join("taken");
+    crate::support::copy_tree(&project, &taken);
+    let st = std::process::Command::new("git")
+        .args(["apply", "--verbose"])
+        .arg(dir.join("proposal.patch"))
+        .current_dir(&taken)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let again = fx
+        .scratch
+        .command(&["ci", "--tags", "v0.20.5", "--state"])
+        .arg(fx.scratch.path().join("taken-state.json"))
+        .args(fx.mirror_args())
+        .env("OLLAMA_VULKAN_PROJECT", &taken)
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+
+    // An overlap: the conflict, with the hunk as the merge left it; nothing kept.
+    let r = row(&j, "v0.20.2");
+    assert_eq!(r["status"], "failed");
+    let c = &r["proposal"];
+    assert_eq!(c["result"], "conflict", "{r:#}");
+    assert_eq!(c["base"], "v0.20.1");
+    assert_eq!(c["file"], "app.go");
+    let hunk = c["hunk"].as_str().unwrap();
+    assert!(
+        hunk.starts_with("<<<<<<<") && hunk.contains("\treturn 50\n") && hunk.contains("vulkan()"),
+        "{hunk}"
+    );
+    assert!(!out.join("proposals/v0.20.2").exists());
+    // People see both in the table.
+    let human = ci(
+        &fx,
+        &["--tags", "v0.20.2..v0.20.5", "--out", out.to_str().unwrap()],
+    );
+    human.fails(1, &[]);
+    for needle in [
+        "rebased from v0.20.4: proposal in",
+        "rebase from v0.20.1 conflicts: vk/0001-vk.patch in app.go",
+        "<<<<<<<",
+    ] {
+        assert!(human.stdout.contains(needle), "{needle}:\n{}", human.stdout);
+    }
+}
+
+#[test]
+fn the_gitlab_matrix_is_a_child_pipeline_with_one_job_per_tag() {
+    let fx = Fixture::new();
+    seed(&fx, "v0.0.0");
+    let run = ci(&fx, &["--matrix", "gitlab"]);
+    run.ok();
+    insta::assert_snapshot!("ci_matrix_gitlab", run.stdout);
+    let y: serde_yaml::Value = serde_yaml::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        y["ollama-tag"]["parallel"]["matrix"]
+            .as_sequence()
+            .unwrap()
+            .len(),
+        6
+    );
+    // Nothing new: a pipeline GitLab accepts (it refuses one with no jobs).
+    seed(&fx, "v99.0.0");
+    let run = ci(&fx, &["--matrix", "gitlab"]);
+    run.ok();
+    assert!(run.stdout.contains("no-new-tags:"), "{}", run.stdout);
+}
+
+#[test]
+fn since_alone_starts_the_state_even_with_nothing_newer() {
+    let fx = Fixture::new();
+    let j = ci(&fx, &["--since", "v9.9.9", "--json"]).ok().json();
+    assert!(rows(&j).is_empty());
+    assert_eq!(j["highest"], "v9.9.9");
+    let again = ci(&fx, &[]).ok().stdout.clone();
+    assert!(again.contains("no new tags"), "{again}");
+}

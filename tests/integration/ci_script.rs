@@ -54,6 +54,11 @@ fn test_tools() -> Vec<(&'static str, &'static str, &'static str)> {
         ),
         ("sh", "dash", "fixture scripts"),
         (
+            "bash",
+            "bash",
+            "the workflow test runs the workflow's scripts as a runner does",
+        ),
+        (
             "gcc",
             "gcc",
             "libgit2-sys compiles libgit2; fixtures compile C",
@@ -96,10 +101,25 @@ const SUPPORT: &[(&str, &str)] = &[
         "mesa-vulkan-drivers",
         "lavapipe: the Vulkan device the fixture binaries run on",
     ),
+    (
+        "shellcheck",
+        "actionlint runs it on the workflow's scripts (tests/integration/ci_workflow.rs)",
+    ),
 ];
 
-/// Programs installed outside Debian's packages on these machines (README: Rust, Go).
-const TOOLCHAINS: &[&str] = &["go", "cargo", "rustc"];
+/// Programs installed outside Debian's packages on these machines (README: Rust, Go;
+/// actionlint: .ci/run builds it with `go install`, checked below).
+const TOOLCHAINS: &[&str] = &["go", "cargo", "rustc", "actionlint"];
+
+#[test]
+fn ci_run_builds_actionlint_with_go() {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/run")).unwrap();
+    assert!(
+        text.contains("go install github.com/rhysd/actionlint/cmd/actionlint@v"),
+        ".ci/run must install the actionlint the workflow test runs"
+    );
+}
 
 fn ci_packages() -> BTreeSet<String> {
     let text =

@@ -6,6 +6,7 @@ mod support;
 mod build;
 mod ci;
 mod ci_script;
+mod ci_workflow;
 mod dockerfile;
 mod era;
 mod fetch;

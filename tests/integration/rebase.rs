@@ -121,7 +121,7 @@ fn edit(path: &'static str, from: &'static str, to: &'static str) -> impl Fn(&Pa
 
 fn nothing(_: &Path) {}
 
-fn vulkan_patch(fx: &Fixture) -> String {
+pub(crate) fn vulkan_patch(fx: &Fixture) -> String {
     fx.ollama.format_patch(
         "v0.20.0",
         "Scale f5 by the Vulkan device count",

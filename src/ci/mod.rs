@@ -1,7 +1,10 @@
-//! `ci`'s state and tag selection: which upstream tags are new since the last run.
+//! `ci`'s state and tag selection (which upstream tags are new since the last run), the
+//! patch check of one tag, and the rebase proposal for a tag whose series stopped applying.
 //!
 //! The state file is untrusted input (a CI cache or artifact may hand back anything): it
 //! is read strictly and a bad one stops the run before anything is written.
+
+pub mod propose;
 
 use std::path::{Path, PathBuf};
 
@@ -135,6 +138,39 @@ pub fn select(tags: &[String], sel: &Selection, include_rc: bool) -> Result<Vec<
         .into_iter()
         .filter(|t| include_rc || !t.parse::<Version>().is_ok_and(|v| v.is_prerelease()))
         .collect())
+}
+
+/// `prepare --check` of a per-tag recipe: every series' per-patch report, failing ones
+/// included (a patch that does not apply is data here, not an error). Reads git objects
+/// only: nothing is written.
+pub fn check(
+    project: &crate::project::Project,
+    mirrors: &crate::source::Mirrors,
+    recipe: &Path,
+) -> Result<Vec<crate::patch::report::SeriesRun>, crate::error::Error> {
+    use crate::patch::prepare::{prepare, PrepareError, PrepareOptions};
+    let r = crate::recipe::load(recipe, project).map_err(crate::error::Error::Recipe)?;
+    let opts = PrepareOptions {
+        fuzz: None,
+        check: true,
+    };
+    match prepare(&r, mirrors, &project.work_dir().join("builds"), opts) {
+        Ok(p) => Ok(p.series),
+        Err(PrepareError::Failed { runs, .. }) => Ok(runs),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `series/patch` for each patch of `runs` that does not apply.
+pub fn failing(runs: &[crate::patch::report::SeriesRun]) -> Vec<String> {
+    runs.iter()
+        .flat_map(|s| {
+            s.patches
+                .iter()
+                .filter(|p| !p.status.applies())
+                .map(move |p| format!("{}/{}", s.series, p.patch))
+        })
+        .collect()
 }
 
 /// The state after handling `done`: the highest of the old one and the tags handled (a
