@@ -81,6 +81,14 @@ pub fn run(g: &Global, a: CiArgs) -> Result<Status, Error> {
         builder: a.builder,
     };
 
+    if stages.out.exists() && !stages.out.is_dir() {
+        return Err(CiError::Usage(format!(
+            "--out {}: not a directory\n  help: name a directory for the proposals and images (it is made if missing)",
+            stages.out.display()
+        ))
+        .into());
+    }
+
     let mut rows = Vec::new();
     for t in &tags {
         let row = run_tag(g, &project, &mirrors, &all, t, &stages);

@@ -471,3 +471,52 @@ fn since_alone_starts_the_state_even_with_nothing_newer() {
     let again = ci(&fx, &[]).ok().stdout.clone();
     assert!(again.contains("no new tags"), "{again}");
 }
+
+#[test]
+fn planted_links_in_the_output_folder_are_replaced_not_followed() {
+    let fx = Fixture::new();
+    crate::rebase::upstream(&fx);
+    let patch = crate::rebase::vulkan_patch(&fx);
+    let pin = fx.scratch.series("vk", &[("0001-vk.patch", &patch)]);
+    let tpl = fx.scratch.project().join("recipes/era-4.toml");
+    let text = fs::read_to_string(&tpl).unwrap().replacen(
+        "\n[image]",
+        &format!("\n[[series]]\nname = \"vk\"\nrepo = \"ollama\"\nsha256 = \"{pin}\"\n\n[image]"),
+        1,
+    );
+    fs::write(&tpl, text).unwrap();
+    let out = fx.scratch.path().join("ci-out");
+    let outside = fx.scratch.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(outside.join("keep"), "mine").unwrap();
+    fs::create_dir_all(out.join("proposals")).unwrap();
+    for name in ["v0.20.5", ".v0.20.5.partial"] {
+        std::os::unix::fs::symlink(&outside, out.join("proposals").join(name)).unwrap();
+    }
+    let j = ci(
+        &fx,
+        &[
+            "--tags",
+            "v0.20.5",
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ],
+    )
+    .fails(1, &[])
+    .json();
+    assert_eq!(row(&j, "v0.20.5")["proposal"]["result"], "proposed");
+    let names: Vec<_> = fs::read_dir(&outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["keep"], "nothing written through the links");
+    assert_eq!(fs::read_to_string(outside.join("keep")).unwrap(), "mine");
+    let dir = out.join("proposals/v0.20.5");
+    assert!(!dir.is_symlink() && dir.join("proposal.patch").is_file());
+
+    // --out naming a file: refused before any work.
+    let file = fx.scratch.file("a-file", "x");
+    ci(&fx, &["--tags", "v0.20.5", "--out", file.to_str().unwrap()])
+        .fails(2, &["--out", "not a directory"]);
+}
