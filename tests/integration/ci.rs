@@ -26,6 +26,17 @@ fn seed(fx: &Fixture, highest: &str) {
     .unwrap();
 }
 
+/// The report against docs/ci-report.schema.json (what CI consumers are promised).
+pub(crate) fn assert_report_schema(j: &serde_json::Value) {
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/ci-report.schema.json");
+    let dir = tempfile::tempdir().unwrap();
+    let doc = dir.path().join("report.json");
+    fs::write(&doc, serde_json::to_vec(j).unwrap()).unwrap();
+    if let Err(e) = crate::support::schema_errors(&schema, &doc) {
+        panic!("the ci report does not match docs/ci-report.schema.json:\n{e}\n{j:#}");
+    }
+}
+
 fn rows(j: &serde_json::Value) -> Vec<serde_json::Value> {
     j["tags"].as_array().unwrap().clone()
 }
@@ -49,6 +60,18 @@ fn new_tags_get_recipes_checks_and_a_report() {
     let fx = Fixture::new();
     seed(&fx, "v0.12.5");
     let j = ci(&fx, &["--json"]).ok().json();
+    assert_report_schema(&j);
+    // The schema is strict: a stage it does not know is refused.
+    let mut bad = j.clone();
+    bad["tags"][0]["stages"][0]["stage"] = "compile".into();
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/ci-report.schema.json");
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(
+        tmp.path().join("bad.json"),
+        serde_json::to_vec(&bad).unwrap(),
+    )
+    .unwrap();
+    assert!(crate::support::schema_errors(&schema, &tmp.path().join("bad.json")).is_err());
     // Newer than the state's tag, by version: v9.9.9 after v0.33.0, not before v0.4.0.
     assert_eq!(tags_of(&j), ["v0.24.0", "v0.32.15", "v0.33.0", "v9.9.9"]);
     assert_eq!(j["ok"], true);
@@ -150,6 +173,7 @@ fn a_failing_patch_fails_the_run_and_is_named() {
 
     let run = ci(&fx, &["--tags", "v0.24.0..v0.32.15", "--json"]);
     let j = run.fails(1, &[]).json();
+    assert_report_schema(&j);
     assert_eq!(j["ok"], false);
     let r = row(&j, "v0.24.0");
     assert_eq!(r["status"], "failed");
@@ -319,6 +343,7 @@ fn a_series_that_stopped_applying_gets_a_rebase_proposal_or_its_conflict() {
         ],
     );
     let j = run.fails(1, &[]).json();
+    assert_report_schema(&j);
     for tag in ["v0.20.0", "v0.20.1", "v0.20.4"] {
         assert_eq!(row(&j, tag)["status"], "ok", "{tag}: {j:#}");
     }

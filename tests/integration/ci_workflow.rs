@@ -237,6 +237,8 @@ fn every_ollama_vulkan_step_of_the_workflow_runs_on_fixture_mirrors() {
     let j: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(ws.join(format!("ci-out/{tag}.json"))).unwrap())
             .unwrap();
+    crate::ci::assert_report_schema(&j);
+    crate::ci::assert_report_schema(&report);
     let row = &j["tags"][0];
     let stages: Vec<(&str, &str)> = row["stages"]
         .as_array()

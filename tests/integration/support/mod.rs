@@ -802,3 +802,31 @@ pub fn containers_storage_conf() -> PathBuf {
 pub fn shared_cache() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("shared-cache")
 }
+
+/// `doc` (a JSON file) against the Draft 7 `schema` with Debian's python3-jsonschema:
+/// the first 20 errors (path and message), or Ok.
+pub fn schema_errors(schema: &Path, doc: &Path) -> Result<(), String> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, jsonschema\n\
+             schema = json.load(open(sys.argv[1])); doc = json.load(open(sys.argv[2]))\n\
+             jsonschema.Draft7Validator.check_schema(schema)\n\
+             errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(doc), key=str)\n\
+             [print(list(e.absolute_path), e.message) for e in errors[:20]]\n\
+             sys.exit(1 if errors else 0)",
+        ])
+        .arg(schema)
+        .arg(doc)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
