@@ -37,6 +37,16 @@ pub(crate) fn assert_report_schema(j: &serde_json::Value) {
     }
 }
 
+/// The entry of `v["series"]` whose `key` is `name`.
+fn series_named<'a>(v: &'a serde_json::Value, key: &str, name: &str) -> &'a serde_json::Value {
+    v["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s[key] == name)
+        .unwrap_or_else(|| panic!("no series {name}: {v:#}"))
+}
+
 fn rows(j: &serde_json::Value) -> Vec<serde_json::Value> {
     j["tags"].as_array().unwrap().clone()
 }
@@ -163,13 +173,7 @@ fn a_failing_patch_fails_the_run_and_is_named() {
         "diff --git a/CMakeLists.txt b/CMakeLists.txt\n--- a/CMakeLists.txt\n+++ b/CMakeLists.txt\n@@ -1 +1,2 @@\n this context is not upstream\n+# vulkan\n",
     );
     let pin = fx.scratch.series("vk", &[("0001-moved.patch", &bad)]);
-    let tpl = fx.scratch.project().join("recipes/era-4.toml");
-    let text = fs::read_to_string(&tpl).unwrap().replacen(
-        "\n[image]",
-        &format!("\n[[series]]\nname = \"vk\"\nrepo = \"ollama\"\nsha256 = \"{pin}\"\n\n[image]"),
-        1,
-    );
-    fs::write(&tpl, text).unwrap();
+    pin_in_era4(&fx, &pin);
 
     let run = ci(&fx, &["--tags", "v0.24.0..v0.32.15", "--json"]);
     let j = run.fails(1, &[]).json();
@@ -187,12 +191,7 @@ fn a_failing_patch_fails_the_run_and_is_named() {
         "{r:#}"
     );
     // The per-hunk report is there for machines.
-    let vk = r["series"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["series"] == "vk")
-        .unwrap();
+    let vk = series_named(&r, "series", "vk");
     assert_eq!(vk["patches"][0]["status"], "failed");
     // The other tag is unaffected; the state still moves (the failure is reported, and
     // `--tags` redoes it).
@@ -292,6 +291,28 @@ fn the_github_matrix_lists_tags_with_a_vulkan_path() {
     assert!(!fx.scratch.project().join("work/recipes").exists());
 }
 
+/// Series `vk` (pinned by `pin`) in the era-4 template, which every era-4 tag's recipe
+/// then carries.
+fn pin_in_era4(fx: &Fixture, pin: &str) {
+    let tpl = fx.scratch.project().join("recipes/era-4.toml");
+    let text = fs::read_to_string(&tpl).unwrap().replacen(
+        "\n[image]",
+        &format!("\n[[series]]\nname = \"vk\"\nrepo = \"ollama\"\nsha256 = \"{pin}\"\n\n[image]"),
+        1,
+    );
+    fs::write(&tpl, text).unwrap();
+}
+
+/// rebase.rs's v0.20.x tags (v0.20.1 moves the context, v0.20.2 changes the line the patch
+/// changes, v0.20.3 has the change, v0.20.5 changes lines inside its context) and its
+/// app.go patch as series `vk` of era 4.
+fn rebase_upstream_with_vk(fx: &Fixture) {
+    crate::rebase::upstream(fx);
+    let patch = crate::rebase::vulkan_patch(fx);
+    let pin = fx.scratch.series("vk", &[("0001-vk.patch", &patch)]);
+    pin_in_era4(fx, &pin);
+}
+
 /// Every file under recipes/ and patches/: path and bytes.
 fn tracked(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
@@ -316,18 +337,7 @@ fn tracked(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 #[test]
 fn a_series_that_stopped_applying_gets_a_rebase_proposal_or_its_conflict() {
     let fx = Fixture::new();
-    // v0.20.0 and tags derived from it (rebase.rs): v0.20.1 moves the context, v0.20.2
-    // changes the line the patch changes, v0.20.5 changes lines inside its context.
-    crate::rebase::upstream(&fx);
-    let patch = crate::rebase::vulkan_patch(&fx);
-    let pin = fx.scratch.series("vk", &[("0001-vk.patch", &patch)]);
-    let tpl = fx.scratch.project().join("recipes/era-4.toml");
-    let text = fs::read_to_string(&tpl).unwrap().replacen(
-        "\n[image]",
-        &format!("\n[[series]]\nname = \"vk\"\nrepo = \"ollama\"\nsha256 = \"{pin}\"\n\n[image]"),
-        1,
-    );
-    fs::write(&tpl, text).unwrap();
+    rebase_upstream_with_vk(&fx);
     let project = fx.scratch.project();
     let before = tracked(&project);
     let out = fx.scratch.path().join("ci-out");
@@ -380,12 +390,7 @@ fn a_series_that_stopped_applying_gets_a_rebase_proposal_or_its_conflict() {
             .all(|f| f.starts_with("patches/") || f.starts_with("recipes/")),
         "{files:?}"
     );
-    let vk = p["series"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "vk")
-        .unwrap();
+    let vk = series_named(&p, "name", "vk");
     assert_eq!(vk["patches"][0]["status"], "merged", "{vk:#}");
     assert!(dir.join("ollama-v0.20.5.toml").is_file());
     assert!(dir.join("proposal.json").is_file());
@@ -400,12 +405,7 @@ fn a_series_that_stopped_applying_gets_a_rebase_proposal_or_its_conflict() {
     // Upstream took our change at v0.20.3: the proposal drops the patch.
     let up = &row(&j, "v0.20.3")["proposal"];
     assert_eq!(up["result"], "proposed", "{up:#}");
-    let vk = up["series"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "vk")
-        .unwrap();
+    let vk = series_named(&up, "name", "vk");
     assert_eq!(vk["patches"][0]["status"], "upstreamed", "{vk:#}");
 
     // The proposal is what a maintainer takes: `git apply` in a copy of the checkout,
@@ -500,16 +500,7 @@ fn since_alone_starts_the_state_even_with_nothing_newer() {
 #[test]
 fn planted_links_in_the_output_folder_are_replaced_not_followed() {
     let fx = Fixture::new();
-    crate::rebase::upstream(&fx);
-    let patch = crate::rebase::vulkan_patch(&fx);
-    let pin = fx.scratch.series("vk", &[("0001-vk.patch", &patch)]);
-    let tpl = fx.scratch.project().join("recipes/era-4.toml");
-    let text = fs::read_to_string(&tpl).unwrap().replacen(
-        "\n[image]",
-        &format!("\n[[series]]\nname = \"vk\"\nrepo = \"ollama\"\nsha256 = \"{pin}\"\n\n[image]"),
-        1,
-    );
-    fs::write(&tpl, text).unwrap();
+    rebase_upstream_with_vk(&fx);
     let out = fx.scratch.path().join("ci-out");
     let outside = fx.scratch.path().join("outside");
     fs::create_dir_all(&outside).unwrap();
