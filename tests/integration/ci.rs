@@ -390,7 +390,7 @@ fn a_series_that_stopped_applying_gets_a_rebase_proposal_or_its_conflict() {
             .all(|f| f.starts_with("patches/") || f.starts_with("recipes/")),
         "{files:?}"
     );
-    let vk = series_named(&p, "name", "vk");
+    let vk = series_named(p, "name", "vk");
     assert_eq!(vk["patches"][0]["status"], "merged", "{vk:#}");
     assert!(dir.join("ollama-v0.20.5.toml").is_file());
     assert!(dir.join("proposal.json").is_file());
@@ -405,7 +405,7 @@ fn a_series_that_stopped_applying_gets_a_rebase_proposal_or_its_conflict() {
     // Upstream took our change at v0.20.3: the proposal drops the patch.
     let up = &row(&j, "v0.20.3")["proposal"];
     assert_eq!(up["result"], "proposed", "{up:#}");
-    let vk = series_named(&up, "name", "vk");
+    let vk = series_named(up, "name", "vk");
     assert_eq!(vk["patches"][0]["status"], "upstreamed", "{vk:#}");
 
     // The proposal is what a maintainer takes: `git apply` in a copy of the checkout,
