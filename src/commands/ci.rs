@@ -418,8 +418,17 @@ impl Report for CiReport {
             ));
             return;
         }
+        // A rebase column only when a check failed and a rebase was tried.
+        let mut columns = self.stages.clone();
+        if self
+            .tags
+            .iter()
+            .any(|r| r.stages.iter().any(|s| s.stage == "rebase"))
+        {
+            columns.insert(2, "rebase");
+        }
         let mut head = format!("{:<16} {:<4}", "TAG", "ERA");
-        for s in &self.stages {
+        for s in &columns {
             head.push_str(&format!(" {:<8}", s.to_uppercase()));
         }
         h.outln(format!("{head} {:<8} REASON", "STATUS"));
@@ -429,7 +438,7 @@ impl Report for CiReport {
                 r.tag,
                 r.era.map(|e| e.label()).unwrap_or("?")
             );
-            for name in &self.stages {
+            for name in &columns {
                 let word = r
                     .stages
                     .iter()
