@@ -36,7 +36,7 @@ trap 'rm -rf "$out"' EXIT
 # ccache's counters, read with the builder root's own ccache (the host's may be older).
 stats() {
   local root
-  root=$(ls -d "$cache"/builders/trixie-* 2>/dev/null | head -n1)
+  root=$(ls -d "$cache"/builders/trixie-* 2>/dev/null | head -n1 || true)
   [ -n "$root" ] || { echo "0 0"; return; }
   mkdir -p "$root/mnt/ccache"
   unshare --mount sh -c "mount --bind '$cache/ccache' '$root/mnt/ccache' && CCACHE_DIR=/mnt/ccache chroot '$root' ccache --print-stats" |
