@@ -58,6 +58,16 @@ pub struct RawLlama {
     pub source: Option<Spanned<LlamaSource>>,
     pub commit: Option<Spanned<String>>,
     pub version: Option<Spanned<String>>,
+    /// `source = "vendored-plus-backend"`: the llama.cpp subtree placed into the tree.
+    pub backend: Option<Spanned<RawBackend>>,
+}
+
+/// `[llamacpp] backend = { from = "ggml/src/ggml-vulkan", to = "ml/backend/…/ggml-vulkan" }`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackend {
+    pub from: Option<Spanned<String>>,
+    pub to: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,12 +170,16 @@ pub enum LlamaSource {
     Vendored,
     /// A separate tree handed to CMake as FETCHCONTENT_SOURCE_DIR_LLAMA_CPP (era 5).
     FetchContent,
+    /// Vendored in the Ollama tree, plus one subtree of the llama.cpp commit the tree's
+    /// vendoring names, placed into it (`[llamacpp] backend`; era 3's ggml-vulkan).
+    VendoredPlusBackend,
 }
 
 impl LlamaSource {
     pub fn for_era(era: Era) -> Option<LlamaSource> {
         match era {
             Era::OneA | Era::OneB => Some(LlamaSource::Submodule),
+            Era::Three => Some(LlamaSource::VendoredPlusBackend),
             Era::Four => Some(LlamaSource::Vendored),
             Era::Five => Some(LlamaSource::FetchContent),
             _ => None,
@@ -176,7 +190,15 @@ impl LlamaSource {
             LlamaSource::Submodule => "submodule",
             LlamaSource::Vendored => "vendored",
             LlamaSource::FetchContent => "fetch-content",
+            LlamaSource::VendoredPlusBackend => "vendored-plus-backend",
         }
+    }
+    /// Whether llama.cpp lives only inside the Ollama tree (no tree of its own).
+    pub fn is_vendored(self) -> bool {
+        matches!(
+            self,
+            LlamaSource::Vendored | LlamaSource::VendoredPlusBackend
+        )
     }
 }
 
@@ -196,7 +218,7 @@ impl Driver {
     pub fn for_era(era: Era) -> Option<Driver> {
         match era {
             Era::OneA | Era::OneB => Some(Driver::GenLinux),
-            Era::Four => Some(Driver::CmakePresets),
+            Era::Three | Era::Four => Some(Driver::CmakePresets),
             Era::Five => Some(Driver::LlamaServer),
             _ => None,
         }
@@ -244,6 +266,16 @@ pub struct LlamaCpp {
     pub commit: Option<String>,
     /// The llama.cpp release (bNNNN) the pin corresponds to, where known.
     pub version: Option<String>,
+    /// The subtree placed into the Ollama tree (`vendored-plus-backend` only).
+    pub backend: Option<Backend>,
+}
+
+/// One llama.cpp subtree copied into the Ollama tree at fetch time: `from` in the
+/// llama.cpp commit, `to` in the Ollama tree (both relative, checked at load).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Backend {
+    pub from: String,
+    pub to: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

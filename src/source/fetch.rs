@@ -232,7 +232,40 @@ pub fn fetch(recipe: &Recipe, mirrors: &Mirrors, dest: &Path) -> Result<Sources,
     let mut llamacpp = None;
     let mut llamacpp_tree = None;
     let mut compat_patches = Vec::new();
-    if let Some(commit) = &llama_commit {
+    if let Some(commit) = llama_commit
+        .as_ref()
+        .filter(|_| recipe.llamacpp.source == LlamaSource::VendoredPlusBackend)
+    {
+        let lurl = recipe.llamacpp.url.as_deref();
+        let lrepos = mirrors.open(
+            RepoName::LlamaCpp,
+            lurl,
+            &[Want::Commit(commit.clone()), Want::Shallow],
+        )?;
+        let (i, oid) = commit_in(&lrepos, RepoName::LlamaCpp, commit)?;
+        let lrepo = &lrepos[i];
+        let lwhat = format!("llama.cpp {}", &commit[..12.min(commit.len())]);
+        if let (LlamaSource::VendoredPlusBackend, Some(b)) =
+            (recipe.llamacpp.source, &recipe.llamacpp.backend)
+        {
+            // Era 3: one subtree of the pin, placed into the Ollama tree and committed
+            // there; no llama.cpp tree of its own.
+            let placed =
+                super::backend::place_backend(&lrepo.git, oid, b, &tmp, &recipe.path, &lwhat)?;
+            gaps.notes.push(format!(
+                "{lwhat}: placed {} ({} files, {} bytes) at {} in commit {} on top of the pin",
+                b.from,
+                placed.files,
+                placed.bytes,
+                b.to,
+                &placed.commit.to_string()[..12]
+            ));
+        }
+    }
+    if let Some(commit) = llama_commit
+        .as_ref()
+        .filter(|_| recipe.llamacpp.source != LlamaSource::VendoredPlusBackend)
+    {
         let lurl = recipe.llamacpp.url.as_deref();
         let lrepos = mirrors.open(
             RepoName::LlamaCpp,
