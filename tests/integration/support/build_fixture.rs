@@ -434,6 +434,144 @@ pub fn llama_files() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The mini llama.cpp's `ggml/src/ggml-vulkan/` as a directory of its own: what era 3's
+/// `[llamacpp] backend` places into the vendored ggml. Its CMakeLists.txt builds only the
+/// `ggml-vulkan` target (added by our vulkan-era3-cmake series with add_subdirectory), and
+/// the glslc feature test comes with it, as llama.cpp's test_*_support.comp do.
+pub fn llama_backend_files() -> Vec<(String, String)> {
+    let dir = "ggml/src/ggml-vulkan";
+    let cmake = lib_cmake("GGML_VULKAN", "vulkan-shaders", "ggml-vulkan.cpp");
+    // Only the Vulkan part of the library's CMake: the target, always on.
+    let start = cmake
+        .find("  find_package(Vulkan REQUIRED)")
+        .expect("vulkan part");
+    let end = cmake
+        .find("  add_executable(ollama_llama_server")
+        .expect("server");
+    let body = cmake[start..end].replace("integer_dot.comp", "test_integer_dot_support.comp");
+    vec![
+        (
+            format!("{dir}/CMakeLists.txt"),
+            format!("cmake_minimum_required(VERSION 3.19)\n{body}"),
+        ),
+        (format!("{dir}/probe.c"), PROBE_C.into()),
+        (format!("{dir}/probe.comp"), PROBE_COMP.into()),
+        (format!("{dir}/dot.comp"), DOT_COMP.into()),
+        (format!("{dir}/embed.cmake"), EMBED_CMAKE.into()),
+        (
+            format!("{dir}/vulkan-shaders/test_integer_dot_support.comp"),
+            FEATURE_TEST.into(),
+        ),
+    ]
+}
+
+/// Era 3's vendored ggml: the base library only (no ggml-vulkan, as Ollama vendored it).
+pub fn era3_vendored_files() -> Vec<(String, String)> {
+    let dir = "ml/backend/ggml/ggml";
+    vec![
+        (
+            format!("{dir}/CMakeLists.txt"),
+            "cmake_minimum_required(VERSION 3.14)\nproject(ggml C CXX)\nadd_library(ggml-base SHARED base.c)\n".into(),
+        ),
+        (format!("{dir}/base.c"), BASE_C.into()),
+    ]
+}
+
+/// Era 3's root CMakeLists.txt: upstream's shape where our vulkan-era3-cmake series
+/// appends (the HIP block's closing lines end the file).
+pub const ERA3_CMAKE: &str = r#"cmake_minimum_required(VERSION 3.21)
+project(Ollama C CXX)
+set(CMAKE_LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/lib/ollama)
+add_subdirectory(ml/backend/ggml/ggml)
+install(TARGETS ggml-base LIBRARY DESTINATION lib/ollama COMPONENT CPU)
+
+if(CMAKE_HIP_COMPILER)
+    if(AMDGPU_TARGETS)
+        foreach(HIP_LIB_BIN_INSTALL_DIR IN ITEMS ${HIP_BIN_INSTALL_DIR})
+        endforeach()
+    endif()
+endif()
+"#;
+
+/// Era 3's CMakePresets.json: no Vulkan preset; the lines around the end of each preset
+/// list are upstream's (v0.5.8–v0.12.5), where our series adds one.
+pub const ERA3_PRESETS: &str = r#"{
+  "version": 3,
+  "configurePresets": [
+    {
+      "name": "Default",
+      "binaryDir": "${sourceDir}/build",
+      "installDir": "${sourceDir}/dist",
+      "cacheVariables": {
+        "CMAKE_BUILD_TYPE": "Release"
+      }
+    },
+    {
+      "name": "CPU",
+      "inherits": [ "Default" ]
+    },
+    {
+      "name": "ROCm",
+      "inherits": [ "Default" ],
+      "cacheVariables": {
+        "CMAKE_HIP_PLATFORM": "amd"
+      }
+    },
+    {
+      "name": "ROCm 6",
+      "inherits": [ "ROCm" ],
+      "cacheVariables": {
+        "AMDGPU_TARGETS": "gfx900"
+      }
+    }
+  ],
+  "buildPresets": [
+    {
+      "name": "Default",
+      "configurePreset": "Default",
+      "configuration": "Release"
+    },
+    {
+      "name": "CPU",
+      "configurePreset": "Default",
+      "targets": [ "ggml-base" ]
+    },
+    {
+      "name": "ROCm",
+      "configurePreset": "ROCm"
+    },
+    {
+      "name": "ROCm 6",
+      "inherits": [ "ROCm" ],
+      "configurePreset": "ROCm 6"
+    }
+  ]
+}
+"#;
+
+/// Era 3: the server asks discover (with our series' Vulkan probe) whether a Vulkan GPU
+/// was found, and passes the visible-devices variable on, as Ollama's scheduler does.
+pub const ERA3_DISCOVER_MAIN_GO: &str = r#"package main
+
+import (
+	"log/slog"
+	"os"
+
+	"github.com/ollama/ollama/discover"
+)
+
+func init() {
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	vulkanGate = func() bool {
+		l := discover.GetGPUInfo()
+		if k, v := l.GetVisibleDevicesEnv(); k != "" && v != "" {
+			os.Setenv(k, v)
+		}
+		return len(l) > 0 && l[0].Library == "vulkan"
+	}
+}
+"#;
+
 /// Era 4's vendored ggml under ml/backend/ggml/ggml, without the feature tests (as
 /// Ollama's .rsync-filter leaves them out).
 pub fn vendored_ggml_files() -> Vec<(String, String)> {
@@ -717,6 +855,9 @@ var runEmbedded func() int
 // on unless OLLAMA_VULKAN=0.
 var vulkanOptIn = true
 
+// vulkanGate, when set (era 3's discover hook), decides instead of OLLAMA_VULKAN.
+var vulkanGate func() bool
+
 // probe loads the era's Vulkan library and returns what it found.
 func probe() (string, int) {
 	exe, _ := os.Executable()
@@ -776,7 +917,11 @@ func serve() {
 	device := ""
 	layers := 2
 	v := os.Getenv("OLLAMA_VULKAN")
-	if v == "1" || (!vulkanOptIn && v != "0") {
+	on := v == "1" || (!vulkanOptIn && v != "0")
+	if vulkanGate != nil {
+		on = vulkanGate()
+	}
+	if on {
 		out, n := probe()
 		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
 			fmt.Fprintln(os.Stderr, l)

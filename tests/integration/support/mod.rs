@@ -312,6 +312,9 @@ impl MiniLlama {
                     };
                     repo.write(path, &content);
                 }
+                for (path, content) in build_fixture::llama_backend_files() {
+                    repo.write(&path, &content);
+                }
                 repo.write("ggml-vulkan.cpp", "// mini vulkan backend\n");
                 // Legacy-style shader generation: the pin's own script and glslc.
                 repo.write("vulkan-shaders/probe.comp", PROBE_COMP);
@@ -374,21 +377,6 @@ pub const GO_MOD: &str = "module github.com/ollama/ollama\n\ngo 1.22\n";
 /// A small Go file in every layout for patch tests to change.
 const HELLO_GO: &str = "package main\n\nfunc hello() {}\n";
 const MAIN_GO: &str = "package main\n\nfunc main() {}\n";
-
-fn presets(vulkan: bool) -> String {
-    let mut names = vec!["CPU"];
-    if vulkan {
-        names.push("Vulkan");
-    }
-    let configure: Vec<String> = names
-        .iter()
-        .map(|n| format!("{{\"name\": \"{n}\", \"binaryDir\": \"build\"}}"))
-        .collect();
-    format!(
-        "{{\n  \"version\": 3,\n  \"configurePresets\": [{}]\n}}\n",
-        configure.join(", ")
-    )
-}
 
 impl Upstream {
     /// Lays out the tree for an era, commits and tags it.
@@ -455,11 +443,22 @@ impl Upstream {
                     files.push(("main.go", build_fixture::MAIN_GO.into()));
                     vendored = build_fixture::vendored_ggml_files();
                 } else {
-                    files.push(("CMakePresets.json", presets(false)));
+                    // Era 3: vendored ggml without ggml-vulkan, upstream's hook lines for
+                    // our vulkan-era3-* series, and the era-1b gpu package as discover/.
+                    files.push(("CMakePresets.json", build_fixture::ERA3_PRESETS.into()));
+                    files.push(("CMakeLists.txt", build_fixture::ERA3_CMAKE.into()));
+                    files.push(("main.go", build_fixture::MAIN_GO.into()));
+                    files.push(("discover.go", build_fixture::ERA3_DISCOVER_MAIN_GO.into()));
                     files.push((
-                        "CMakeLists.txt",
-                        "cmake_minimum_required(VERSION 3.21)\nproject(Ollama C CXX)\n".into(),
+                        "discover/types.go",
+                        build_fixture::GPU_TYPES_GO.replace("package gpu", "package discover"),
                     ));
+                    files.push((
+                        "discover/gpu.go",
+                        build_fixture::GPU_GO.replace("package gpu", "package discover"),
+                    ));
+                    files.push(("format/bytes.go", build_fixture::FORMAT_GO.into()));
+                    vendored = build_fixture::era3_vendored_files();
                 }
             }
             Layout::Five { version } => {
@@ -490,7 +489,7 @@ impl Upstream {
         }
         files.extend(vendored.iter().map(|(p, c)| (p.as_str(), c.clone())));
         self.replace_tree(&files);
-        if matches!(layout, Layout::Four { .. }) {
+        if matches!(layout, Layout::Three { .. } | Layout::Four { .. }) {
             // A symlink out of the tree: patches must never write through it.
             std::os::unix::fs::symlink("/etc", self.dir.join("escape")).unwrap();
         }
@@ -694,6 +693,12 @@ impl Fixture {
         ollama.release("v0.1.23", Layout::OneA { llama: &c(5) });
         ollama.release("v0.1.48", Layout::OneB { llama: &c(6) });
         ollama.release("v0.4.0", Layout::Two { base: &c(7) });
+        ollama.release(
+            "v0.9.0",
+            Layout::Three {
+                fetch_head: &c(8)[..9],
+            },
+        );
         ollama.release(
             "v0.12.5",
             Layout::Three {
