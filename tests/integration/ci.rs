@@ -461,7 +461,7 @@ fn the_gitlab_matrix_is_a_child_pipeline_with_one_job_per_tag() {
             .as_sequence()
             .unwrap()
             .len(),
-        6
+        7
     );
     // Nothing new: a pipeline GitLab accepts (it refuses one with no jobs).
     seed(&fx, "v99.0.0");
