@@ -349,6 +349,40 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
         }
     }
 
+    let mut unsupported = Vec::new();
+    for g in tt
+        .and_then(|t| t.unsupported.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let r = range(tpl, &g.tags, cx);
+        if r.from.is_none() || (r.to.is_none() && r.until.is_none()) {
+            cx.err(
+                tpl.at(g.tags.span()),
+                "[[template.unsupported]] tags needs `from` and `to` (or `until`)",
+                "name the first and last tag the template leaves out",
+            );
+        }
+        let why = g.why.get_ref();
+        if let Err(e) = crate::safe::text(why).and_then(|_| {
+            if why.trim().is_empty() {
+                Err("an empty reason".to_string())
+            } else {
+                Ok(())
+            }
+        }) {
+            cx.err(
+                tpl.at(g.why.span()),
+                format!("[[template.unsupported]] why: {e}"),
+                "say in one line why these tags have no Vulkan path",
+            );
+        }
+        unsupported.push(Unsupported {
+            tags: r,
+            why: why.clone(),
+        });
+    }
+
     // Ollama source.
     let url = pick(me, t, |r| r.ollama.as_ref()?.url.as_ref());
     let ollama_url = match url {
@@ -693,6 +727,7 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
         era: era?,
         tags,
         summary: tt.and_then(|t| t.summary.clone()),
+        unsupported,
         ollama: Ollama {
             url: ollama_url,
             tag: tag.map(|t| t.get_ref().clone()),

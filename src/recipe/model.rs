@@ -33,6 +33,16 @@ pub struct RawRecipe {
 pub struct RawTemplate {
     pub tags: Option<Spanned<RawRange>>,
     pub summary: Option<String>,
+    /// Tags of the era the template leaves out, and why (`recipe new` says so, exit 3).
+    pub unsupported: Option<Vec<RawUnsupported>>,
+}
+
+/// `[[template.unsupported]] tags = { from, to }, why = "…"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUnsupported {
+    pub tags: Spanned<RawRange>,
+    pub why: Spanned<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -236,6 +246,8 @@ pub struct Recipe {
     /// The tags the era template covers.
     pub tags: TagRange,
     pub summary: Option<String>,
+    /// Tags of the era outside `tags` with the reason they are left out.
+    pub unsupported: Vec<Unsupported>,
     pub ollama: Ollama,
     pub llamacpp: LlamaCpp,
     /// The series that apply to this recipe's tag (all of them for a template).
@@ -243,6 +255,12 @@ pub struct Recipe {
     pub build: Build,
     pub image: Image,
     pub smoke: Smoke,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Unsupported {
+    pub tags: TagRange,
+    pub why: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -273,10 +273,18 @@ pub fn new_recipe(
     }
     let version: Version = req.tag.parse().map_err(|e: String| unsupported(e))?;
     if !template.tags.contains(&version) {
+        let why = match template.unsupported.iter().find(|g| g.tags.contains(&version)) {
+            Some(g) => format!(
+                "template {template_name} covers {} only and leaves out {}: {}",
+                template.tags, g.tags, g.why
+            ),
+            None => format!(
+                "template {template_name} covers {} only; the Vulkan path is not verified for {} (a tag the template's range leaves out)",
+                template.tags, req.tag
+            ),
+        };
         return Err(unsupported(format!(
-            "template {template_name} covers {} only; the Vulkan path is not verified for {} (a tag the template's range leaves out){}",
-            template.tags,
-            req.tag,
+            "{why}{}",
             nearest(&templates, &version)
         )));
     }

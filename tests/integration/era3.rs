@@ -140,7 +140,8 @@ fn era_3_tags_the_template_leaves_out_are_refused_naming_the_nearest_tags() {
         3,
         &[
             "v0.12.5 (era 3) has no Vulkan path",
-            "template era-3 covers v0.5.8-rc0–v0.12.3 only",
+            "template era-3 covers v0.5.8-rc0–v0.12.3 only and leaves out v0.12.4-rc0–v0.12.5",
+            "discover/runner.go",
             "nearest tags with a Vulkan path: v0.12.3 (era 3), v0.12.6-rc0 (era 4)",
         ],
     );
@@ -258,5 +259,40 @@ fn backend_paths_through_symlinks_or_onto_files_are_refused_and_nothing_is_writt
             !Path::new("/etc/ggml-vulkan").exists(),
             "never written through the symlink"
         );
+    }
+}
+
+#[test]
+fn bad_unsupported_entries_in_a_template_are_refused_with_file_and_line() {
+    let fx = Fixture::new();
+    let t = fx.scratch.project().join("recipes/era-3.toml");
+    let orig = fs::read_to_string(&t).unwrap();
+    for (entry, needle) in [
+        (
+            "tags = { from = \"v0.12.4-rc0\" }\nwhy = \"x\"",
+            "[[template.unsupported]] tags needs `from` and `to`",
+        ),
+        (
+            "tags = { from = \"v0.12.4-rc0\", to = \"v0.12.5\" }\nwhy = \" \"",
+            "[[template.unsupported]] why: an empty reason",
+        ),
+        (
+            "tags = { from = \"v0.12.4-rc0\", to = \"v0.12.5\" }\nwhy = \"two\\nlines\"",
+            "[[template.unsupported]] why:",
+        ),
+        (
+            "tags = { from = \"nope\", to = \"v0.12.5\" }\nwhy = \"x\"",
+            "write a tag such as",
+        ),
+    ] {
+        let text = orig.replacen(
+            "\n[ollama]",
+            &format!("\n[[template.unsupported]]\n{entry}\n\n[ollama]"),
+            1,
+        );
+        assert_ne!(text, orig);
+        fs::write(&t, text).unwrap();
+        fx.run(&["recipe", "check", t.to_str().unwrap()])
+            .fails(2, &[needle, "era-3.toml:"]);
     }
 }
