@@ -232,10 +232,7 @@ pub fn fetch(recipe: &Recipe, mirrors: &Mirrors, dest: &Path) -> Result<Sources,
     let mut llamacpp = None;
     let mut llamacpp_tree = None;
     let mut compat_patches = Vec::new();
-    if let Some(commit) = llama_commit
-        .as_ref()
-        .filter(|_| recipe.llamacpp.source == LlamaSource::VendoredPlusBackend)
-    {
+    if let Some(commit) = &llama_commit {
         let lurl = recipe.llamacpp.url.as_deref();
         let lrepos = mirrors.open(
             RepoName::LlamaCpp,
@@ -245,11 +242,14 @@ pub fn fetch(recipe: &Recipe, mirrors: &Mirrors, dest: &Path) -> Result<Sources,
         let (i, oid) = commit_in(&lrepos, RepoName::LlamaCpp, commit)?;
         let lrepo = &lrepos[i];
         let lwhat = format!("llama.cpp {}", &commit[..12.min(commit.len())]);
-        if let (LlamaSource::VendoredPlusBackend, Some(b)) =
-            (recipe.llamacpp.source, &recipe.llamacpp.backend)
-        {
+        if recipe.llamacpp.source == LlamaSource::VendoredPlusBackend {
             // Era 3: one subtree of the pin, placed into the Ollama tree and committed
             // there; no llama.cpp tree of its own.
+            let b = recipe.llamacpp.backend.as_ref().ok_or_else(|| SourceError::BadBackend {
+                recipe: recipe.path.clone(),
+                why: "`source = \"vendored-plus-backend\"` without `backend`".into(),
+                help: "add `backend = { from = \"…\", to = \"…\" }` to [llamacpp] (`recipe check` names the file)".into(),
+            })?;
             let placed =
                 super::backend::place_backend(&lrepo.git, oid, b, &tmp, &recipe.path, &lwhat)?;
             gaps.notes.push(format!(
@@ -260,70 +260,58 @@ pub fn fetch(recipe: &Recipe, mirrors: &Mirrors, dest: &Path) -> Result<Sources,
                 b.to,
                 &placed.commit.to_string()[..12]
             ));
-        }
-    }
-    if let Some(commit) = llama_commit
-        .as_ref()
-        .filter(|_| recipe.llamacpp.source != LlamaSource::VendoredPlusBackend)
-    {
-        let lurl = recipe.llamacpp.url.as_deref();
-        let lrepos = mirrors.open(
-            RepoName::LlamaCpp,
-            lurl,
-            &[Want::Commit(commit.clone()), Want::Shallow],
-        )?;
-        let (i, oid) = commit_in(&lrepos, RepoName::LlamaCpp, commit)?;
-        let lrepo = &lrepos[i];
-        let lwhat = format!("llama.cpp {}", &commit[..12.min(commit.len())]);
-        let (ltmp, final_path) = match recipe.llamacpp.source {
-            // Era 1: a git work tree inside the Ollama tree, HEAD at the pin.
-            LlamaSource::Submodule => (tmp.join("llm/llama.cpp"), src.join("ollama/llm/llama.cpp")),
-            _ => (temp_dir_in(&src, ".llama.cpp-")?, src.join("llama.cpp")),
-        };
-        let mut lguard =
-            Cleanup((recipe.llamacpp.source != LlamaSource::Submodule).then(|| ltmp.clone()));
-        let mut m = materialise(&TreeRequest {
-            mirror: &lrepo.path,
-            repo: &lrepo.git,
-            commit: oid,
-            dest: &ltmp,
-            sparse: &Sparse::default(),
-            missing_ok: &may_lack(recipe, RepoName::LlamaCpp),
-            what: &lwhat,
-        })?;
-        gaps.fill(RepoName::LlamaCpp, &ltmp, commit, &mut m, &lwhat)?;
-        crate::killpoint::hit("fetch.llama-written");
-        if recipe.llamacpp.source == LlamaSource::Submodule && !m.skipped_missing.is_empty() {
-            // Era 1's gen_common.sh commits in this tree (`git am` of Ollama's
-            // llm/patches), and git refuses to write a tree naming blobs it lacks: record
-            // the absent files as removed, in a commit of their own on top of the pin.
-            let msg = format!(
-                "Drop {} file(s) missing from the mirror\n\nThe build never reads them: {}\n",
-                m.skipped_missing.len(),
-                m.skipped_missing.join(", ")
-            );
-            let id =
-                super::git::commit_paths(&ltmp, &m.skipped_missing, &msg).map_err(|source| {
-                    SourceError::Git {
+        } else {
+            let (ltmp, final_path) = match recipe.llamacpp.source {
+                // Era 1: a git work tree inside the Ollama tree, HEAD at the pin.
+                LlamaSource::Submodule => {
+                    (tmp.join("llm/llama.cpp"), src.join("ollama/llm/llama.cpp"))
+                }
+                _ => (temp_dir_in(&src, ".llama.cpp-")?, src.join("llama.cpp")),
+            };
+            let mut lguard =
+                Cleanup((recipe.llamacpp.source != LlamaSource::Submodule).then(|| ltmp.clone()));
+            let mut m = materialise(&TreeRequest {
+                mirror: &lrepo.path,
+                repo: &lrepo.git,
+                commit: oid,
+                dest: &ltmp,
+                sparse: &Sparse::default(),
+                missing_ok: &may_lack(recipe, RepoName::LlamaCpp),
+                what: &lwhat,
+            })?;
+            gaps.fill(RepoName::LlamaCpp, &ltmp, commit, &mut m, &lwhat)?;
+            crate::killpoint::hit("fetch.llama-written");
+            if recipe.llamacpp.source == LlamaSource::Submodule && !m.skipped_missing.is_empty() {
+                // Era 1's gen_common.sh commits in this tree (`git am` of Ollama's
+                // llm/patches), and git refuses to write a tree naming blobs it lacks: record
+                // the absent files as removed, in a commit of their own on top of the pin.
+                let msg = format!(
+                    "Drop {} file(s) missing from the mirror\n\nThe build never reads them: {}\n",
+                    m.skipped_missing.len(),
+                    m.skipped_missing.join(", ")
+                );
+                let id = super::git::commit_paths(&ltmp, &m.skipped_missing, &msg).map_err(
+                    |source| SourceError::Git {
                         what: format!(
                             "{lwhat}: committing the removal of files missing from the mirror"
                         ),
                         source,
-                    }
-                })?;
-            gaps.notes.push(format!(
-                "{lwhat}: the {} missing file(s) are removed in commit {} on top of the pin, so git can commit in this tree",
-                m.skipped_missing.len(),
-                &id.to_string()[..12]
-            ));
+                    },
+                )?;
+                gaps.notes.push(format!(
+                    "{lwhat}: the {} missing file(s) are removed in commit {} on top of the pin, so git can commit in this tree",
+                    m.skipped_missing.len(),
+                    &id.to_string()[..12]
+                ));
+            }
+            if recipe.llamacpp.source == LlamaSource::FetchContent {
+                compat_patches = apply_compat(&tmp.join("llama/compat"), &ltmp)?;
+                swap_into_place(&ltmp, &final_path)?;
+                lguard.0 = None;
+            }
+            llamacpp = Some(m);
+            llamacpp_tree = Some(final_path);
         }
-        if recipe.llamacpp.source == LlamaSource::FetchContent {
-            compat_patches = apply_compat(&tmp.join("llama/compat"), &ltmp)?;
-            swap_into_place(&ltmp, &final_path)?;
-            lguard.0 = None;
-        }
-        llamacpp = Some(m);
-        llamacpp_tree = Some(final_path);
     }
     let ollama_tree = src.join("ollama");
     let carried = carry_build_dirs(
