@@ -363,6 +363,19 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
                 "name the first and last tag the template leaves out",
             );
         }
+        if [&r.from, &r.to]
+            .into_iter()
+            .flatten()
+            .any(|v| tags.contains(v))
+        {
+            cx.err(
+                tpl.at(g.tags.span()),
+                format!(
+                    "[[template.unsupported]] tags {r} overlap the template's own range {tags}"
+                ),
+                "list only tags the template leaves out",
+            );
+        }
         let why = g.why.get_ref();
         if let Err(e) = crate::safe::text(why).and_then(|_| {
             if why.trim().is_empty() {

@@ -284,6 +284,10 @@ fn bad_unsupported_entries_in_a_template_are_refused_with_file_and_line() {
             "tags = { from = \"nope\", to = \"v0.12.5\" }\nwhy = \"x\"",
             "write a tag such as",
         ),
+        (
+            "tags = { from = \"v0.12.3\", to = \"v0.12.5\" }\nwhy = \"x\"",
+            "overlap the template's own range",
+        ),
     ] {
         let text = orig.replacen(
             "\n[ollama]",
