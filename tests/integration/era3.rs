@@ -146,6 +146,12 @@ fn era_3_tags_the_template_leaves_out_are_refused_naming_the_nearest_tags() {
         ],
     );
     assert!(!fx.scratch.project().join("work/recipes").exists());
+    // `era` says the same: era 3, no Vulkan path (v0.9.0 has one).
+    let rows = fx.run(&["era", "v0.9.0", "v0.12.5", "--json"]).ok().json();
+    assert_eq!(rows[0]["era"], "3");
+    assert_eq!(rows[0]["vulkan_path"], true);
+    assert_eq!(rows[1]["era"], "3");
+    assert_eq!(rows[1]["vulkan_path"], false);
 }
 
 /// A per-tag recipe of v0.9.0 with `[llamacpp]` lines appended (recipe new writes
