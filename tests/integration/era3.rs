@@ -27,8 +27,31 @@ fn git(dir: &Path, args: &[&str]) -> String {
 #[test]
 fn era_3_places_ggml_vulkan_builds_and_generates_through_vulkan_on_lavapipe() {
     let fx = Fixture::new();
+    build_and_smoke(
+        &fx,
+        "v0.9.0",
+        &["vulkan-era3-cmake", "vulkan-era3-discover"],
+    );
+}
+
+/// v0.11.9–v0.12.3's shape: the other discover series and the device-id one apply too.
+#[test]
+fn era_3_late_tags_get_the_list_discover_series_and_device_ids() {
+    let fx = Fixture::new();
+    build_and_smoke(
+        &fx,
+        "v0.12.0",
+        &[
+            "vulkan-era3-cmake",
+            "vulkan-era3-discover-0.11.9",
+            "vulkan-era3-device-id",
+        ],
+    );
+}
+
+fn build_and_smoke(fx: &Fixture, tag: &str, series: &[&str]) {
     let j = fx
-        .run(&["recipe", "new", "--ollama", "v0.9.0", "--json"])
+        .run(&["recipe", "new", "--ollama", tag, "--json"])
         .ok()
         .json();
     assert_eq!(j["era"], "3");
@@ -48,9 +71,15 @@ fn era_3_places_ggml_vulkan_builds_and_generates_through_vulkan_on_lavapipe() {
         .iter()
         .map(|s| s["series"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["vulkan-era3-cmake", "vulkan-era3-discover"]);
+    assert_eq!(names, series);
+    let patches: usize = check["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["patches"].as_array().unwrap().len())
+        .sum();
 
-    let dest = fx.scratch.path().join("b-v0.9.0");
+    let dest = fx.scratch.path().join(format!("b-{tag}"));
     let b = fx
         .build_host(&[recipe.to_str().unwrap()], &dest)
         .ok()
@@ -63,15 +92,25 @@ fn era_3_places_ggml_vulkan_builds_and_generates_through_vulkan_on_lavapipe() {
     // The placement is a commit of its own on top of the pin, before the series' commits,
     // with exactly the llama.cpp subtree's files.
     let tree = dest.join("src/ollama");
-    let log = git(&tree, &["log", "--format=%s", "-4"]);
+    let log = git(&tree, &["log", "--format=%s", &format!("-{}", patches + 1)]);
     let subjects: Vec<&str> = log.lines().collect();
     assert_eq!(
-        subjects[3],
+        subjects[patches],
         "Place ml/backend/ggml/ggml/src/ggml-vulkan from llama.cpp ".to_string()
             + &fx.llama.commits[7][..12],
         "{log}"
     );
-    let placed = git(&tree, &["diff", "--name-only", "HEAD~3~1", "HEAD~3", "--"]);
+    let placement = format!("HEAD~{patches}");
+    let placed = git(
+        &tree,
+        &[
+            "diff",
+            "--name-only",
+            &format!("{placement}~1"),
+            &placement,
+            "--",
+        ],
+    );
     let llama_files = git(
         &fx.llama.repo.dir,
         &[

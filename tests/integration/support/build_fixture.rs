@@ -572,6 +572,97 @@ func init() {
 }
 "#;
 
+/// Era 3 from v0.11.9: `GetVisibleDevicesEnv` returns `KEY=value` strings (the rocm hook's
+/// lines are upstream's, where our vulkan-era3-discover-0.11.9 series adds Vulkan's).
+pub fn era3_late_gpu_go() -> String {
+    let start = GPU_GO
+        .find("func (l GpuInfoList) GetVisibleDevicesEnv()")
+        .expect("hook");
+    format!(
+        "{}{}",
+        &GPU_GO[..start].replace("package gpu", "package discover"),
+        r#"func (l GpuInfoList) GetVisibleDevicesEnv() []string {
+	if len(l) == 0 {
+		return nil
+	}
+	vd := []string{}
+	// Only filter the AMD GPUs at this level, let all NVIDIA devices through
+	if tmp := rocmGetVisibleDevicesEnv(l); tmp != "" {
+		vd = append(vd, tmp)
+	}
+	return vd
+}
+
+func rocmGetVisibleDevicesEnv(l []GpuInfo) string { slog.Debug("rocm", "gpus", len(l)); return "" }
+"#
+    )
+}
+
+/// The main hook for the late shape: the variables come as `KEY=value`.
+pub const ERA3_LATE_DISCOVER_MAIN_GO: &str = r#"package main
+
+import (
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/ollama/ollama/discover"
+)
+
+func init() {
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	vulkanGate = func() bool {
+		l := discover.GetGPUInfo()
+		for _, kv := range l.GetVisibleDevicesEnv() {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				os.Setenv(k, v)
+			}
+		}
+		return len(l) > 0 && l[0].Library == "vulkan"
+	}
+}
+"#;
+
+/// Upstream's lines (v0.11.5–v0.12.3) where vulkan-era3-device-id hooks in: both engines
+/// match layers to devices by `props.id`. Context for the series only: the fixture's main
+/// does not import these packages, so they are never compiled.
+pub const ERA3_LATE_LLAMA_GO: &str = r#"package llama
+
+// The fixture keeps only the lines our series patches (not built).
+
+func EnumerateGPUs() []string {
+	var ids []string
+
+	for i := range C.ggml_backend_dev_count() {
+		device := C.ggml_backend_dev_get(i)
+
+		if C.ggml_backend_dev_type(device) == C.GGML_BACKEND_DEVICE_TYPE_GPU {
+			var props C.struct_ggml_backend_dev_props
+			C.ggml_backend_dev_get_props(device, &props)
+			ids = append(ids, C.GoString(props.id))
+		}
+	}
+
+	return ids
+}
+"#;
+
+pub const ERA3_LATE_GGML_GO: &str = r#"package ggml
+
+// The fixture keeps only the lines our series patches (not built).
+
+func New(modelPath string, params ml.BackendParams) (ml.Backend, error) {
+	for i, d := range gpus {
+		requiredMemory.GPUs[i].Name = C.GoString(C.ggml_backend_dev_name(d))
+		var props C.struct_ggml_backend_dev_props
+		C.ggml_backend_dev_get_props(d, &props)
+		requiredMemory.GPUs[i].ID = C.GoString(props.id)
+		requiredMemory.GPUs[i].Weights = make([]ml.Memory, blocks+1)
+		requiredMemory.GPUs[i].Cache = make([]ml.Memory, blocks+1)
+	}
+}
+"#;
+
 /// Era 4's vendored ggml under ml/backend/ggml/ggml, without the feature tests (as
 /// Ollama's .rsync-filter leaves them out).
 pub fn vendored_ggml_files() -> Vec<(String, String)> {

@@ -359,13 +359,31 @@ open("ggml-vulkan-shaders.hpp", "w").write(chr(10).join(out) + chr(10))
 
 /// Era layouts for a mini Ollama tree: only our own small files, shaped like each era.
 pub enum Layout<'a> {
-    Zero { gguf: &'a str },
-    OneA { llama: &'a str },
-    OneB { llama: &'a str },
-    Two { base: &'a str },
-    Three { fetch_head: &'a str },
-    Four { fetch_head: &'a str },
-    Five { version: &'a str },
+    Zero {
+        gguf: &'a str,
+    },
+    OneA {
+        llama: &'a str,
+    },
+    OneB {
+        llama: &'a str,
+    },
+    Two {
+        base: &'a str,
+    },
+    Three {
+        fetch_head: &'a str,
+    },
+    /// Era 3 from v0.11.9: `[]string` visible-devices env, layer placement by device ID.
+    ThreeLate {
+        fetch_head: &'a str,
+    },
+    Four {
+        fetch_head: &'a str,
+    },
+    Five {
+        version: &'a str,
+    },
     Unknown,
 }
 
@@ -434,7 +452,9 @@ impl Upstream {
                 files.push(("llama/vendoring", format!("LLAMACPP_BASE_COMMIT={base}\n")));
                 files.push(("Makefile", "all:\n\t$(MAKE) -C llama\n".into()));
             }
-            Layout::Three { fetch_head } | Layout::Four { fetch_head } => {
+            Layout::Three { fetch_head }
+            | Layout::ThreeLate { fetch_head }
+            | Layout::Four { fetch_head } => {
                 let vulkan = matches!(layout, Layout::Four { .. });
                 files.push(("Makefile.sync", format!("UPSTREAM=https://github.com/ggml-org/llama.cpp.git\nWORKDIR=llama/vendor\nFETCH_HEAD={fetch_head}\n")));
                 if vulkan {
@@ -459,6 +479,18 @@ impl Upstream {
                     ));
                     files.push(("format/bytes.go", build_fixture::FORMAT_GO.into()));
                     vendored = build_fixture::era3_vendored_files();
+                    if matches!(layout, Layout::ThreeLate { .. }) {
+                        files.push(("discover/gpu.go", build_fixture::era3_late_gpu_go()));
+                        files.push((
+                            "discover.go",
+                            build_fixture::ERA3_LATE_DISCOVER_MAIN_GO.into(),
+                        ));
+                        files.push(("llama/llama.go", build_fixture::ERA3_LATE_LLAMA_GO.into()));
+                        files.push((
+                            "ml/backend/ggml/ggml.go",
+                            build_fixture::ERA3_LATE_GGML_GO.into(),
+                        ));
+                    }
                 }
             }
             Layout::Five { version } => {
@@ -489,7 +521,10 @@ impl Upstream {
         }
         files.extend(vendored.iter().map(|(p, c)| (p.as_str(), c.clone())));
         self.replace_tree(&files);
-        if matches!(layout, Layout::Three { .. } | Layout::Four { .. }) {
+        if matches!(
+            layout,
+            Layout::Three { .. } | Layout::ThreeLate { .. } | Layout::Four { .. }
+        ) {
             // A symlink out of the tree: patches must never write through it.
             std::os::unix::fs::symlink("/etc", self.dir.join("escape")).unwrap();
         }
@@ -696,6 +731,12 @@ impl Fixture {
         ollama.release(
             "v0.9.0",
             Layout::Three {
+                fetch_head: &c(8)[..9],
+            },
+        );
+        ollama.release(
+            "v0.12.0",
+            Layout::ThreeLate {
                 fetch_head: &c(8)[..9],
             },
         );
