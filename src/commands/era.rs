@@ -2,6 +2,7 @@
 
 use ollama_vulkan::error::{Error, Kind};
 use ollama_vulkan::recipe::new::{survey_tags, EraRow, EraTags, DEFAULT_OLLAMA_URL};
+use ollama_vulkan::version::Version;
 use serde::Serialize;
 
 use super::{emit, Human, Report, Status};
@@ -18,7 +19,22 @@ pub fn run(g: &Global, a: EraArgs) -> Result<Status, Error> {
     } else {
         EraTags::Some(&a.tags)
     };
-    let rows = Eras(survey_tags(&g.mirrors()?, &url, tags)?);
+    let mut rows = Eras(survey_tags(&g.mirrors()?, &url, tags)?);
+    // A tag its era's template leaves out with a reason ([[template.unsupported]], e.g.
+    // era 3's v0.12.4-rc0–v0.12.5) has no Vulkan path, whatever its era.
+    let templates = g.templates();
+    for r in &mut rows.0 {
+        let (Some(era), Ok(v)) = (r.era, r.tag.parse::<Version>()) else {
+            continue;
+        };
+        if templates
+            .iter()
+            .filter(|t| t.era == era)
+            .any(|t| t.unsupported.iter().any(|u| u.tags.contains(&v)))
+        {
+            r.vulkan_path = false;
+        }
+    }
     let ok = rows.0.iter().all(|r| r.error.is_none());
     emit(&rows, g.format());
     Ok(Status::ok_or(ok, Kind::BadInput))

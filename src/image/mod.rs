@@ -178,7 +178,7 @@ fn vars(r: &Recipe) -> BTreeMap<&'static str, String> {
     let llama = match r.llamacpp.source {
         LlamaSource::FetchContent => format!("{SRC}/llama.cpp"),
         LlamaSource::Submodule => format!("{SRC}/ollama/llm/llama.cpp"),
-        LlamaSource::Vendored => String::new(),
+        LlamaSource::Vendored | LlamaSource::VendoredPlusBackend => String::new(),
     };
     BTreeMap::from([
         ("dist", DIST.to_string()),

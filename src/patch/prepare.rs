@@ -16,7 +16,7 @@ use super::engine::{apply_patch, DirSource, GitSource, Overlay, PatchStatus, Sou
 use super::parse::{Patch, PatchError};
 use super::report::SeriesRun;
 use super::series::{Series, SeriesError};
-use crate::recipe::model::{LlamaSource, Recipe};
+use crate::recipe::model::Recipe;
 use crate::source::fetch::{fetch, Sources};
 use crate::source::git::{commit_tree_changes, move_head, TreeChange};
 use crate::source::{Mirrors, RepoName, SourceError, Want};
@@ -188,7 +188,7 @@ pub fn prepare(
             .llamacpp
             .commit
             .clone()
-            .filter(|_| recipe.llamacpp.source != LlamaSource::Vendored);
+            .filter(|_| !recipe.llamacpp.source.is_vendored());
         let needs_llama = loaded.iter().any(|s| s.repo == RepoName::LlamaCpp);
         let lrepos = match (&lcommit, needs_llama) {
             (Some(c), true) => mirrors.open(

@@ -62,6 +62,10 @@ pub(super) fn vulkan_switch(
                 None
             }
         }
+        Era::Three => Some(
+            "our CMake preset `Vulkan` over ggml-vulkan placed from Makefile.sync's llama.cpp"
+                .into(),
+        ),
         Era::Four => Some("upstream CMake preset `Vulkan`".into()),
         Era::Five => Some("GGML_VULKAN (llama-server presets)".into()),
         _ => None,

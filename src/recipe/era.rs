@@ -19,7 +19,8 @@ pub enum Era {
     OneB,
     /// v0.4.0–v0.5.7: llama.cpp vendored flat into `llama/`, GNU make.
     Two,
-    /// v0.5.8–v0.12.5: vendored ggml, CMake presets, no Vulkan preset.
+    /// v0.5.8–v0.12.5: vendored ggml, CMake presets, no Vulkan preset; ggml-vulkan is
+    /// placed from the llama.cpp commit of `Makefile.sync` (`vendored-plus-backend`).
     Three,
     /// v0.12.6–v0.2x: vendored ggml with the upstream `Vulkan` preset.
     Four,
@@ -51,9 +52,13 @@ impl Era {
     }
 
     /// Whether any Vulkan path exists for this layout (ours or upstream's). Era 1a has one
-    /// only from llama.cpp b1996 on, which the template's tag range and the pin decide.
+    /// only from llama.cpp b1996 on, and era 3 only where the template's tag range says
+    /// (v0.12.4/v0.12.5 are left out): the template's range and the pin decide.
     pub fn has_vulkan_path(self) -> bool {
-        matches!(self, Era::OneA | Era::OneB | Era::Four | Era::Five)
+        matches!(
+            self,
+            Era::OneA | Era::OneB | Era::Three | Era::Four | Era::Five
+        )
     }
 
     /// Why an era has no Vulkan path, for the refusal message.
@@ -61,7 +66,6 @@ impl Era {
         match self {
             Era::Zero => "era 0 builds llama.cpp through //go:generate lines and has no GPU discovery to hook into",
             Era::Two => "era 2 vendors llama.cpp without ggml-vulkan and builds with GNU make; Vulkan would need re-vendoring ggml",
-            Era::Three => "era 3 vendors ggml without ggml-vulkan and has no Vulkan preset; upstream added both in v0.12.6 (era 4)",
             Era::OneA => "this llama.cpp pin predates the Vulkan backend (llama.cpp b1996)",
             _ => "",
         }

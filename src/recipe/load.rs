@@ -349,6 +349,53 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
         }
     }
 
+    let mut unsupported = Vec::new();
+    for g in tt
+        .and_then(|t| t.unsupported.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let r = range(tpl, &g.tags, cx);
+        if r.from.is_none() || (r.to.is_none() && r.until.is_none()) {
+            cx.err(
+                tpl.at(g.tags.span()),
+                "[[template.unsupported]] tags needs `from` and `to` (or `until`)",
+                "name the first and last tag the template leaves out",
+            );
+        }
+        if [&r.from, &r.to]
+            .into_iter()
+            .flatten()
+            .any(|v| tags.contains(v))
+        {
+            cx.err(
+                tpl.at(g.tags.span()),
+                format!(
+                    "[[template.unsupported]] tags {r} overlap the template's own range {tags}"
+                ),
+                "list only tags the template leaves out",
+            );
+        }
+        let why = g.why.get_ref();
+        if let Err(e) = crate::safe::text(why).and_then(|_| {
+            if why.trim().is_empty() {
+                Err("an empty reason".to_string())
+            } else {
+                Ok(())
+            }
+        }) {
+            cx.err(
+                tpl.at(g.why.span()),
+                format!("[[template.unsupported]] why: {e}"),
+                "say in one line why these tags have no Vulkan path",
+            );
+        }
+        unsupported.push(Unsupported {
+            tags: r,
+            why: why.clone(),
+        });
+    }
+
     // Ollama source.
     let url = pick(me, t, |r| r.ollama.as_ref()?.url.as_ref());
     let ollama_url = match url {
@@ -468,6 +515,8 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
             );
         }
     }
+
+    let backend = llama_backend(me, t, llama_source, cx);
 
     // Series: the recipe's list replaces the template's.
     let mut series = Vec::new();
@@ -691,6 +740,7 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
         era: era?,
         tags,
         summary: tt.and_then(|t| t.summary.clone()),
+        unsupported,
         ollama: Ollama {
             url: ollama_url,
             tag: tag.map(|t| t.get_ref().clone()),
@@ -706,6 +756,7 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
                 .and_then(|l| l.commit.as_ref())
                 .map(|c| c.get_ref().clone()),
             version: llama_version.map(|v| v.get_ref().clone()),
+            backend,
         },
         series,
         build,
@@ -1025,4 +1076,65 @@ fn check_values(me: &Parsed, t: Option<&Parsed>, build: &Build, image: &Image, c
             }
         }
     }
+}
+
+/// `[llamacpp] backend = { from, to }`: required by `vendored-plus-backend`, refused with
+/// any other source; both paths relative, inside their trees (no `..`, no leading `/`, no
+/// `.git`), and `to` never the tree's root. Symlinks are refused at fetch time, where the
+/// trees are read.
+fn llama_backend(
+    me: &Parsed,
+    t: Option<&Parsed>,
+    source: Option<LlamaSource>,
+    cx: &mut Ctx,
+) -> Option<super::model::Backend> {
+    let picked = pick(me, t, |r| r.llamacpp.as_ref()?.backend.as_ref());
+    let plus = source == Some(LlamaSource::VendoredPlusBackend);
+    let Some((p, b)) = picked else {
+        if plus {
+            cx.err(
+                Location::file_only(&t.unwrap_or(me).path),
+                "`source = \"vendored-plus-backend\"` needs `[llamacpp] backend`",
+                "add `backend = { from = \"ggml/src/ggml-vulkan\", to = \"ml/backend/ggml/ggml/src/ggml-vulkan\" }` (the llama.cpp subtree and where it goes in the Ollama tree)",
+            );
+        }
+        return None;
+    };
+    if !plus {
+        cx.err(
+            p.at(b.span()),
+            format!(
+                "`[llamacpp] backend` is only read with `source = \"vendored-plus-backend\"`, not `{}`",
+                source.map(LlamaSource::as_str).unwrap_or("(none)")
+            ),
+            "remove `backend`, or set `source = \"vendored-plus-backend\"` (era 3)",
+        );
+        return None;
+    }
+    let raw = b.get_ref();
+    let mut ok = true;
+    let mut path = |key: &str, v: Option<&toml::Spanned<String>>, tree: &str| -> String {
+        let Some(v) = v else {
+            cx.err(
+                p.at(b.span()),
+                format!("`[llamacpp] backend` has no `{key}`"),
+                format!("add `{key} = \"…\"`: a relative path in the {tree} tree"),
+            );
+            ok = false;
+            return String::new();
+        };
+        let s = v.get_ref().trim_end_matches('/').to_string();
+        if let Err(why) = crate::safe::rel_path(&s) {
+            cx.err(
+                p.at(v.span()),
+                format!("[llamacpp] backend.{key}: {why}"),
+                format!("give a relative path inside the {tree} tree (no `..`, no `.`, no leading `/`, no `.git`), e.g. `ggml/src/ggml-vulkan`"),
+            );
+            ok = false;
+        }
+        s
+    };
+    let from = path("from", raw.from.as_ref(), "llama.cpp");
+    let to = path("to", raw.to.as_ref(), "Ollama");
+    ok.then_some(super::model::Backend { from, to })
 }

@@ -33,6 +33,16 @@ pub struct RawRecipe {
 pub struct RawTemplate {
     pub tags: Option<Spanned<RawRange>>,
     pub summary: Option<String>,
+    /// Tags of the era the template leaves out, and why (`recipe new` says so, exit 3).
+    pub unsupported: Option<Vec<RawUnsupported>>,
+}
+
+/// `[[template.unsupported]] tags = { from, to }, why = "…"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUnsupported {
+    pub tags: Spanned<RawRange>,
+    pub why: Spanned<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -58,6 +68,16 @@ pub struct RawLlama {
     pub source: Option<Spanned<LlamaSource>>,
     pub commit: Option<Spanned<String>>,
     pub version: Option<Spanned<String>>,
+    /// `source = "vendored-plus-backend"`: the llama.cpp subtree placed into the tree.
+    pub backend: Option<Spanned<RawBackend>>,
+}
+
+/// `[llamacpp] backend = { from = "ggml/src/ggml-vulkan", to = "ml/backend/…/ggml-vulkan" }`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackend {
+    pub from: Option<Spanned<String>>,
+    pub to: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,12 +180,16 @@ pub enum LlamaSource {
     Vendored,
     /// A separate tree handed to CMake as FETCHCONTENT_SOURCE_DIR_LLAMA_CPP (era 5).
     FetchContent,
+    /// Vendored in the Ollama tree, plus one subtree of the llama.cpp commit the tree's
+    /// vendoring names, placed into it (`[llamacpp] backend`; era 3's ggml-vulkan).
+    VendoredPlusBackend,
 }
 
 impl LlamaSource {
     pub fn for_era(era: Era) -> Option<LlamaSource> {
         match era {
             Era::OneA | Era::OneB => Some(LlamaSource::Submodule),
+            Era::Three => Some(LlamaSource::VendoredPlusBackend),
             Era::Four => Some(LlamaSource::Vendored),
             Era::Five => Some(LlamaSource::FetchContent),
             _ => None,
@@ -176,7 +200,15 @@ impl LlamaSource {
             LlamaSource::Submodule => "submodule",
             LlamaSource::Vendored => "vendored",
             LlamaSource::FetchContent => "fetch-content",
+            LlamaSource::VendoredPlusBackend => "vendored-plus-backend",
         }
+    }
+    /// Whether llama.cpp lives only inside the Ollama tree (no tree of its own).
+    pub fn is_vendored(self) -> bool {
+        matches!(
+            self,
+            LlamaSource::Vendored | LlamaSource::VendoredPlusBackend
+        )
     }
 }
 
@@ -196,7 +228,7 @@ impl Driver {
     pub fn for_era(era: Era) -> Option<Driver> {
         match era {
             Era::OneA | Era::OneB => Some(Driver::GenLinux),
-            Era::Four => Some(Driver::CmakePresets),
+            Era::Three | Era::Four => Some(Driver::CmakePresets),
             Era::Five => Some(Driver::LlamaServer),
             _ => None,
         }
@@ -214,6 +246,8 @@ pub struct Recipe {
     /// The tags the era template covers.
     pub tags: TagRange,
     pub summary: Option<String>,
+    /// Tags of the era outside `tags` with the reason they are left out.
+    pub unsupported: Vec<Unsupported>,
     pub ollama: Ollama,
     pub llamacpp: LlamaCpp,
     /// The series that apply to this recipe's tag (all of them for a template).
@@ -221,6 +255,12 @@ pub struct Recipe {
     pub build: Build,
     pub image: Image,
     pub smoke: Smoke,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Unsupported {
+    pub tags: TagRange,
+    pub why: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -244,6 +284,16 @@ pub struct LlamaCpp {
     pub commit: Option<String>,
     /// The llama.cpp release (bNNNN) the pin corresponds to, where known.
     pub version: Option<String>,
+    /// The subtree placed into the Ollama tree (`vendored-plus-backend` only).
+    pub backend: Option<Backend>,
+}
+
+/// One llama.cpp subtree copied into the Ollama tree at fetch time: `from` in the
+/// llama.cpp commit, `to` in the Ollama tree (both relative, checked at load).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Backend {
+    pub from: String,
+    pub to: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -106,6 +106,29 @@ pub fn supported_summary(templates: &[Recipe]) -> String {
     format!("tags with a Vulkan path: {}", parts.join("; "))
 }
 
+/// "; nearest tags with a Vulkan path: vA (era X), vB (era Y)": the closest template range
+/// end below `v` and the closest start above it.
+fn nearest(templates: &[Recipe], v: &Version) -> String {
+    let below = templates
+        .iter()
+        .filter_map(|t| t.tags.to.as_ref().filter(|e| *e < v).map(|e| (e, t.era)))
+        .max_by(|a, b| a.0.cmp(b.0));
+    let above = templates
+        .iter()
+        .filter_map(|t| t.tags.from.as_ref().filter(|s| *s > v).map(|s| (s, t.era)))
+        .min_by(|a, b| a.0.cmp(b.0));
+    let parts: Vec<String> = [below, above]
+        .into_iter()
+        .flatten()
+        .map(|(t, era)| format!("{t} (era {era})"))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("; nearest tags with a Vulkan path: {}", parts.join(", "))
+    }
+}
+
 /// Does the llama.cpp tree at `commit` contain a Vulkan backend?
 fn pin_has_vulkan(repos: &[Repo], commit: &str) -> Option<bool> {
     let (i, oid) = find_commit(repos, commit)?;
@@ -250,9 +273,19 @@ pub fn new_recipe(
     }
     let version: Version = req.tag.parse().map_err(|e: String| unsupported(e))?;
     if !template.tags.contains(&version) {
+        let why = match template.unsupported.iter().find(|g| g.tags.contains(&version)) {
+            Some(g) => format!(
+                "template {template_name} covers {} only and leaves out {}: {}",
+                template.tags, g.tags, g.why
+            ),
+            None => format!(
+                "template {template_name} covers {} only; the Vulkan path is not verified for {} (a tag the template's range leaves out)",
+                template.tags, req.tag
+            ),
+        };
         return Err(unsupported(format!(
-            "template {template_name} covers {} only; the Vulkan path is not verified for {} (a tag the template's range leaves out)",
-            template.tags, req.tag
+            "{why}{}",
+            nearest(&templates, &version)
         )));
     }
     let (llama_commit, llama_version) = resolve_pin(&cls.llamacpp, &llama_repos, &mut notes);

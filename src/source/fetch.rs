@@ -242,55 +242,76 @@ pub fn fetch(recipe: &Recipe, mirrors: &Mirrors, dest: &Path) -> Result<Sources,
         let (i, oid) = commit_in(&lrepos, RepoName::LlamaCpp, commit)?;
         let lrepo = &lrepos[i];
         let lwhat = format!("llama.cpp {}", &commit[..12.min(commit.len())]);
-        let (ltmp, final_path) = match recipe.llamacpp.source {
-            // Era 1: a git work tree inside the Ollama tree, HEAD at the pin.
-            LlamaSource::Submodule => (tmp.join("llm/llama.cpp"), src.join("ollama/llm/llama.cpp")),
-            _ => (temp_dir_in(&src, ".llama.cpp-")?, src.join("llama.cpp")),
-        };
-        let mut lguard =
-            Cleanup((recipe.llamacpp.source != LlamaSource::Submodule).then(|| ltmp.clone()));
-        let mut m = materialise(&TreeRequest {
-            mirror: &lrepo.path,
-            repo: &lrepo.git,
-            commit: oid,
-            dest: &ltmp,
-            sparse: &Sparse::default(),
-            missing_ok: &may_lack(recipe, RepoName::LlamaCpp),
-            what: &lwhat,
-        })?;
-        gaps.fill(RepoName::LlamaCpp, &ltmp, commit, &mut m, &lwhat)?;
-        crate::killpoint::hit("fetch.llama-written");
-        if recipe.llamacpp.source == LlamaSource::Submodule && !m.skipped_missing.is_empty() {
-            // Era 1's gen_common.sh commits in this tree (`git am` of Ollama's
-            // llm/patches), and git refuses to write a tree naming blobs it lacks: record
-            // the absent files as removed, in a commit of their own on top of the pin.
-            let msg = format!(
-                "Drop {} file(s) missing from the mirror\n\nThe build never reads them: {}\n",
-                m.skipped_missing.len(),
-                m.skipped_missing.join(", ")
-            );
-            let id =
-                super::git::commit_paths(&ltmp, &m.skipped_missing, &msg).map_err(|source| {
-                    SourceError::Git {
+        if recipe.llamacpp.source == LlamaSource::VendoredPlusBackend {
+            // Era 3: one subtree of the pin, placed into the Ollama tree and committed
+            // there; no llama.cpp tree of its own.
+            let b = recipe.llamacpp.backend.as_ref().ok_or_else(|| SourceError::BadBackend {
+                recipe: recipe.path.clone(),
+                why: "`source = \"vendored-plus-backend\"` without `backend`".into(),
+                help: "add `backend = { from = \"…\", to = \"…\" }` to [llamacpp] (`recipe check` names the file)".into(),
+            })?;
+            let placed =
+                super::backend::place_backend(&lrepo.git, oid, b, &tmp, &recipe.path, &lwhat)?;
+            gaps.notes.push(format!(
+                "{lwhat}: placed {} ({} files, {} bytes) at {} in commit {} on top of the pin",
+                b.from,
+                placed.files,
+                placed.bytes,
+                b.to,
+                &placed.commit.to_string()[..12]
+            ));
+        } else {
+            let (ltmp, final_path) = match recipe.llamacpp.source {
+                // Era 1: a git work tree inside the Ollama tree, HEAD at the pin.
+                LlamaSource::Submodule => {
+                    (tmp.join("llm/llama.cpp"), src.join("ollama/llm/llama.cpp"))
+                }
+                _ => (temp_dir_in(&src, ".llama.cpp-")?, src.join("llama.cpp")),
+            };
+            let mut lguard =
+                Cleanup((recipe.llamacpp.source != LlamaSource::Submodule).then(|| ltmp.clone()));
+            let mut m = materialise(&TreeRequest {
+                mirror: &lrepo.path,
+                repo: &lrepo.git,
+                commit: oid,
+                dest: &ltmp,
+                sparse: &Sparse::default(),
+                missing_ok: &may_lack(recipe, RepoName::LlamaCpp),
+                what: &lwhat,
+            })?;
+            gaps.fill(RepoName::LlamaCpp, &ltmp, commit, &mut m, &lwhat)?;
+            crate::killpoint::hit("fetch.llama-written");
+            if recipe.llamacpp.source == LlamaSource::Submodule && !m.skipped_missing.is_empty() {
+                // Era 1's gen_common.sh commits in this tree (`git am` of Ollama's
+                // llm/patches), and git refuses to write a tree naming blobs it lacks: record
+                // the absent files as removed, in a commit of their own on top of the pin.
+                let msg = format!(
+                    "Drop {} file(s) missing from the mirror\n\nThe build never reads them: {}\n",
+                    m.skipped_missing.len(),
+                    m.skipped_missing.join(", ")
+                );
+                let id = super::git::commit_paths(&ltmp, &m.skipped_missing, &msg).map_err(
+                    |source| SourceError::Git {
                         what: format!(
                             "{lwhat}: committing the removal of files missing from the mirror"
                         ),
                         source,
-                    }
-                })?;
-            gaps.notes.push(format!(
-                "{lwhat}: the {} missing file(s) are removed in commit {} on top of the pin, so git can commit in this tree",
-                m.skipped_missing.len(),
-                &id.to_string()[..12]
-            ));
+                    },
+                )?;
+                gaps.notes.push(format!(
+                    "{lwhat}: the {} missing file(s) are removed in commit {} on top of the pin, so git can commit in this tree",
+                    m.skipped_missing.len(),
+                    &id.to_string()[..12]
+                ));
+            }
+            if recipe.llamacpp.source == LlamaSource::FetchContent {
+                compat_patches = apply_compat(&tmp.join("llama/compat"), &ltmp)?;
+                swap_into_place(&ltmp, &final_path)?;
+                lguard.0 = None;
+            }
+            llamacpp = Some(m);
+            llamacpp_tree = Some(final_path);
         }
-        if recipe.llamacpp.source == LlamaSource::FetchContent {
-            compat_patches = apply_compat(&tmp.join("llama/compat"), &ltmp)?;
-            swap_into_place(&ltmp, &final_path)?;
-            lguard.0 = None;
-        }
-        llamacpp = Some(m);
-        llamacpp_tree = Some(final_path);
     }
     let ollama_tree = src.join("ollama");
     let carried = carry_build_dirs(

@@ -1,6 +1,7 @@
 //! Upstream repositories: local bare mirrors given with `--mirror NAME=PATH`, or bare
 //! mirrors kept in the cache and filled from the recipe's URL.
 
+pub mod backend;
 pub mod fetch;
 pub mod git;
 pub mod regenerate;
@@ -130,6 +131,13 @@ pub enum SourceError {
     },
     #[error("--cache-dir {path}: {why}\n  help: pass a directory (it is created if missing), or leave --cache-dir out")]
     BadCacheDir { path: PathBuf, why: String },
+    /// `[llamacpp] backend` cannot be placed as written (exit 2; nothing was written).
+    #[error("{recipe}: [llamacpp] backend: {why}; nothing was written\n  help: {help}")]
+    BadBackend {
+        recipe: PathBuf,
+        why: String,
+        help: String,
+    },
     #[error("{what}: {source}")]
     Git { what: String, source: git2::Error },
     #[error("{what}: {source}")]
@@ -151,6 +159,7 @@ impl crate::error::HasKind for SourceError {
             | SourceError::MovedTag { .. }
             | SourceError::CommitNotFound { .. }
             | SourceError::HostileTree { .. }
+            | SourceError::BadBackend { .. }
             | SourceError::BadCacheDir { .. }
             | SourceError::FsckFailed { .. } => Kind::BadInput,
             SourceError::Fetch { .. }

@@ -139,7 +139,10 @@ fn missing_template() {
         &Scratch::new(),
         &good("").replace("era-4", "era-9"),
         "r.toml:1:11",
-        &["template `era-9` not found", "era-1a, era-1b, era-4, era-5"],
+        &[
+            "template `era-9` not found",
+            "era-1a, era-1b, era-3, era-4, era-5",
+        ],
     );
 }
 

@@ -35,7 +35,7 @@ fn committed_series_are_up_to_date() {
     );
     run.ok();
     assert!(
-        run.stdout.contains("12 generated series up to date"),
+        run.stdout.contains("14 generated series up to date"),
         "{}",
         run.stdout
     );
@@ -49,7 +49,7 @@ fn append(s: &Scratch, rel: &str, text: &str) {
 }
 
 #[test]
-fn a_probe_edit_reaches_all_twelve_series() {
+fn a_probe_edit_reaches_all_twelve_legacy_series_and_era_3s() {
     let s = Scratch::new();
     s.run(&["series", "generate", "--check"]).ok();
     append(
@@ -70,6 +70,15 @@ fn a_probe_edit_reaches_all_twelve_series() {
             run.stdout
                 .contains(&format!("stale patches/{series}/SHA256SUMS")),
             "{}",
+            run.stdout
+        );
+    }
+    // Era 3's series carry the same probe in their first patch (no gen_linux.sh there).
+    for series in ["vulkan-era3-discover", "vulkan-era3-discover-0.11.9"] {
+        assert!(
+            run.stdout
+                .contains(&format!("stale patches/{series}/0001-")),
+            "{series} not listed:\n{}",
             run.stdout
         );
     }

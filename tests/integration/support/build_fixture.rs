@@ -434,6 +434,235 @@ pub fn llama_files() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The mini llama.cpp's `ggml/src/ggml-vulkan/` as a directory of its own: what era 3's
+/// `[llamacpp] backend` places into the vendored ggml. Its CMakeLists.txt builds only the
+/// `ggml-vulkan` target (added by our vulkan-era3-cmake series with add_subdirectory), and
+/// the glslc feature test comes with it, as llama.cpp's test_*_support.comp do.
+pub fn llama_backend_files() -> Vec<(String, String)> {
+    let dir = "ggml/src/ggml-vulkan";
+    let cmake = lib_cmake("GGML_VULKAN", "vulkan-shaders", "ggml-vulkan.cpp");
+    // Only the Vulkan part of the library's CMake: the target, always on.
+    let start = cmake
+        .find("  find_package(Vulkan REQUIRED)")
+        .expect("vulkan part");
+    let end = cmake
+        .find("  add_executable(ollama_llama_server")
+        .expect("server");
+    let body = cmake[start..end].replace("integer_dot.comp", "test_integer_dot_support.comp");
+    vec![
+        (
+            format!("{dir}/CMakeLists.txt"),
+            format!("cmake_minimum_required(VERSION 3.19)\n{body}"),
+        ),
+        (format!("{dir}/probe.c"), PROBE_C.into()),
+        (format!("{dir}/probe.comp"), PROBE_COMP.into()),
+        (format!("{dir}/dot.comp"), DOT_COMP.into()),
+        (format!("{dir}/embed.cmake"), EMBED_CMAKE.into()),
+        (
+            format!("{dir}/vulkan-shaders/test_integer_dot_support.comp"),
+            FEATURE_TEST.into(),
+        ),
+    ]
+}
+
+/// Era 3's vendored ggml: the base library only (no ggml-vulkan, as Ollama vendored it).
+pub fn era3_vendored_files() -> Vec<(String, String)> {
+    let dir = "ml/backend/ggml/ggml";
+    vec![
+        (
+            format!("{dir}/CMakeLists.txt"),
+            "cmake_minimum_required(VERSION 3.14)\nproject(ggml C CXX)\nadd_library(ggml-base SHARED base.c)\n".into(),
+        ),
+        (format!("{dir}/base.c"), BASE_C.into()),
+    ]
+}
+
+/// Era 3's root CMakeLists.txt: upstream's shape where our vulkan-era3-cmake series
+/// appends (the HIP block's closing lines end the file).
+pub const ERA3_CMAKE: &str = r#"cmake_minimum_required(VERSION 3.21)
+project(Ollama C CXX)
+set(CMAKE_LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/lib/ollama)
+add_subdirectory(ml/backend/ggml/ggml)
+install(TARGETS ggml-base LIBRARY DESTINATION lib/ollama COMPONENT CPU)
+
+if(CMAKE_HIP_COMPILER)
+    if(AMDGPU_TARGETS)
+        foreach(HIP_LIB_BIN_INSTALL_DIR IN ITEMS ${HIP_BIN_INSTALL_DIR})
+        endforeach()
+    endif()
+endif()
+"#;
+
+/// Era 3's CMakePresets.json: no Vulkan preset; the lines around the end of each preset
+/// list are upstream's (v0.5.8–v0.12.5), where our series adds one.
+pub const ERA3_PRESETS: &str = r#"{
+  "version": 3,
+  "configurePresets": [
+    {
+      "name": "Default",
+      "binaryDir": "${sourceDir}/build",
+      "installDir": "${sourceDir}/dist",
+      "cacheVariables": {
+        "CMAKE_BUILD_TYPE": "Release"
+      }
+    },
+    {
+      "name": "CPU",
+      "inherits": [ "Default" ]
+    },
+    {
+      "name": "ROCm",
+      "inherits": [ "Default" ],
+      "cacheVariables": {
+        "CMAKE_HIP_PLATFORM": "amd"
+      }
+    },
+    {
+      "name": "ROCm 6",
+      "inherits": [ "ROCm" ],
+      "cacheVariables": {
+        "AMDGPU_TARGETS": "gfx900"
+      }
+    }
+  ],
+  "buildPresets": [
+    {
+      "name": "Default",
+      "configurePreset": "Default",
+      "configuration": "Release"
+    },
+    {
+      "name": "CPU",
+      "configurePreset": "Default",
+      "targets": [ "ggml-base" ]
+    },
+    {
+      "name": "ROCm",
+      "configurePreset": "ROCm"
+    },
+    {
+      "name": "ROCm 6",
+      "inherits": [ "ROCm" ],
+      "configurePreset": "ROCm 6"
+    }
+  ]
+}
+"#;
+
+/// Era 3: the server asks discover (with our series' Vulkan probe) whether a Vulkan GPU
+/// was found, and passes the visible-devices variable on, as Ollama's scheduler does.
+pub const ERA3_DISCOVER_MAIN_GO: &str = r#"package main
+
+import (
+	"log/slog"
+	"os"
+
+	"github.com/ollama/ollama/discover"
+)
+
+func init() {
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	vulkanGate = func() bool {
+		l := discover.GetGPUInfo()
+		if k, v := l.GetVisibleDevicesEnv(); k != "" && v != "" {
+			os.Setenv(k, v)
+		}
+		return len(l) > 0 && l[0].Library == "vulkan"
+	}
+}
+"#;
+
+/// Era 3 from v0.11.9: `GetVisibleDevicesEnv` returns `KEY=value` strings (the rocm hook's
+/// lines are upstream's, where our vulkan-era3-discover-0.11.9 series adds Vulkan's).
+pub fn era3_late_gpu_go() -> String {
+    let start = GPU_GO
+        .find("func (l GpuInfoList) GetVisibleDevicesEnv()")
+        .expect("hook");
+    format!(
+        "{}{}",
+        &GPU_GO[..start].replace("package gpu", "package discover"),
+        r#"func (l GpuInfoList) GetVisibleDevicesEnv() []string {
+	if len(l) == 0 {
+		return nil
+	}
+	vd := []string{}
+	// Only filter the AMD GPUs at this level, let all NVIDIA devices through
+	if tmp := rocmGetVisibleDevicesEnv(l); tmp != "" {
+		vd = append(vd, tmp)
+	}
+	return vd
+}
+
+func rocmGetVisibleDevicesEnv(l []GpuInfo) string { slog.Debug("rocm", "gpus", len(l)); return "" }
+"#
+    )
+}
+
+/// The main hook for the late shape: the variables come as `KEY=value`.
+pub const ERA3_LATE_DISCOVER_MAIN_GO: &str = r#"package main
+
+import (
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/ollama/ollama/discover"
+)
+
+func init() {
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	vulkanGate = func() bool {
+		l := discover.GetGPUInfo()
+		for _, kv := range l.GetVisibleDevicesEnv() {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				os.Setenv(k, v)
+			}
+		}
+		return len(l) > 0 && l[0].Library == "vulkan"
+	}
+}
+"#;
+
+/// Upstream's lines (v0.11.5–v0.12.3) where vulkan-era3-device-id hooks in: both engines
+/// match layers to devices by `props.id`. Context for the series only: the fixture's main
+/// does not import these packages, so they are never compiled.
+pub const ERA3_LATE_LLAMA_GO: &str = r#"package llama
+
+// The fixture keeps only the lines our series patches (not built).
+
+func EnumerateGPUs() []string {
+	var ids []string
+
+	for i := range C.ggml_backend_dev_count() {
+		device := C.ggml_backend_dev_get(i)
+
+		if C.ggml_backend_dev_type(device) == C.GGML_BACKEND_DEVICE_TYPE_GPU {
+			var props C.struct_ggml_backend_dev_props
+			C.ggml_backend_dev_get_props(device, &props)
+			ids = append(ids, C.GoString(props.id))
+		}
+	}
+
+	return ids
+}
+"#;
+
+pub const ERA3_LATE_GGML_GO: &str = r#"package ggml
+
+// The fixture keeps only the lines our series patches (not built).
+
+func New(modelPath string, params ml.BackendParams) (ml.Backend, error) {
+	for i, d := range gpus {
+		requiredMemory.GPUs[i].Name = C.GoString(C.ggml_backend_dev_name(d))
+		var props C.struct_ggml_backend_dev_props
+		C.ggml_backend_dev_get_props(d, &props)
+		requiredMemory.GPUs[i].ID = C.GoString(props.id)
+		requiredMemory.GPUs[i].Weights = make([]ml.Memory, blocks+1)
+		requiredMemory.GPUs[i].Cache = make([]ml.Memory, blocks+1)
+	}
+}
+"#;
+
 /// Era 4's vendored ggml under ml/backend/ggml/ggml, without the feature tests (as
 /// Ollama's .rsync-filter leaves them out).
 pub fn vendored_ggml_files() -> Vec<(String, String)> {
@@ -717,6 +946,9 @@ var runEmbedded func() int
 // on unless OLLAMA_VULKAN=0.
 var vulkanOptIn = true
 
+// vulkanGate, when set (era 3's discover hook), decides instead of OLLAMA_VULKAN.
+var vulkanGate func() bool
+
 // probe loads the era's Vulkan library and returns what it found.
 func probe() (string, int) {
 	exe, _ := os.Executable()
@@ -776,7 +1008,11 @@ func serve() {
 	device := ""
 	layers := 2
 	v := os.Getenv("OLLAMA_VULKAN")
-	if v == "1" || (!vulkanOptIn && v != "0") {
+	on := v == "1" || (!vulkanOptIn && v != "0")
+	if vulkanGate != nil {
+		on = vulkanGate()
+	}
+	if on {
 		out, n := probe()
 		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
 			fmt.Fprintln(os.Stderr, l)

@@ -312,6 +312,9 @@ impl MiniLlama {
                     };
                     repo.write(path, &content);
                 }
+                for (path, content) in build_fixture::llama_backend_files() {
+                    repo.write(&path, &content);
+                }
                 repo.write("ggml-vulkan.cpp", "// mini vulkan backend\n");
                 // Legacy-style shader generation: the pin's own script and glslc.
                 repo.write("vulkan-shaders/probe.comp", PROBE_COMP);
@@ -356,13 +359,31 @@ open("ggml-vulkan-shaders.hpp", "w").write(chr(10).join(out) + chr(10))
 
 /// Era layouts for a mini Ollama tree: only our own small files, shaped like each era.
 pub enum Layout<'a> {
-    Zero { gguf: &'a str },
-    OneA { llama: &'a str },
-    OneB { llama: &'a str },
-    Two { base: &'a str },
-    Three { fetch_head: &'a str },
-    Four { fetch_head: &'a str },
-    Five { version: &'a str },
+    Zero {
+        gguf: &'a str,
+    },
+    OneA {
+        llama: &'a str,
+    },
+    OneB {
+        llama: &'a str,
+    },
+    Two {
+        base: &'a str,
+    },
+    Three {
+        fetch_head: &'a str,
+    },
+    /// Era 3 from v0.11.9: `[]string` visible-devices env, layer placement by device ID.
+    ThreeLate {
+        fetch_head: &'a str,
+    },
+    Four {
+        fetch_head: &'a str,
+    },
+    Five {
+        version: &'a str,
+    },
     Unknown,
 }
 
@@ -374,21 +395,6 @@ pub const GO_MOD: &str = "module github.com/ollama/ollama\n\ngo 1.22\n";
 /// A small Go file in every layout for patch tests to change.
 const HELLO_GO: &str = "package main\n\nfunc hello() {}\n";
 const MAIN_GO: &str = "package main\n\nfunc main() {}\n";
-
-fn presets(vulkan: bool) -> String {
-    let mut names = vec!["CPU"];
-    if vulkan {
-        names.push("Vulkan");
-    }
-    let configure: Vec<String> = names
-        .iter()
-        .map(|n| format!("{{\"name\": \"{n}\", \"binaryDir\": \"build\"}}"))
-        .collect();
-    format!(
-        "{{\n  \"version\": 3,\n  \"configurePresets\": [{}]\n}}\n",
-        configure.join(", ")
-    )
-}
 
 impl Upstream {
     /// Lays out the tree for an era, commits and tags it.
@@ -446,7 +452,9 @@ impl Upstream {
                 files.push(("llama/vendoring", format!("LLAMACPP_BASE_COMMIT={base}\n")));
                 files.push(("Makefile", "all:\n\t$(MAKE) -C llama\n".into()));
             }
-            Layout::Three { fetch_head } | Layout::Four { fetch_head } => {
+            Layout::Three { fetch_head }
+            | Layout::ThreeLate { fetch_head }
+            | Layout::Four { fetch_head } => {
                 let vulkan = matches!(layout, Layout::Four { .. });
                 files.push(("Makefile.sync", format!("UPSTREAM=https://github.com/ggml-org/llama.cpp.git\nWORKDIR=llama/vendor\nFETCH_HEAD={fetch_head}\n")));
                 if vulkan {
@@ -455,11 +463,34 @@ impl Upstream {
                     files.push(("main.go", build_fixture::MAIN_GO.into()));
                     vendored = build_fixture::vendored_ggml_files();
                 } else {
-                    files.push(("CMakePresets.json", presets(false)));
+                    // Era 3: vendored ggml without ggml-vulkan, upstream's hook lines for
+                    // our vulkan-era3-* series, and the era-1b gpu package as discover/.
+                    files.push(("CMakePresets.json", build_fixture::ERA3_PRESETS.into()));
+                    files.push(("CMakeLists.txt", build_fixture::ERA3_CMAKE.into()));
+                    files.push(("main.go", build_fixture::MAIN_GO.into()));
+                    files.push(("discover.go", build_fixture::ERA3_DISCOVER_MAIN_GO.into()));
                     files.push((
-                        "CMakeLists.txt",
-                        "cmake_minimum_required(VERSION 3.21)\nproject(Ollama C CXX)\n".into(),
+                        "discover/types.go",
+                        build_fixture::GPU_TYPES_GO.replace("package gpu", "package discover"),
                     ));
+                    files.push((
+                        "discover/gpu.go",
+                        build_fixture::GPU_GO.replace("package gpu", "package discover"),
+                    ));
+                    files.push(("format/bytes.go", build_fixture::FORMAT_GO.into()));
+                    vendored = build_fixture::era3_vendored_files();
+                    if matches!(layout, Layout::ThreeLate { .. }) {
+                        files.push(("discover/gpu.go", build_fixture::era3_late_gpu_go()));
+                        files.push((
+                            "discover.go",
+                            build_fixture::ERA3_LATE_DISCOVER_MAIN_GO.into(),
+                        ));
+                        files.push(("llama/llama.go", build_fixture::ERA3_LATE_LLAMA_GO.into()));
+                        files.push((
+                            "ml/backend/ggml/ggml.go",
+                            build_fixture::ERA3_LATE_GGML_GO.into(),
+                        ));
+                    }
                 }
             }
             Layout::Five { version } => {
@@ -490,7 +521,10 @@ impl Upstream {
         }
         files.extend(vendored.iter().map(|(p, c)| (p.as_str(), c.clone())));
         self.replace_tree(&files);
-        if matches!(layout, Layout::Four { .. }) {
+        if matches!(
+            layout,
+            Layout::Three { .. } | Layout::ThreeLate { .. } | Layout::Four { .. }
+        ) {
             // A symlink out of the tree: patches must never write through it.
             std::os::unix::fs::symlink("/etc", self.dir.join("escape")).unwrap();
         }
@@ -694,6 +728,18 @@ impl Fixture {
         ollama.release("v0.1.23", Layout::OneA { llama: &c(5) });
         ollama.release("v0.1.48", Layout::OneB { llama: &c(6) });
         ollama.release("v0.4.0", Layout::Two { base: &c(7) });
+        ollama.release(
+            "v0.9.0",
+            Layout::Three {
+                fetch_head: &c(8)[..9],
+            },
+        );
+        ollama.release(
+            "v0.12.0",
+            Layout::ThreeLate {
+                fetch_head: &c(8)[..9],
+            },
+        );
         ollama.release(
             "v0.12.5",
             Layout::Three {
