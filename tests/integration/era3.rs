@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{Fixture, Run};
+use crate::support::Fixture;
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let o = Command::new("git")
@@ -144,17 +144,7 @@ fn build_and_smoke(fx: &Fixture, tag: &str, series: &[&str]) {
     );
 
     // Smoke on lavapipe: Vulkan found by our discover probe, then OLLAMA_SKIP_VULKAN=1.
-    let mut cmd = fx.scratch.command(&[
-        "smoke",
-        dist.to_str().unwrap(),
-        "--lavapipe",
-        "--tokens",
-        "8",
-        "--json",
-    ]);
-    cmd.env("OLLAMA_VULKAN_PYTHON", crate::support::smoke_python());
-    let run: Run = cmd.output().unwrap().into();
-    let j = run.ok().json();
+    let j = crate::smoke::smoke(fx, &dist, &[]).ok().json();
     let v = &j["runs"][0];
     assert_eq!(v["mode"], "vulkan", "{j}");
     assert_eq!(v["eval_count"], 8);

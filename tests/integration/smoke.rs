@@ -20,7 +20,7 @@ fn smoke_command(fx: &Fixture, args: &[&str]) -> std::process::Command {
     cmd
 }
 
-fn smoke(fx: &Fixture, dist: &Path, extra: &[&str]) -> Run {
+pub(crate) fn smoke(fx: &Fixture, dist: &Path, extra: &[&str]) -> Run {
     let mut args = vec![
         "smoke",
         dist.to_str().unwrap(),
