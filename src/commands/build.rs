@@ -66,6 +66,7 @@ pub fn run(g: &Global, a: BuildArgs) -> Result<Status, Error> {
                 true,
                 a.arch,
                 &a.image_args,
+                None,
             )?)),
         }
     } else {

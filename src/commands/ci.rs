@@ -386,7 +386,19 @@ fn build_smoke_image(
             what: format!("creating {}", stages.out.join("images").display()),
             source,
         })
-        .and_then(|()| build_image(g, &r, &dest, true, Arch::host(), &opts));
+        .and_then(|()| {
+            // The run's own copy of the package lock (seeded from the checkout's, so drift
+            // is still reported against it): `ci` never writes into recipes/.
+            let lock = stages.out.join("packages.lock");
+            let shipped = project.recipes_dir().join("base/packages.lock");
+            if !lock.exists() && shipped.is_file() {
+                std::fs::copy(&shipped, &lock).map_err(|source| Error::Io {
+                    what: format!("copying {} to {}", shipped.display(), lock.display()),
+                    source,
+                })?;
+            }
+            build_image(g, &r, &dest, true, Arch::host(), &opts, Some(lock))
+        });
     match made {
         Ok(i) => {
             row.image = Some(archive);

@@ -1,6 +1,6 @@
 //! `image`: the recipe's container image, built with a local engine (no registry).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ollama_vulkan::error::Error;
 use ollama_vulkan::image::{self, engine::Engine, ImageReport, ImageRequest, RenderOptions};
@@ -56,7 +56,7 @@ pub fn run(g: &Global, a: ImageArgs) -> Result<Status, Error> {
                 ));
             }
         }
-        images.push(build_image(g, &r, &dest, from_dist, arch, &opts)?);
+        images.push(build_image(g, &r, &dest, from_dist, arch, &opts, None)?);
     }
     if images.len() == 1 {
         emit(&Image(images.remove(0)), g.format());
@@ -219,7 +219,9 @@ fn mb(b: Option<u64>) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-/// `image` and `build --image`: engine, bases and options from the command line.
+/// `image` and `build --image`: engine, bases and options from the command line. The
+/// package lock is the checkout's `recipes/base/packages.lock` unless `lock` names another
+/// (`ci` keeps its own, so a CI run never writes into the checkout).
 pub fn build_image(
     g: &Global,
     r: &Recipe,
@@ -227,6 +229,7 @@ pub fn build_image(
     from_dist: bool,
     arch: Arch,
     a: &ImageOptions,
+    lock: Option<PathBuf>,
 ) -> Result<ImageReport, Error> {
     // Another architecture's image is TAG-ARCH by default, beside the host's TAG.
     let mut a = a.clone();
@@ -276,7 +279,7 @@ pub fn build_image(
         engine: engine.as_ref(),
         assemble: a.assemble,
         runtime_packages: image::base::role_packages(&templates, image::base::Role::Runtime),
-        lock: Some(project.recipes_dir().join("base/packages.lock")),
+        lock: Some(lock.unwrap_or_else(|| project.recipes_dir().join("base/packages.lock"))),
         locked: a.locked,
         offline: g.offline,
         opts: RenderOptions {

@@ -271,4 +271,7 @@ fn every_ollama_vulkan_step_of_the_workflow_runs_on_fixture_mirrors() {
     );
     assert_eq!(row["image_digest"], digest.as_str(), "{row:#}");
     assert!(row["smoke_tokens_per_s"].as_f64().unwrap() > 0.0);
+    // The run keeps its own package lock: nothing written into the checkout's recipes/.
+    assert!(ws.join("ci-out/packages.lock").is_file());
+    assert!(!ws.join("recipes/base/packages.lock").exists());
 }
