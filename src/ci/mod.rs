@@ -161,17 +161,7 @@ pub fn check(
     }
 }
 
-/// `series/patch` for each patch of `runs` that does not apply.
-pub fn failing(runs: &[crate::patch::report::SeriesRun]) -> Vec<String> {
-    runs.iter()
-        .flat_map(|s| {
-            s.patches
-                .iter()
-                .filter(|p| !p.status.applies())
-                .map(move |p| format!("{}/{}", s.series, p.patch))
-        })
-        .collect()
-}
+pub use crate::patch::report::failing;
 
 /// The state after handling `done`: the highest of the old one and the tags handled (a
 /// `--tags` run over old tags never moves it back).

@@ -32,11 +32,7 @@ pub fn run(g: &Global, a: BuildArgs) -> Result<Status, Error> {
     let r = per_tag_recipe(&file, &project, "build")?;
     let dest = build_dir(&project, &file, a.dest, a.arch)?;
     let cache = g.cache();
-    let jobs = a.jobs.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-    });
+    let jobs = super::jobs_or_cpus(a.jobs);
     let started = Instant::now();
     let built = build(&BuildRequest {
         recipe: &r,

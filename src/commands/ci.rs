@@ -73,11 +73,7 @@ pub fn run(g: &Global, a: CiArgs) -> Result<Status, Error> {
             .out
             .clone()
             .unwrap_or_else(|| project.work_dir().join("ci")),
-        jobs: a.jobs.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2)
-        }),
+        jobs: super::jobs_or_cpus(a.jobs),
         builder: a.builder,
     };
 

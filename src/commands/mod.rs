@@ -192,3 +192,12 @@ pub fn build_dir(
     };
     Ok(project.work_dir().join("builds").join(name))
 }
+
+/// `--jobs`, else the machine's CPUs (`build` and `ci --build`).
+pub fn jobs_or_cpus(jobs: Option<usize>) -> usize {
+    jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    })
+}

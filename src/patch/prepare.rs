@@ -251,11 +251,7 @@ pub fn prepare(
     }
     let (runs, steps) = apply_all(&loaded, &sources, opts, recipe)?;
     let total: usize = runs.iter().map(|r| r.patches.len()).sum();
-    let failed = runs
-        .iter()
-        .flat_map(|r| &r.patches)
-        .filter(|p| !p.status.applies())
-        .count();
+    let failed = super::report::failing(&runs).len();
     if failed > 0 {
         return Err(PrepareError::Failed {
             failed,

@@ -19,6 +19,18 @@ pub struct SeriesRun {
     pub patches: Vec<PatchReport>,
 }
 
+/// `series/patch` for each patch of `runs` that does not apply.
+pub fn failing(runs: &[SeriesRun]) -> Vec<String> {
+    runs.iter()
+        .flat_map(|s| {
+            s.patches
+                .iter()
+                .filter(|p| !p.status.applies())
+                .map(move |p| format!("{}/{}", s.series, p.patch))
+        })
+        .collect()
+}
+
 pub fn status_word(r: &PatchReport) -> String {
     match r.status {
         PatchStatus::Clean => "clean".into(),
