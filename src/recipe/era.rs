@@ -57,7 +57,7 @@ impl Era {
     pub fn has_vulkan_path(self) -> bool {
         matches!(
             self,
-            Era::OneA | Era::OneB | Era::Three | Era::Four | Era::Five
+            Era::OneA | Era::OneB | Era::Two | Era::Three | Era::Four | Era::Five
         )
     }
 
@@ -65,7 +65,6 @@ impl Era {
     pub fn why_no_vulkan(self) -> &'static str {
         match self {
             Era::Zero => "era 0 builds llama.cpp through //go:generate lines and has no GPU discovery to hook into",
-            Era::Two => "era 2 vendors llama.cpp without ggml-vulkan and builds with GNU make; Vulkan would need re-vendoring ggml",
             Era::OneA => "this llama.cpp pin predates the Vulkan backend (llama.cpp b1996)",
             _ => "",
         }

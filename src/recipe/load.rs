@@ -516,7 +516,7 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
         }
     }
 
-    let backend = llama_backend(me, t, llama_source, cx);
+    let backend = llama_backend(me, t, llama_source, tag_version.as_ref(), cx);
 
     // Series: the recipe's list replaces the template's.
     let mut series = Vec::new();
@@ -631,7 +631,7 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
             .cloned()
             .unwrap_or_default()
     };
-    let build = Build {
+    let mut build = Build {
         driver: driver.map(|(_, d)| *d.get_ref()),
         presets: list(|b| b.presets.as_ref()),
         cmake_options: list(|b| b.cmake_options.as_ref()),
@@ -669,6 +669,26 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
         cross_packages: base.cross_target.clone(),
         keep_build_dirs: list(|b| b.keep_build_dirs.as_ref()),
     };
+    // Steps with `tags`: every range checked; a tag's recipe keeps the steps for it.
+    let steps_in = if mb.is_some_and(|b| b.steps.is_some()) {
+        me
+    } else {
+        t.unwrap_or(me)
+    };
+    build.steps.retain(|step| {
+        let Some(st) = &step.tags else { return true };
+        match st.range() {
+            Ok(r) => tag_version.as_ref().is_none_or(|v| r.contains(v)),
+            Err(why) => {
+                cx.err(
+                    key_at(steps_in, "steps", ""),
+                    format!("[[build.steps]] `{}` tags: {why}", step.name),
+                    "write `tags = { from = \"vX.Y.Z\", to = \"vA.B.C\" }` (`to` inclusive or `until` exclusive)",
+                );
+                true
+            }
+        }
+    });
     let ti = t.and_then(|t| t.raw.image.as_ref());
     let mi = me.raw.image.as_ref();
     let ilist = |f: fn(&RawImage) -> Option<&Vec<String>>| {
@@ -1078,27 +1098,30 @@ fn check_values(me: &Parsed, t: Option<&Parsed>, build: &Build, image: &Image, c
     }
 }
 
-/// `[llamacpp] backend = { from, to }`: required by `vendored-plus-backend`, refused with
-/// any other source; both paths relative, inside their trees (no `..`, no leading `/`, no
-/// `.git`), and `to` never the tree's root. Symlinks are refused at fetch time, where the
-/// trees are read.
+/// `[llamacpp] backend = { from, to }` (or a list of them, each with optional `tags`):
+/// required by `vendored-plus-backend`, refused with any other source; both paths
+/// relative, inside their trees (no `..`, no leading `/`, no `.git`), and `to` never the
+/// tree's root. A tag's recipe keeps the entries for its tag. Symlinks are refused at
+/// fetch time, where the trees are read.
 fn llama_backend(
     me: &Parsed,
     t: Option<&Parsed>,
     source: Option<LlamaSource>,
+    tag: Option<&Version>,
     cx: &mut Ctx,
-) -> Option<super::model::Backend> {
+) -> Vec<super::model::Backend> {
     let picked = pick(me, t, |r| r.llamacpp.as_ref()?.backend.as_ref());
     let plus = source == Some(LlamaSource::VendoredPlusBackend);
+    let example = "`backend = { from = \"ggml/src/ggml-vulkan\", to = \"ml/backend/ggml/ggml/src/ggml-vulkan\" }` (the llama.cpp subtree and where it goes in the Ollama tree)";
     let Some((p, b)) = picked else {
         if plus {
             cx.err(
                 Location::file_only(&t.unwrap_or(me).path),
                 "`source = \"vendored-plus-backend\"` needs `[llamacpp] backend`",
-                "add `backend = { from = \"ggml/src/ggml-vulkan\", to = \"ml/backend/ggml/ggml/src/ggml-vulkan\" }` (the llama.cpp subtree and where it goes in the Ollama tree)",
+                format!("add {example}"),
             );
         }
-        return None;
+        return Vec::new();
     };
     if !plus {
         cx.err(
@@ -1107,34 +1130,65 @@ fn llama_backend(
                 "`[llamacpp] backend` is only read with `source = \"vendored-plus-backend\"`, not `{}`",
                 source.map(LlamaSource::as_str).unwrap_or("(none)")
             ),
-            "remove `backend`, or set `source = \"vendored-plus-backend\"` (era 3)",
+            "remove `backend`, or set `source = \"vendored-plus-backend\"` (eras 2 and 3)",
         );
-        return None;
+        return Vec::new();
     }
-    let raw = b.get_ref();
-    let mut ok = true;
-    let mut path = |key: &str, v: Option<&toml::Spanned<String>>, tree: &str| -> String {
-        let Some(v) = v else {
-            cx.err(
-                p.at(b.span()),
-                format!("`[llamacpp] backend` has no `{key}`"),
-                format!("add `{key} = \"…\"`: a relative path in the {tree} tree"),
-            );
-            ok = false;
-            return String::new();
+    let list = &b.get_ref().0;
+    if list.is_empty() {
+        cx.err(
+            p.at(b.span()),
+            "`[llamacpp] backend` is an empty list",
+            format!("give at least one entry: {example}"),
+        );
+    }
+    let mut out = Vec::new();
+    for (i, raw) in list.iter().enumerate() {
+        let n = if list.len() > 1 {
+            format!(" #{}", i + 1)
+        } else {
+            String::new()
         };
-        let s = v.get_ref().trim_end_matches('/').to_string();
-        if let Err(why) = crate::safe::rel_path(&s) {
-            cx.err(
-                p.at(v.span()),
-                format!("[llamacpp] backend.{key}: {why}"),
-                format!("give a relative path inside the {tree} tree (no `..`, no `.`, no leading `/`, no `.git`), e.g. `ggml/src/ggml-vulkan`"),
-            );
-            ok = false;
+        let mut ok = true;
+        let mut path = |key: &str, v: Option<&String>, tree: &str| -> String {
+            let Some(v) = v else {
+                cx.err(
+                    p.at(b.span()),
+                    format!("`[llamacpp] backend`{n} has no `{key}`"),
+                    format!("add `{key} = \"…\"`: a relative path in the {tree} tree"),
+                );
+                ok = false;
+                return String::new();
+            };
+            let s = v.trim_end_matches('/').to_string();
+            if let Err(why) = crate::safe::rel_path(&s) {
+                cx.err(
+                    p.at(b.span()),
+                    format!("[llamacpp] backend{n}.{key} `{v}`: {why}"),
+                    format!("give a relative path inside the {tree} tree (no `..`, no `.`, no leading `/`, no `.git`), e.g. `ggml/src/ggml-vulkan`"),
+                );
+                ok = false;
+            }
+            s
+        };
+        let from = path("from", raw.from.as_ref(), "llama.cpp");
+        let to = path("to", raw.to.as_ref(), "Ollama");
+        let wanted = match raw.tags.as_ref().map(|r| r.range()) {
+            None => true,
+            Some(Ok(r)) => tag.is_none_or(|v| r.contains(v)),
+            Some(Err(why)) => {
+                cx.err(
+                    p.at(b.span()),
+                    format!("[llamacpp] backend{n}.tags: {why}"),
+                    "write `tags = { from = \"vX.Y.Z\", to = \"vA.B.C\" }` (`to` inclusive or `until` exclusive)",
+                );
+                ok = false;
+                false
+            }
+        };
+        if ok && wanted {
+            out.push(super::model::Backend { from, to });
         }
-        s
-    };
-    let from = path("from", raw.from.as_ref(), "llama.cpp");
-    let to = path("to", raw.to.as_ref(), "Ollama");
-    ok.then_some(super::model::Backend { from, to })
+    }
+    out
 }

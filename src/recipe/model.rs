@@ -68,16 +68,41 @@ pub struct RawLlama {
     pub source: Option<Spanned<LlamaSource>>,
     pub commit: Option<Spanned<String>>,
     pub version: Option<Spanned<String>>,
-    /// `source = "vendored-plus-backend"`: the llama.cpp subtree placed into the tree.
-    pub backend: Option<Spanned<RawBackend>>,
+    /// `source = "vendored-plus-backend"`: the llama.cpp subtrees placed into the tree.
+    pub backend: Option<Spanned<RawBackends>>,
 }
 
-/// `[llamacpp] backend = { from = "ggml/src/ggml-vulkan", to = "ml/backend/…/ggml-vulkan" }`.
+/// `[llamacpp] backend = { from = "ggml/src/ggml-vulkan", to = "ml/backend/…/ggml-vulkan" }`,
+/// or a list of them (a directory or a file each, optionally for part of the era's tags).
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBackend {
-    pub from: Option<Spanned<String>>,
-    pub to: Option<Spanned<String>>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub tags: Option<StepTags>,
+}
+
+/// One `{ from, to }` table or a list of them.
+#[derive(Debug, Default, Clone)]
+pub struct RawBackends(pub Vec<RawBackend>);
+
+impl<'de> Deserialize<'de> for RawBackends {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let one = |v: toml::Value| RawBackend::deserialize(v).map_err(D::Error::custom);
+        match toml::Value::deserialize(d)? {
+            toml::Value::Array(list) => list
+                .into_iter()
+                .map(one)
+                .collect::<Result<_, _>>()
+                .map(RawBackends),
+            v @ toml::Value::Table(_) => Ok(RawBackends(vec![one(v)?])),
+            other => Err(D::Error::custom(format!(
+                "expected `{{ from = \"…\", to = \"…\" }}` or a list of them, not a {}",
+                other.type_str()
+            ))),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,6 +151,41 @@ pub struct Step {
     pub cwd: Option<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// The tags the step is for (as a series' `tags`), where an era's build layout moves
+    /// inside its range (era 2's `llama/Makefile` → `make/`); absent: every tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<StepTags>,
+}
+
+/// `tags = { from, to | until }` of a build step; checked and applied at load.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepTags {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+}
+
+impl StepTags {
+    /// The range, or the first bound that is not a tag.
+    pub fn range(&self) -> Result<crate::version::TagRange, String> {
+        let bound = |v: &Option<String>| -> Result<Option<crate::version::Version>, String> {
+            v.as_ref()
+                .map(|s| s.parse().map_err(|e| format!("`{s}`: {e}")))
+                .transpose()
+        };
+        if self.to.is_some() && self.until.is_some() {
+            return Err("takes `to` (inclusive) or `until` (exclusive), not both".into());
+        }
+        Ok(crate::version::TagRange {
+            from: bound(&self.from)?,
+            to: bound(&self.to)?,
+            until: bound(&self.until)?,
+        })
+    }
 }
 
 /// A generated file a partial mirror may lack and the build needs: remade from the
@@ -189,7 +249,7 @@ impl LlamaSource {
     pub fn for_era(era: Era) -> Option<LlamaSource> {
         match era {
             Era::OneA | Era::OneB => Some(LlamaSource::Submodule),
-            Era::Three => Some(LlamaSource::VendoredPlusBackend),
+            Era::Two | Era::Three => Some(LlamaSource::VendoredPlusBackend),
             Era::Four => Some(LlamaSource::Vendored),
             Era::Five => Some(LlamaSource::FetchContent),
             _ => None,
@@ -218,8 +278,10 @@ impl LlamaSource {
 pub enum Driver {
     /// `go generate ./...` → llm/generate/gen_linux.sh, then `go build` (eras 1a, 1b).
     GenLinux,
-    /// `cmake --preset X`, build, install per component, then `go build` (era 4).
+    /// `cmake --preset X`, build, install per component, then `go build` (eras 3, 4).
     CmakePresets,
+    /// GNU make runners (`ollama_llama_server` per variant, cgo), then `go build` (era 2).
+    Make,
     /// llama-server per backend from llama/server presets, then `go build` (era 5).
     LlamaServer,
 }
@@ -228,6 +290,7 @@ impl Driver {
     pub fn for_era(era: Era) -> Option<Driver> {
         match era {
             Era::OneA | Era::OneB => Some(Driver::GenLinux),
+            Era::Two => Some(Driver::Make),
             Era::Three | Era::Four => Some(Driver::CmakePresets),
             Era::Five => Some(Driver::LlamaServer),
             _ => None,
@@ -284,11 +347,12 @@ pub struct LlamaCpp {
     pub commit: Option<String>,
     /// The llama.cpp release (bNNNN) the pin corresponds to, where known.
     pub version: Option<String>,
-    /// The subtree placed into the Ollama tree (`vendored-plus-backend` only).
-    pub backend: Option<Backend>,
+    /// The subtrees (or files) placed into the Ollama tree (`vendored-plus-backend` only),
+    /// in order; for a tag's recipe, only those whose `tags` hold the tag.
+    pub backend: Vec<Backend>,
 }
 
-/// One llama.cpp subtree copied into the Ollama tree at fetch time: `from` in the
+/// One llama.cpp subtree or file copied into the Ollama tree at fetch time: `from` in the
 /// llama.cpp commit, `to` in the Ollama tree (both relative, checked at load).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Backend {

@@ -1,10 +1,11 @@
-//! `source = "vendored-plus-backend"` (era 3): one subtree of the llama.cpp commit the
-//! Ollama tree's vendoring names (`Makefile.sync` `FETCH_HEAD=`), copied into the Ollama
-//! tree and committed on top of the pin, so the series and the build see it as part of
-//! the tree (ggml-vulkan, which Ollama's vendoring left out until v0.12.6).
+//! `source = "vendored-plus-backend"` (eras 2 and 3): subtrees or files of the llama.cpp
+//! commit the Ollama tree's vendoring names (`llama/vendoring`, `Makefile.sync`
+//! `FETCH_HEAD=`), copied into the Ollama tree and committed on top of the pin, so the
+//! series and the build see them as part of the tree (ggml-vulkan and its header, which
+//! Ollama's vendoring left out until v0.12.6).
 //!
-//! Everything is checked before a file is written: the source must be a directory of
-//! regular files (no symlinks, no submodules, names that [`check_tree`] accepts), the
+//! Everything is checked before a file is written: the source must be a regular file or a
+//! directory of them (no symlinks, no submodules, names that [`check_tree`] accepts), the
 //! destination must be new and reached through no symlink.
 
 use std::fs;
@@ -56,22 +57,29 @@ pub fn place_backend(
         }
         Err(e) => return Err(git(format!("{what}: looking up {}", backend.from))(e)),
     };
-    if entry.kind() != Some(ObjectType::Tree) {
-        let kind = if entry.filemode() == 0o120000 {
-            "a symlink"
-        } else {
-            "not a directory"
+    let is_file =
+        entry.kind() == Some(ObjectType::Blob) && matches!(entry.filemode(), 0o100644 | 0o100755);
+    if entry.kind() != Some(ObjectType::Tree) && !is_file {
+        let kind = match entry.filemode() {
+            0o120000 => "a symlink",
+            0o160000 => "a submodule",
+            _ => "neither a directory nor a regular file",
         };
         return Err(bad(
             format!("`from = \"{}\"` is {kind} in {what}", backend.from),
-            "name a directory of the llama.cpp tree (symlinks are never followed)",
+            "name a directory or a regular file of the llama.cpp tree (symlinks are never followed)",
         ));
     }
-    let sub = entry
-        .to_object(llama)
-        .and_then(|o| o.peel_to_tree())
-        .map_err(git(format!("{what}: reading {}", backend.from)))?;
-    check_tree(&sub, &format!("{what}:{}", backend.from))?;
+    let sub = if is_file {
+        None
+    } else {
+        let sub = entry
+            .to_object(llama)
+            .and_then(|o| o.peel_to_tree())
+            .map_err(git(format!("{what}: reading {}", backend.from)))?;
+        check_tree(&sub, &format!("{what}:{}", backend.from))?;
+        Some(sub)
+    };
 
     // The destination: new, and no existing component of it is a symlink.
     let mut at = ollama.to_path_buf();
@@ -112,47 +120,56 @@ pub fn place_backend(
     let odb = llama
         .odb()
         .map_err(git("opening the object database".into()))?;
+    // (path under `to`, "" for a placed file; data; mode)
     let mut files: Vec<(String, Vec<u8>, i32)> = Vec::new();
     let mut failure: Option<SourceError> = None;
-    sub.walk(TreeWalkMode::PreOrder, |dir, e| {
-        let path = format!("{dir}{}", e.name().unwrap_or(""));
-        match (e.kind(), e.filemode()) {
-            (Some(ObjectType::Tree), _) => TreeWalkResult::Ok,
-            (Some(ObjectType::Blob), m @ (0o100644 | 0o100755)) => {
-                match odb.read(e.id()) {
-                    Ok(o) => {
-                        files.push((path, o.data().to_vec(), m));
-                        TreeWalkResult::Ok
-                    }
-                    Err(_) => {
-                        failure = Some(SourceError::MissingBlob {
-                            what: what.to_string(),
-                            path: format!("{}/{path}", backend.from),
-                            blob: e.id().to_string(),
-                            mirror: llama.path().to_path_buf(),
-                        });
+    let missing = |path: &str, blob: Oid| SourceError::MissingBlob {
+        what: what.to_string(),
+        path: path.to_string(),
+        blob: blob.to_string(),
+        mirror: llama.path().to_path_buf(),
+    };
+    match &sub {
+        None => match odb.read(entry.id()) {
+            Ok(o) => files.push((String::new(), o.data().to_vec(), entry.filemode())),
+            Err(_) => return Err(missing(&backend.from, entry.id())),
+        },
+        Some(sub) => sub
+            .walk(TreeWalkMode::PreOrder, |dir, e| {
+                let path = format!("{dir}{}", e.name().unwrap_or(""));
+                match (e.kind(), e.filemode()) {
+                    (Some(ObjectType::Tree), _) => TreeWalkResult::Ok,
+                    (Some(ObjectType::Blob), m @ (0o100644 | 0o100755)) => match odb.read(e.id()) {
+                        Ok(o) => {
+                            files.push((path, o.data().to_vec(), m));
+                            TreeWalkResult::Ok
+                        }
+                        Err(_) => {
+                            failure = Some(missing(&format!("{}/{path}", backend.from), e.id()));
+                            TreeWalkResult::Abort
+                        }
+                    },
+                    (_, m) => {
+                        let kind = match m {
+                            0o120000 => "a symlink",
+                            0o160000 => "a submodule",
+                            _ => "not a regular file",
+                        };
+                        failure = Some(bad(
+                            format!("`{}/{path}` in {what} is {kind}; only regular files are placed", backend.from),
+                            "use a llama.cpp mirror of the upstream repository (its ggml-vulkan holds regular files only)",
+                        ));
                         TreeWalkResult::Abort
                     }
                 }
-            }
-            (_, m) => {
-                let kind = match m {
-                    0o120000 => "a symlink",
-                    0o160000 => "a submodule",
-                    _ => "not a regular file",
-                };
-                failure = Some(bad(
-                    format!("`{}/{path}` in {what} is {kind}; only regular files are placed", backend.from),
-                    "use a llama.cpp mirror of the upstream repository (its ggml-vulkan holds regular files only)",
-                ));
-                TreeWalkResult::Abort
-            }
-        }
-    })
-    .map_err(|source| failure.take().unwrap_or(SourceError::Git {
-        what: format!("{what}: walking {}", backend.from),
-        source,
-    }))?;
+            })
+            .map_err(|source| {
+                failure.take().unwrap_or(SourceError::Git {
+                    what: format!("{what}: walking {}", backend.from),
+                    source,
+                })
+            })?,
+    }
     if let Some(f) = failure {
         return Err(f);
     }
@@ -167,7 +184,11 @@ pub fn place_backend(
     let mut paths = Vec::with_capacity(files.len());
     let mut bytes = 0u64;
     for (rel, data, mode) in &files {
-        let path = format!("{}/{rel}", backend.to);
+        let path = if rel.is_empty() {
+            backend.to.clone()
+        } else {
+            format!("{}/{rel}", backend.to)
+        };
         let target = ollama.join(&path);
         if let Some(parent) = target.parent() {
             fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;

@@ -243,23 +243,27 @@ pub fn fetch(recipe: &Recipe, mirrors: &Mirrors, dest: &Path) -> Result<Sources,
         let lrepo = &lrepos[i];
         let lwhat = format!("llama.cpp {}", &commit[..12.min(commit.len())]);
         if recipe.llamacpp.source == LlamaSource::VendoredPlusBackend {
-            // Era 3: one subtree of the pin, placed into the Ollama tree and committed
-            // there; no llama.cpp tree of its own.
-            let b = recipe.llamacpp.backend.as_ref().ok_or_else(|| SourceError::BadBackend {
-                recipe: recipe.path.clone(),
-                why: "`source = \"vendored-plus-backend\"` without `backend`".into(),
-                help: "add `backend = { from = \"…\", to = \"…\" }` to [llamacpp] (`recipe check` names the file)".into(),
-            })?;
-            let placed =
-                super::backend::place_backend(&lrepo.git, oid, b, &tmp, &recipe.path, &lwhat)?;
-            gaps.notes.push(format!(
-                "{lwhat}: placed {} ({} files, {} bytes) at {} in commit {} on top of the pin",
-                b.from,
-                placed.files,
-                placed.bytes,
-                b.to,
-                &placed.commit.to_string()[..12]
-            ));
+            // Eras 2 and 3: subtrees (or files) of the pin, placed into the Ollama tree
+            // and committed there, one commit each; no llama.cpp tree of its own.
+            if recipe.llamacpp.backend.is_empty() {
+                return Err(SourceError::BadBackend {
+                    recipe: recipe.path.clone(),
+                    why: "`source = \"vendored-plus-backend\"` without a `backend` for this tag".into(),
+                    help: "add `backend = { from = \"…\", to = \"…\" }` to [llamacpp], or widen its `tags` (`recipe check` names the file)".into(),
+                });
+            }
+            for b in &recipe.llamacpp.backend {
+                let placed =
+                    super::backend::place_backend(&lrepo.git, oid, b, &tmp, &recipe.path, &lwhat)?;
+                gaps.notes.push(format!(
+                    "{lwhat}: placed {} ({} files, {} bytes) at {} in commit {} on top of the pin",
+                    b.from,
+                    placed.files,
+                    placed.bytes,
+                    b.to,
+                    &placed.commit.to_string()[..12]
+                ));
+            }
         } else {
             let (ltmp, final_path) = match recipe.llamacpp.source {
                 // Era 1: a git work tree inside the Ollama tree, HEAD at the pin.
