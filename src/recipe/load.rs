@@ -1164,7 +1164,7 @@ fn llama_backend(
             if let Err(why) = crate::safe::rel_path(&s) {
                 cx.err(
                     p.at(b.span()),
-                    format!("[llamacpp] backend{n}.{key} `{v}`: {why}"),
+                    format!("[llamacpp] backend{n}.{key}: {why}"),
                     format!("give a relative path inside the {tree} tree (no `..`, no `.`, no leading `/`, no `.git`), e.g. `ggml/src/ggml-vulkan`"),
                 );
                 ok = false;

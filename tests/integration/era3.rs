@@ -259,8 +259,12 @@ fn backend_paths_through_symlinks_or_onto_files_are_refused_and_nothing_is_writt
             "`to = \"discover\"` already exists in the Ollama tree",
         ),
         (
-            r#"backend = { from = "ggml/src/ggml-vulkan/probe.c", to = "x" }"#,
-            "is not a directory in llama.cpp",
+            r#"backend = { from = "ggml/src/ggml-vulkan/probe.c", to = "main.go" }"#,
+            "`to = \"main.go\"` already exists in the Ollama tree",
+        ),
+        (
+            r#"backend = [{ from = "ggml/src/ggml-vulkan/probe.c", to = "x.c" }, { from = "ggml/src/nope", to = "y" }]"#,
+            "`from = \"ggml/src/nope\"` is not in llama.cpp",
         ),
         (
             r#"backend = { from = "ggml/src/nope", to = "x" }"#,

@@ -141,7 +141,7 @@ fn missing_template() {
         "r.toml:1:11",
         &[
             "template `era-9` not found",
-            "era-1a, era-1b, era-3, era-4, era-5",
+            "era-1a, era-1b, era-2, era-3, era-4, era-5",
         ],
     );
 }

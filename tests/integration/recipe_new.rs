@@ -106,8 +106,6 @@ fn eras_without_a_vulkan_path_are_refused_with_exit_3() {
             "era 4 (v0.12.6-rc0–v0.24.0)",
         ],
     );
-    fx.run(&["recipe", "new", "--ollama", "v0.4.0"])
-        .fails(3, &["(era 2) has no Vulkan path"]);
     fx.run(&["recipe", "new", "--ollama", "v0.1.17"])
         .fails(3, &["(era 0) has no Vulkan path"]);
     // 1a at a llama.cpp pin that predates the Vulkan backend.

@@ -35,7 +35,7 @@ fn committed_series_are_up_to_date() {
     );
     run.ok();
     assert!(
-        run.stdout.contains("14 generated series up to date"),
+        run.stdout.contains("15 generated series up to date"),
         "{}",
         run.stdout
     );
