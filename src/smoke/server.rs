@@ -268,7 +268,38 @@ pub(super) fn run_mode(
         "stream": false,
         "options": {"temperature": 0, "seed": 42, "num_predict": tokens},
     });
-    let generated = http::post(&base, "/api/generate", &body.to_string());
+    // A runner that died while loading leaves some Ollama versions waiting out their own
+    // load timeout: give up once the server log says so and stops growing for a minute.
+    let quiet = std::cell::Cell::new((0u64, std::time::Instant::now()));
+    let runner_died = || -> Option<String> {
+        let len = fs::metadata(log).map(|m| m.len()).unwrap_or(0);
+        let (seen, since) = quiet.get();
+        if len != seen {
+            quiet.set((len, std::time::Instant::now()));
+            return None;
+        }
+        if since.elapsed() < std::time::Duration::from_secs(60) {
+            return None;
+        }
+        let text = fs::read_to_string(log).unwrap_or_default();
+        text.contains("llama runner terminated").then(|| {
+            let fatal: Vec<&str> = text
+                .lines()
+                .filter(|l| {
+                    l.contains("GGML_ASSERT")
+                        || l.contains("SIGABRT")
+                        || l.contains("SIGSEGV")
+                        || l.contains("llama runner terminated")
+                })
+                .take(4)
+                .collect();
+            format!(
+                "the runner died and the server log has been quiet for a minute:\n  {}",
+                fatal.join("\n  ")
+            )
+        })
+    };
+    let generated = http::post(&base, "/api/generate", &body.to_string(), &runner_died);
     check_interrupt()?; // Ctrl-C ends the request early: report that, not a failed request
     let (status, resp) = generated.map_err(|e| fail("POST /api/generate", e))?;
     if status != 200 {
