@@ -255,3 +255,145 @@ fn build_and_smoke(
         "a CPU runner generated:\n{log}"
     );
 }
+
+/// A per-tag recipe of `tag` with `extra` appended (recipe new writes `[llamacpp]` last,
+/// so a `backend = …` line lands in that table).
+fn recipe_with(fx: &Fixture, tag: &str, extra: &str) -> PathBuf {
+    let recipe = fx.new_recipe(tag);
+    let text = fs::read_to_string(&recipe).unwrap();
+    assert!(
+        text.trim_end().lines().any(|l| l == "[llamacpp]"),
+        "{text}"
+    );
+    fs::write(&recipe, text + extra).unwrap();
+    recipe
+}
+
+/// The 1-based line of `needle` in `file`.
+fn line_of(file: &Path, needle: &str) -> usize {
+    fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle} not in {}", file.display()))
+        + 1
+}
+
+#[test]
+fn hostile_step_tags_and_backend_values_are_refused_at_load_with_file_and_line() {
+    let fx = Fixture::new();
+    let step = |tags: &str| {
+        format!(
+            "\n[[build.steps]]\nname = \"make\"\nrun = [\"make\"]\ntags = {tags}\n"
+        )
+    };
+    for (extra, at, needle) in [
+        (
+            step("{ from = \"banana\" }"),
+            "[[build.steps]]",
+            "[[build.steps]] `make` tags: `banana`".to_string(),
+        ),
+        (
+            step("{ from = \"v0.4.0\", to = \"v0.5.1\", until = \"v0.5.2\" }"),
+            "[[build.steps]]",
+            "[[build.steps]] `make` tags: takes `to` (inclusive) or `until` (exclusive), not both"
+                .to_string(),
+        ),
+        (
+            "backend = []\n".to_string(),
+            "backend = []",
+            "`[llamacpp] backend` is an empty list".to_string(),
+        ),
+        (
+            "backend = [{ from = \"ggml/include/ggml-vulkan.h\", to = \"llama/ggml-vulkan.h\" }, { from = \"ggml/src/ggml-vulkan.cpp\", to = \"llama/x.cpp\", tags = { to = \"vnope\" } }]\n".to_string(),
+            "backend = [",
+            "[llamacpp] backend #2.tags: `vnope`".to_string(),
+        ),
+        (
+            "backend = { from = \"ggml/src/ggml-vulkan.cpp\", to = \"llama/x.cpp\", tags = { upto = \"v0.5.1\" } }\n".to_string(),
+            "backend = {",
+            "unknown field `upto`".to_string(),
+        ),
+        (
+            "backend = 3\n".to_string(),
+            "backend = 3",
+            "expected `{ from = \"…\", to = \"…\" }` or a list of them, not a integer".to_string(),
+        ),
+    ] {
+        let recipe = recipe_with(&fx, "v0.4.0", &extra);
+        let name = recipe.file_name().unwrap().to_str().unwrap().to_string();
+        let line = line_of(&recipe, at);
+        let run = fx.run(&["recipe", "check", recipe.to_str().unwrap()]);
+        run.fails(2, &[&needle, &format!("{name}:{line}:")]);
+        // The same refusal stops a build before anything is fetched or written.
+        let dest = fx.scratch.path().join("hostile");
+        fx.build_host(&[recipe.to_str().unwrap()], &dest)
+            .fails(2, &[&needle]);
+        assert!(!dest.exists(), "{extra}: nothing written");
+    }
+}
+
+/// A `from` that is a symlink in the pin (b13 has ggml/include/ggml-vulkan-link.h) is
+/// refused where the llama.cpp tree is read, before any file is placed.
+#[test]
+fn a_backend_entry_from_a_symlink_in_llama_cpp_is_refused_and_nothing_is_written() {
+    let fx = Fixture::new();
+    let recipe = recipe_with(
+        &fx,
+        "v0.4.0",
+        "backend = [{ from = \"ggml/include/ggml-vulkan.h\", to = \"llama/ggml-vulkan.h\" }, { from = \"ggml/include/ggml-vulkan-link.h\", to = \"llama/ggml-vulkan-link.h\" }]\n",
+    );
+    let name = recipe.file_name().unwrap().to_str().unwrap().to_string();
+    let dest = fx.scratch.path().join("sym");
+    let run = fx.run(&[
+        "fetch",
+        recipe.to_str().unwrap(),
+        "--dest",
+        dest.to_str().unwrap(),
+    ]);
+    run.fails(
+        2,
+        &[
+            "`from = \"ggml/include/ggml-vulkan-link.h\"` is a symlink in llama.cpp",
+            &name,
+            "[llamacpp] backend",
+            "nothing was written",
+            "help:",
+        ],
+    );
+    assert!(!dest.join("src/ollama").exists(), "no tree in place");
+}
+
+/// `ci` over the era-2 tags (check only): recipes from the template, series checked.
+#[test]
+fn ci_checks_the_era_2_tags() {
+    let fx = Fixture::new();
+    let state = fx.scratch.path().join("ci-state.json");
+    let j = fx
+        .run(&[
+            "ci",
+            "--state",
+            state.to_str().unwrap(),
+            "--tags",
+            "v0.4.0..v0.5.2",
+            "--json",
+        ])
+        .ok()
+        .json();
+    crate::ci::assert_report_schema(&j);
+    assert_eq!(j["ok"], true, "{j:#}");
+    let rows = j["tags"].as_array().unwrap();
+    let tags: Vec<&str> = rows.iter().map(|r| r["tag"].as_str().unwrap()).collect();
+    assert_eq!(tags, ["v0.4.0", "v0.5.2"]);
+    for r in rows {
+        assert_eq!(r["era"], "2", "{r:#}");
+        assert_eq!(r["status"], "ok", "{r:#}");
+        let stages: Vec<(&str, &str)> = r["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["stage"].as_str().unwrap(), s["status"].as_str().unwrap()))
+            .collect();
+        assert_eq!(stages, [("recipe", "ok"), ("check", "ok")], "{r:#}");
+    }
+}
