@@ -43,8 +43,8 @@ fn era_2_v0_4_places_the_old_backend_layout_builds_runners_and_generates_on_lava
             ("ggml/src/vulkan-shaders", "llama/ggml-vulkan/vulkan-shaders"),
         ],
         &[
-            ("CPU runners: make", "make -j"),
-            ("Vulkan runner: make", "make -f Makefile.vulkan"),
+            ("CPU runners: make", Some("llama"), "make -j"),
+            ("Vulkan runner: make", Some("llama"), "make -f Makefile.vulkan"),
         ],
         &["cpu", "cpu_avx", "cpu_avx2", "vulkan"],
     );
@@ -64,22 +64,22 @@ fn era_2_v0_5_2_places_the_new_backend_layout_builds_runners_and_generates_on_la
             ("ggml/src/ggml-vulkan", "llama/ggml-vulkan"),
         ],
         &[
-            ("CPU runners: make", "make -f make/Makefile.cpu"),
-            ("Vulkan runner: make", "make -f llama/Makefile.vulkan"),
+            ("CPU runners: make", None, "make -f make/Makefile.cpu"),
+            ("Vulkan runner: make", None, "make -f llama/Makefile.vulkan"),
         ],
         &["cpu_avx", "cpu_avx2", "vulkan"],
     );
 }
 
 /// `pin`: the index of the llama.cpp commit in `fx.llama.commits`; `placed`: the
-/// backend entries the tag keeps (from, to); `steps`: the make steps it keeps (name, the
-/// start of its command); `runners`: the runner dirs of the dist.
+/// backend entries the tag keeps (from, to); `steps`: the make steps it keeps (name, its
+/// working directory, the start of its command); `runners`: the runner dirs of the dist.
 fn build_and_smoke(
     fx: &Fixture,
     tag: &str,
     pin: usize,
     placed: &[(&str, &str)],
-    steps: &[(&str, &str)],
+    steps: &[(&str, Option<&str>, &str)],
     runners: &[&str],
 ) {
     let llama_commit = fx.llama.commits[pin].as_str();
@@ -98,7 +98,7 @@ fn build_and_smoke(
         .run(&["recipe", "show", recipe.to_str().unwrap(), "--json"])
         .ok()
         .json();
-    let shown: Vec<(String, String)> = show["build"]["steps"]
+    let shown: Vec<(String, Option<String>, String)> = show["build"]["steps"]
         .as_array()
         .unwrap_or_else(|| panic!("no build.steps: {show:#}"))
         .iter()
@@ -109,13 +109,18 @@ fn build_and_smoke(
                 .iter()
                 .map(|a| a.as_str().unwrap())
                 .collect();
-            (s["name"].as_str().unwrap().to_string(), run.join(" "))
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["cwd"].as_str().map(String::from),
+                run.join(" "),
+            )
         })
         .collect();
     assert_eq!(shown.len(), 1 + steps.len(), "{shown:#?}");
     assert_eq!(shown[0].0, "ollama: go build");
-    for ((name, run), (want_name, want_run)) in shown[1..].iter().zip(steps) {
+    for ((name, cwd, run), (want_name, want_cwd, want_run)) in shown[1..].iter().zip(steps) {
         assert_eq!(name, want_name, "{shown:#?}");
+        assert_eq!(cwd.as_deref(), *want_cwd, "{name}");
         assert!(run.starts_with(want_run), "{name}: {run}");
     }
     let backend: Vec<(String, String)> = show["llamacpp"]["backend"]
@@ -237,6 +242,10 @@ fn build_and_smoke(
         "the Vulkan runner generated:\n{log}"
     );
     assert!(log.contains("compute pipeline ok"), "{log}");
+    // Built with GPU_RUNNER_CPU_FLAGS (common-defs.make's `avx`) as Go tags, and
+    // GGML_USE_VULKAN for the vendored llama.cpp.
+    assert!(log.contains("system info: AVX = 1 | AVX2 = 0"), "{log}");
+    assert!(!log.contains("no GPU backend"), "{log}");
     let c = &j["runs"][1];
     assert_eq!(c["mode"], "cpu");
     assert_eq!(c["eval_count"], 8);
@@ -254,6 +263,7 @@ fn build_and_smoke(
             && !log.contains("runners/vulkan/ollama_llama_server"),
         "a CPU runner generated:\n{log}"
     );
+    assert!(log.contains("llama: no GPU backend in this build"), "{log}");
 }
 
 /// A per-tag recipe of `tag` with `extra` appended (recipe new writes `[llamacpp]` last,
