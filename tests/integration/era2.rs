@@ -39,12 +39,22 @@ fn era_2_v0_4_places_the_old_backend_layout_builds_runners_and_generates_on_lava
         12,
         &[
             ("ggml/include/ggml-vulkan.h", "llama/ggml-vulkan.h"),
-            ("ggml/src/ggml-vulkan.cpp", "llama/ggml-vulkan/ggml-vulkan.cpp"),
-            ("ggml/src/vulkan-shaders", "llama/ggml-vulkan/vulkan-shaders"),
+            (
+                "ggml/src/ggml-vulkan.cpp",
+                "llama/ggml-vulkan/ggml-vulkan.cpp",
+            ),
+            (
+                "ggml/src/vulkan-shaders",
+                "llama/ggml-vulkan/vulkan-shaders",
+            ),
         ],
         &[
             ("CPU runners: make", Some("llama"), "make -j"),
-            ("Vulkan runner: make", Some("llama"), "make -f Makefile.vulkan"),
+            (
+                "Vulkan runner: make",
+                Some("llama"),
+                "make -f Makefile.vulkan",
+            ),
         ],
         &["cpu", "cpu_avx", "cpu_avx2", "vulkan"],
     );
@@ -271,10 +281,7 @@ fn build_and_smoke(
 fn recipe_with(fx: &Fixture, tag: &str, extra: &str) -> PathBuf {
     let recipe = fx.new_recipe(tag);
     let text = fs::read_to_string(&recipe).unwrap();
-    assert!(
-        text.trim_end().lines().any(|l| l == "[llamacpp]"),
-        "{text}"
-    );
+    assert!(text.trim_end().lines().any(|l| l == "[llamacpp]"), "{text}");
     fs::write(&recipe, text + extra).unwrap();
     recipe
 }
@@ -293,9 +300,7 @@ fn line_of(file: &Path, needle: &str) -> usize {
 fn hostile_step_tags_and_backend_values_are_refused_at_load_with_file_and_line() {
     let fx = Fixture::new();
     let step = |tags: &str| {
-        format!(
-            "\n[[build.steps]]\nname = \"make\"\nrun = [\"make\"]\ntags = {tags}\n"
-        )
+        format!("\n[[build.steps]]\nname = \"make\"\nrun = [\"make\"]\ntags = {tags}\n")
     };
     for (extra, at, needle) in [
         (

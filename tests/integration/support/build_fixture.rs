@@ -1335,11 +1335,23 @@ pub fn era2_ggml_vulkan_cpp() -> String {
 /// ggml/src/vulkan-shaders/ (with vulkan-shaders-gen.cpp), the header in ggml/include/.
 pub fn era2_llama_old_layout() -> Vec<(String, String)> {
     vec![
-        ("ggml/include/ggml-vulkan.h".into(), ERA2_GGML_VULKAN_H.into()),
+        (
+            "ggml/include/ggml-vulkan.h".into(),
+            ERA2_GGML_VULKAN_H.into(),
+        ),
         ("ggml/src/ggml-vulkan.cpp".into(), era2_ggml_vulkan_cpp()),
-        ("ggml/src/vulkan-shaders/CMakeLists.txt".into(), "add_executable(vulkan-shaders-gen vulkan-shaders-gen.cpp)\n".into()),
-        ("ggml/src/vulkan-shaders/vulkan-shaders-gen.cpp".into(), ERA2_SHADERS_GEN_CPP.into()),
-        ("ggml/src/vulkan-shaders/probe.comp".into(), PROBE_COMP.into()),
+        (
+            "ggml/src/vulkan-shaders/CMakeLists.txt".into(),
+            "add_executable(vulkan-shaders-gen vulkan-shaders-gen.cpp)\n".into(),
+        ),
+        (
+            "ggml/src/vulkan-shaders/vulkan-shaders-gen.cpp".into(),
+            ERA2_SHADERS_GEN_CPP.into(),
+        ),
+        (
+            "ggml/src/vulkan-shaders/probe.comp".into(),
+            PROBE_COMP.into(),
+        ),
     ]
 }
 
