@@ -83,8 +83,11 @@ pub fn place_backend(
 
     // The destination: new, and no existing component of it is a symlink.
     let mut at = ollama.to_path_buf();
-    for c in backend.to.split('/') {
+    let parts: Vec<&str> = backend.to.split('/').collect();
+    for (i, c) in parts.iter().enumerate() {
         at.push(c);
+        // The last component may be a file: that is "already exists" below.
+        let inner = i + 1 < parts.len();
         match fs::symlink_metadata(&at) {
             Ok(m) if m.file_type().is_symlink() => {
                 return Err(bad(
@@ -96,7 +99,7 @@ pub fn place_backend(
                     "name a path inside the Ollama tree that no symlink leads to",
                 ))
             }
-            Ok(m) if !m.is_dir() => {
+            Ok(m) if inner && !m.is_dir() => {
                 return Err(bad(
                     format!(
                         "`to = \"{}\"`: `{}` is a file in the Ollama tree",

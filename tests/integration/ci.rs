@@ -484,7 +484,8 @@ fn the_gitlab_matrix_is_a_child_pipeline_with_one_job_per_tag() {
             .as_sequence()
             .unwrap()
             .len(),
-        8
+        10,
+        "v0.0.1, 1a, 1b, the two era-2 tags, two of era 3, one of era 4, two of era 5"
     );
     // Nothing new: a pipeline GitLab accepts (it refuses one with no jobs).
     seed(&fx, "v99.0.0");

@@ -9,6 +9,7 @@ mod ci_script;
 mod ci_workflow;
 mod dockerfile;
 mod era;
+mod era2;
 mod era3;
 mod fetch;
 mod fuzz_corpus;

@@ -518,7 +518,7 @@ fn check_patches_prints_a_tag_by_patch_matrix_from_git_objects() {
         .find(|s| s["series"] == "vk")
         .unwrap();
     let rows = vk["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 13, "every fixture tag");
+    assert_eq!(rows.len(), 14, "every fixture tag");
     let row = |tag: &str| rows.iter().find(|r| r["tag"] == tag).unwrap();
     assert_eq!(row("v0.24.0")["cells"][0]["status"], "clean");
     assert_eq!(row("v0.24.0")["cells"][1]["status"], "clean");

@@ -1208,3 +1208,945 @@ func TestIsGPUBuffer(t *testing.T) {
 	}
 }
 "#;
+
+// ---------------------------------------------------------------------------------------
+// Era 2 (v0.4.0–v0.5.7): llama.cpp vendored flat into llama/ (a cgo package), runners
+// (`ollama_llama_server`, a cgo Go main) built by GNU make; ggml-vulkan is placed from the
+// llama.cpp commit llama/vendoring names, in its old layout (ggml/src/ggml-vulkan.cpp +
+// ggml/src/vulkan-shaders/, v0.4.x's pins) or its new one (ggml/src/ggml-vulkan/, v0.5.2+).
+
+/// ggml-vulkan's public header (ggml/include/ggml-vulkan.h), placed at llama/ggml-vulkan.h.
+pub const ERA2_GGML_VULKAN_H: &str = r##"#pragma once
+
+#include "ggml.h"
+
+#ifdef  __cplusplus
+extern "C" {
+#endif
+
+#define GGML_VK_NAME "Vulkan"
+
+// Enumerates the Vulkan devices ggml uses and builds a compute pipeline on each; a line
+// per device in `out`, the number of devices that work.
+int ggml_vk_probe(char * out, int n);
+
+#ifdef  __cplusplus
+}
+#endif
+"##;
+
+/// A tiny vulkan-shaders-gen with the real one's arguments (`--glslc --input-dir
+/// --output-dir --target-hpp --target-cpp --no-clean`): compiles every shader of the input
+/// directory (the glslc feature tests, test_*_support.comp, aside) to SPIR-V and writes
+/// them as C arrays; a shader glslc refuses is reported and left out.
+pub const ERA2_SHADERS_GEN_CPP: &str = r##"#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace fs = std::filesystem;
+
+int main(int argc, char ** argv) {
+    std::map<std::string, std::string> args;
+    for (int i = 1; i < argc; i++) {
+        std::string a = argv[i];
+        if (a == "--no-clean") {
+            args[a] = "1";
+        } else if (a.rfind("--", 0) == 0 && i + 1 < argc) {
+            args[a] = argv[++i];
+        } else {
+            std::cerr << "vulkan-shaders-gen: unknown argument " << a << std::endl;
+            return 1;
+        }
+    }
+    for (const char * k : {"--glslc", "--input-dir", "--output-dir", "--target-hpp", "--target-cpp"}) {
+        if (!args.count(k)) {
+            std::cerr << "vulkan-shaders-gen: missing " << k << std::endl;
+            return 1;
+        }
+    }
+    fs::create_directories(args["--output-dir"]);
+    std::vector<fs::path> shaders;
+    for (const auto & e : fs::directory_iterator(args["--input-dir"])) {
+        std::string name = e.path().filename().string();
+        if (e.path().extension() == ".comp" && name.rfind("test_", 0) != 0) {
+            shaders.push_back(e.path());
+        }
+    }
+    std::sort(shaders.begin(), shaders.end());
+    std::ofstream hpp(args["--target-hpp"]);
+    std::ofstream cpp(args["--target-cpp"]);
+    hpp << "#include <cstdint>\n\n";
+    cpp << "#include \"" << fs::path(args["--target-hpp"]).filename().string() << "\"\n\n";
+    std::vector<fs::path> spvs;
+    for (const auto & s : shaders) {
+        std::string name = s.stem().string();
+        fs::path spv = fs::path(args["--output-dir"]) / (name + ".spv");
+        std::string cmd = args["--glslc"] + " -fshader-stage=compute --target-env=vulkan1.2 \"" + s.string() + "\" -o \"" + spv.string() + "\"";
+        if (std::system(cmd.c_str()) != 0) {
+            std::cerr << "cannot compile " << name << std::endl;
+            continue;
+        }
+        std::ifstream in(spv, std::ios::binary);
+        std::vector<unsigned char> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        hpp << "extern unsigned char " << name << "_data[" << data.size() << "];\n";
+        hpp << "const uint64_t " << name << "_len = " << data.size() << ";\n";
+        cpp << "alignas(4) unsigned char " << name << "_data[" << data.size() << "] = {";
+        for (size_t i = 0; i < data.size(); i++) {
+            cpp << (i ? "," : "") << (unsigned) data[i];
+        }
+        cpp << "};\n";
+        spvs.push_back(spv);
+        std::cout << "vulkan-shaders-gen: " << name << ": " << data.size() << " bytes" << std::endl;
+    }
+    if (!args.count("--no-clean")) {
+        for (const auto & p : spvs) {
+            fs::remove(p);
+        }
+    }
+    return 0;
+}
+"##;
+
+/// The glslc feature test ggml's build probes for GL_NV_cooperative_matrix2 (new layout;
+/// our Makefile.vulkan builds those shaders only where it compiles).
+const ERA2_COOPMAT2_TEST: &str =
+    "#version 460\n\n#extension GL_NV_cooperative_matrix2 : require\n\nvoid main()\n{\n}\n";
+
+/// The era-2 backend: the fixture's ggml-vulkan.cpp (a device, its pipelines, memory)
+/// with the device probe, on the SPIR-V vulkan-shaders-gen wrote (ggml-vulkan-shaders.hpp).
+pub fn era2_ggml_vulkan_cpp() -> String {
+    let probe = PROBE_C
+        .replace("extern const unsigned char probe_data[];\nextern const unsigned int probe_len;\n", "")
+        .replace("#ifdef GGML_VULKAN_INTEGER_DOT_GLSLC_SUPPORT\nextern const unsigned int dot_len;\n#endif\n", "");
+    assert!(!probe.contains("extern const"), "era-2 probe: {probe}");
+    format!(
+        "#include \"ggml-vulkan.h\"\n#include \"ggml-vulkan-shaders.hpp\"\n\n{GGML_VULKAN_CPP}\n{probe}"
+    )
+}
+
+/// The llama.cpp commit of v0.4.x's pins: the backend in ggml/src/ggml-vulkan.cpp and
+/// ggml/src/vulkan-shaders/ (with vulkan-shaders-gen.cpp), the header in ggml/include/.
+pub fn era2_llama_old_layout() -> Vec<(String, String)> {
+    vec![
+        (
+            "ggml/include/ggml-vulkan.h".into(),
+            ERA2_GGML_VULKAN_H.into(),
+        ),
+        ("ggml/src/ggml-vulkan.cpp".into(), era2_ggml_vulkan_cpp()),
+        (
+            "ggml/src/vulkan-shaders/CMakeLists.txt".into(),
+            "add_executable(vulkan-shaders-gen vulkan-shaders-gen.cpp)\n".into(),
+        ),
+        (
+            "ggml/src/vulkan-shaders/vulkan-shaders-gen.cpp".into(),
+            ERA2_SHADERS_GEN_CPP.into(),
+        ),
+        (
+            "ggml/src/vulkan-shaders/probe.comp".into(),
+            PROBE_COMP.into(),
+        ),
+    ]
+}
+
+/// The llama.cpp commit of v0.5.2+'s pins: everything in ggml/src/ggml-vulkan/.
+pub fn era2_llama_new_layout() -> Vec<(String, String)> {
+    let d = "ggml/src/ggml-vulkan";
+    vec![
+        ("ggml/include/ggml-vulkan.h".into(), ERA2_GGML_VULKAN_H.into()),
+        (format!("{d}/CMakeLists.txt"), "add_subdirectory(vulkan-shaders)\nggml_add_backend_library(ggml-vulkan ggml-vulkan.cpp)\n".into()),
+        (format!("{d}/ggml-vulkan.cpp"), era2_ggml_vulkan_cpp()),
+        (format!("{d}/vulkan-shaders/CMakeLists.txt"), "add_executable(vulkan-shaders-gen vulkan-shaders-gen.cpp)\n".into()),
+        (format!("{d}/vulkan-shaders/vulkan-shaders-gen.cpp"), ERA2_SHADERS_GEN_CPP.into()),
+        (format!("{d}/vulkan-shaders/probe.comp"), PROBE_COMP.into()),
+        (format!("{d}/vulkan-shaders/test_coopmat2_support.comp"), ERA2_COOPMAT2_TEST.into()),
+    ]
+}
+
+/// Ollama's vendored llama.cpp, flat in llama/ (a cgo package): a tiny ggml and llama
+/// whose backend is ggml-vulkan where GGML_USE_VULKAN is set (our Makefile.vulkan's
+/// CGO_CFLAGS/CGO_CXXFLAGS), with ggml-vulkan.h then from the placement, not vendored.
+const ERA2_GGML_H: &str = r##"#pragma once
+
+#ifdef  __cplusplus
+extern "C" {
+#endif
+
+const char * ggml_cpu_features(void);
+
+#ifdef  __cplusplus
+}
+#endif
+"##;
+
+const ERA2_GGML_C: &str = r##"#include "ggml.h"
+
+const char * ggml_cpu_features(void) {
+#if defined(__AVX2__)
+    return "AVX = 1 | AVX2 = 1";
+#elif defined(__AVX__)
+    return "AVX = 1 | AVX2 = 0";
+#else
+    return "AVX = 0 | AVX2 = 0";
+#endif
+}
+"##;
+
+const ERA2_LLAMA_H: &str = r##"#pragma once
+
+#ifdef  __cplusplus
+extern "C" {
+#endif
+
+int llama_backend_probe(char * out, int n);
+const char * llama_print_system_info(void);
+
+#ifdef  __cplusplus
+}
+#endif
+"##;
+
+const ERA2_LLAMA_CPP: &str = r##"#include "llama.h"
+#include "ggml.h"
+
+#include <cstdio>
+
+#ifdef GGML_USE_VULKAN
+#include "ggml-vulkan.h"
+#endif
+
+int llama_backend_probe(char * out, int n) {
+#ifdef GGML_USE_VULKAN
+    return ggml_vk_probe(out, n);
+#else
+    snprintf(out, n, "llama: no GPU backend in this build\n");
+    return 0;
+#endif
+}
+
+const char * llama_print_system_info(void) {
+    return ggml_cpu_features();
+}
+"##;
+
+const ERA2_LLAMA_GO: &str = r##"package llama
+
+/*
+#cgo CFLAGS: -std=c11
+#cgo CXXFLAGS: -std=c++17
+#cgo avx CFLAGS: -mavx
+#cgo avx CXXFLAGS: -mavx
+#cgo avx2 CFLAGS: -mavx2 -mfma -mf16c
+#cgo avx2 CXXFLAGS: -mavx2 -mfma -mf16c
+#include <stdlib.h>
+#include "llama.h"
+*/
+import "C"
+
+import "unsafe"
+
+// CpuFeatures is set at build time (Makefile.default's -X).
+var CpuFeatures = ""
+
+// Probe: what the backend this runner was built with finds (a line per device), and how
+// many devices work (0: CPU only).
+func Probe() (string, int) {
+	buf := (*C.char)(C.malloc(8192))
+	defer C.free(unsafe.Pointer(buf))
+	n := C.llama_backend_probe(buf, 8192)
+	return C.GoString(buf), int(n)
+}
+
+func PrintSystemInfo() string {
+	return C.GoString(C.llama_print_system_info())
+}
+"##;
+
+/// The runner (`ollama_llama_server`): reports its backend's devices, then generates
+/// -n-predict tokens (one per line on stdout), each through the backend (a compute
+/// pipeline on the Vulkan device where there is one). `package main` in v0.4.x; v0.5.2+
+/// moved main to cmd/runner and this became `package runner`.
+const ERA2_RUNNER_GO: &str = r##"package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/ollama/ollama/llama"
+)
+
+func Execute(args []string) error {
+	fs := flag.NewFlagSet("runner", flag.ExitOnError)
+	nPredict := fs.Int("n-predict", 0, "tokens to generate")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	out, n := llama.Probe()
+	fmt.Fprint(os.Stderr, out)
+	fmt.Fprintf(os.Stderr, "system info: %s | CpuFeatures=%q\n", llama.PrintSystemInfo(), llama.CpuFeatures)
+	token := "cpu"
+	if n > 0 {
+		fmt.Fprintf(os.Stderr, "llm_load_tensors: offloaded 2/2 layers to GPU\n")
+		token = "vulkan"
+	}
+	for i := 0; i < *nPredict; i++ {
+		if n > 0 {
+			if _, m := llama.Probe(); m <= 0 {
+				return fmt.Errorf("token %d: no Vulkan device", i)
+			}
+		}
+		fmt.Println(token)
+	}
+	return nil
+}
+
+func main() {
+	if err := Execute(os.Args[1:]); err != nil {
+		fmt.Fprintf(os.Stderr, "error: %s\n", err)
+		os.Exit(1)
+	}
+}
+"##;
+
+/// v0.5.2+'s cmd/runner/main.go (upstream's, verbatim).
+const ERA2_CMD_RUNNER_GO: &str = r##"package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/ollama/ollama/llama/runner"
+)
+
+func main() {
+	if err := runner.Execute(os.Args[1:]); err != nil {
+		fmt.Fprintf(os.Stderr, "error: %s\n", err)
+		os.Exit(1)
+	}
+}
+"##;
+
+/// runners/common.go: where the runners are and which the scheduler picks for a GPU
+/// (ServersForGpu, upstream's logic: by the GPU's Library and Variant, then the best CPU
+/// runner as the fallback).
+const ERA2_RUNNERS_GO: &str = r##"package runners
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/ollama/ollama/discover"
+)
+
+var (
+	runnersDir = ""
+	once       = sync.Once{}
+)
+
+// Return the location where runners were located
+func Locate() string {
+	once.Do(locateRunnersOnce)
+	return runnersDir
+}
+
+// searches for runners in a prioritized set of locations
+// 1. local build, with executable at the top of the tree
+// 2. lib directory relative to executable
+func locateRunnersOnce() {
+	exe, err := os.Executable()
+	if err != nil {
+		slog.Debug("runner locate", "error", err)
+	}
+	paths := []string{
+		filepath.Join(filepath.Dir(exe), "llama", "build", runtime.GOOS+"-"+runtime.GOARCH, "runners"),
+		filepath.Join(filepath.Dir(exe), "..", "lib", "ollama", "runners"),
+	}
+	for _, path := range paths {
+		if _, err := os.Stat(path); err == nil {
+			runnersDir = path
+			slog.Debug("runners located", "dir", runnersDir)
+			return
+		}
+	}
+	slog.Warn("unable to locate runners", "paths", strings.Join(paths, ","))
+}
+
+// Return the list of servers (runner dirs) in payloadsDir
+func GetAvailableServers(payloadsDir string) map[string]string {
+	files, err := filepath.Glob(filepath.Join(payloadsDir, "*", "ollama_llama_server*"))
+	if err != nil {
+		slog.Debug("could not glob", "pattern", payloadsDir, "error", err)
+		return nil
+	}
+	servers := make(map[string]string)
+	for _, file := range files {
+		servers[filepath.Base(filepath.Dir(file))] = filepath.Dir(file)
+	}
+	return servers
+}
+
+// serversForGpu returns a list of compatible servers give the provided GPU
+// info, ordered by performance. assumes Init() has been called
+func ServersForGpu(info discover.GpuInfo) []string {
+	availableServers := GetAvailableServers(Locate())
+	requested := info.Library
+	if info.Variant != discover.CPUCapabilityNone.String() {
+		requested += "_" + info.Variant
+	}
+
+	servers := []string{}
+
+	// exact match first
+	for a := range availableServers {
+		if a == requested {
+			servers = []string{a}
+			break
+		}
+	}
+
+	alt := []string{}
+
+	// Then for GPUs load alternates and sort the list for consistent load ordering
+	if info.Library != "cpu" {
+		for a := range availableServers {
+			if info.Library == strings.Split(a, "_")[0] && a != requested {
+				alt = append(alt, a)
+			}
+		}
+
+		slices.Sort(alt)
+		servers = append(servers, alt...)
+	}
+
+	// Load up the best CPU variant if not primary requested
+	if info.Library != "cpu" {
+		variant := discover.GetCPUCapability()
+		if variant != discover.CPUCapabilityNone {
+			for cmp := range availableServers {
+				if cmp == "cpu_"+variant.String() {
+					servers = append(servers, cmp)
+					break
+				}
+			}
+		} else {
+			servers = append(servers, "cpu")
+		}
+	}
+
+	if len(servers) == 0 {
+		servers = []string{"cpu"}
+	}
+
+	return servers
+}
+"##;
+
+/// discover/cpu_common.go: the CPU's vector extensions (upstream reads them with
+/// golang.org/x/sys/cpu; the fixture has no dependencies) and the CPU entry's Variant.
+const ERA2_CPU_COMMON_GO: &str = r##"package discover
+
+import (
+	"os"
+	"strings"
+)
+
+type CPUCapability uint32
+
+const (
+	CPUCapabilityNone CPUCapability = iota
+	CPUCapabilityAVX
+	CPUCapabilityAVX2
+)
+
+func (c CPUCapability) String() string {
+	switch c {
+	case CPUCapabilityAVX:
+		return "avx"
+	case CPUCapabilityAVX2:
+		return "avx2"
+	default:
+		return "no vector extensions"
+	}
+}
+
+func GetCPUCapability() CPUCapability {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(l, "flags") {
+			continue
+		}
+		flags := " " + strings.Join(strings.Fields(l), " ") + " "
+		if strings.Contains(flags, " avx2 ") {
+			return CPUCapabilityAVX2
+		}
+		if strings.Contains(flags, " avx ") {
+			return CPUCapabilityAVX
+		}
+		break
+	}
+	return CPUCapabilityNone
+}
+
+// As upstream's GetCPUInfo: the CPU entry asks for the runner of its best variant.
+func init() {
+	cpus[0].Variant = GetCPUCapability().String()
+}
+"##;
+
+/// The server's side of era 2 (package main): discover's first GPU picks the runner
+/// (runners.ServersForGpu by its Library: runners/vulkan for the GpuInfo{Library:
+/// "vulkan"} our discover series adds), which then reports the device and generates.
+const ERA2_SERVER_GO: &str = r##"package main
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/ollama/ollama/discover"
+	"github.com/ollama/ollama/runners"
+)
+
+var runner string
+
+func init() {
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	vulkanGate = func() bool {
+		l := discover.GetGPUInfo()
+		if k, v := l.GetVisibleDevicesEnv(); k != "" && v != "" {
+			os.Setenv(k, v)
+		}
+		servers := runners.ServersForGpu(l[0])
+		runner = servers[0]
+		slog.Info("runners", "library", l[0].Library, "variant", l[0].Variant, "servers", strings.Join(servers, ","), "dir", runners.Locate())
+		return l[0].Library == "vulkan"
+	}
+}
+
+// runRunner runs the picked runner for n tokens: its tokens (stdout) and log (stderr,
+// which goes to the server's log too).
+func runRunner(n int) ([]string, string, error) {
+	exe := filepath.Join(runners.Locate(), runner, "ollama_llama_server")
+	slog.Info("starting llama server", "cmd", exe+" -n-predict "+strconv.Itoa(n))
+	cmd := exec.Command(exe, "-n-predict", strconv.Itoa(n))
+	var out, log bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &log
+	err := cmd.Run()
+	os.Stderr.Write(log.Bytes())
+	if err != nil {
+		return nil, log.String(), fmt.Errorf("%s: %w", exe, err)
+	}
+	return strings.Fields(out.String()), log.String(), nil
+}
+
+// runnerProbe: the devices the picked runner's backend finds.
+func runnerProbe() (string, int) {
+	_, log, err := runRunner(0)
+	if err != nil {
+		return err.Error() + "\n", -1
+	}
+	return log, strings.Count(log, "compute pipeline ok")
+}
+
+func runnerGenerate(n int) ([]string, error) {
+	tokens, _, err := runRunner(n)
+	return tokens, err
+}
+"##;
+
+/// Era 2's main.go: the fixture's server, whose device probe and generation go through
+/// the runner the scheduler picked.
+pub fn era2_main_go() -> String {
+    let mut s = MAIN_GO.to_string();
+    for (from, to) in [
+        (
+            "func probe() (string, int) {\n",
+            "func probe() (string, int) {\n\tif runner != \"\" {\n\t\treturn runnerProbe()\n\t}\n",
+        ),
+        (
+            r#"		for i := 0; i < req.Options.NumPredict; i++ {
+			if vulkan {
+				probe() // a compute pipeline on the device per token
+			}
+		}
+		json.NewEncoder(w).Encode(map[string]any{
+			"model": req.Model, "response": strings.Repeat(" vulkan", req.Options.NumPredict), "done": true,
+			"eval_count": req.Options.NumPredict, "eval_duration": time.Since(start).Nanoseconds() + 1,
+		})"#,
+            r#"		tokens, err := runnerGenerate(req.Options.NumPredict)
+		if err != nil {
+			logf("ERROR", "llama runner process has terminated", fmt.Sprintf("error=%q", err.Error()))
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]any{
+			"model": req.Model, "response": " " + strings.Join(tokens, " "), "done": true,
+			"eval_count": len(tokens), "eval_duration": time.Since(start).Nanoseconds() + 1,
+		})"#,
+        ),
+    ] {
+        assert!(s.contains(from), "era-2 main.go: {from}");
+        s = s.replacen(from, to, 1);
+    }
+    s
+}
+
+/// v0.4.x's llama/make/common-defs.make: upstream's variables (Linux only).
+const ERA2_V04_COMMON_DEFS: &str = r##"# Common definitions for the various Makefiles
+# No rules are defined here so this is safe to include at the beginning of other makefiles
+
+OS := $(shell uname -s)
+ARCH ?= $(subst aarch64,arm64,$(subst x86_64,amd64,$(shell uname -m)))
+ifeq ($(OS),Linux)
+	OS := linux
+endif
+comma:= ,
+empty:=
+space:= $(empty) $(empty)
+
+export CGO_CFLAGS_ALLOW = -mfma|-mf16c
+export CGO_CXXFLAGS_ALLOW = -mfma|-mf16c
+export CGO_ENABLED=1
+
+SRC_DIR := $(dir $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST))))))
+BUILD_DIR = $(SRC_DIR)build/$(OS)-$(ARCH)
+DIST_BASE = $(abspath $(SRC_DIR)/../dist/$(OS)-$(ARCH))
+DIST_LIB_DIR = $(DIST_BASE)/lib/ollama
+RUNNERS_DIST_DIR = $(DIST_LIB_DIR)/runners
+RUNNERS_PAYLOAD_DIR = $(abspath $(SRC_DIR)/../build/$(OS)/$(ARCH))
+RUNNERS_BUILD_DIR = $(BUILD_DIR)/runners
+DEFAULT_RUNNER := cpu
+GZIP:=$(shell command -v pigz 2>/dev/null || echo "gzip")
+CCACHE:=$(shell command -v ccache 2>/dev/null || echo "")
+VERSION?=$(shell git describe --tags --first-parent --abbrev=7 --long --dirty --always | sed -e "s/^v//g")
+
+# Conditionally enable ccache for cgo builds too
+ifneq ($(CCACHE),)
+	CC=$(CCACHE) gcc
+	CXX=$(CCACHE) g++
+	export CC
+	export CXX
+endif
+
+# Override in environment space separated to tune GPU runner CPU vector flags
+ifeq ($(ARCH),amd64)
+	GPU_RUNNER_CPU_FLAGS ?= avx
+endif
+
+CP := cp -af
+OBJ_EXT := o
+SHARED_EXT := so
+SHARED_PREFIX := lib
+CPU_FLAG_PREFIX := -m
+
+COMMON_SRCS := \
+	$(wildcard *.c) \
+	$(wildcard *.cpp)
+COMMON_HDRS := \
+	$(wildcard *.h) \
+	$(wildcard *.hpp)
+"##;
+
+/// v0.4.x's llama/Makefile (run from llama/): the `default` runners, CUDA/ROCm where found.
+const ERA2_V04_LLAMA_MAKEFILE: &str = r##"# top level makefile for Go server
+include make/common-defs.make
+
+RUNNER_TARGETS := default
+
+# Determine which if any GPU runners we should build
+HIP_PATH?=/opt/rocm
+HIP_LIB_DIR := $(shell ls -d $(HIP_PATH)/lib 2>/dev/null)
+CUDA_PATH?=/usr/local/cuda
+CUDA_11:=$(shell ls -d $(CUDA_PATH)-11 2>/dev/null)
+CUDA_12:=$(shell ls -d $(CUDA_PATH)-12 2>/dev/null)
+
+ifeq ($(OLLAMA_SKIP_CUDA_GENERATE),)
+ifneq ($(CUDA_11),)
+	RUNNER_TARGETS += cuda_v11
+endif
+ifneq ($(CUDA_12),)
+	RUNNER_TARGETS += cuda_v12
+endif
+endif
+ifeq ($(OLLAMA_SKIP_ROCM_GENERATE),)
+ifneq ($(HIP_LIB_DIR),)
+	RUNNER_TARGETS += rocm
+endif
+endif
+
+
+all: clean-payload .WAIT runners
+
+runners: $(RUNNER_TARGETS)
+
+$(RUNNER_TARGETS):
+	$(MAKE) -f make/Makefile.$@
+
+clean:
+	rm -rf $(BUILD_DIR) $(DIST_RUNNERS) $(PAYLOAD_RUNNERS)
+	go clean -cache
+
+clean-payload:
+	rm -rf $(addprefix $(RUNNERS_PAYLOAD_DIR)/, $(RUNNER_TARGETS) metal cpu cpu_avx cpu_avx2)
+
+.PHONY: all runners clean clean-payload $(RUNNER_TARGETS) .WAIT
+
+# Handy debugging for make variables
+print-%:
+	@echo '$*=$($*)'
+"##;
+
+/// v0.4.x's llama/make/Makefile.default: cpu, cpu_avx, cpu_avx2 from ./runner.
+const ERA2_V04_MAKEFILE_DEFAULT: &str = r##"# Build the default runner(s) for the platform which do not rely on 3rd party GPU libraries
+# On other platforms this builds the CPU runner(s)
+
+include make/common-defs.make
+
+CPU_GOFLAGS="-ldflags=-w -s \"-X=github.com/ollama/ollama/version.Version=$(VERSION)\" \"-X=github.com/ollama/ollama/llama.CpuFeatures=$(subst $(space),$(comma),$(TARGET_CPU_FLAGS))\" $(TARGET_LDFLAGS)"
+RUNNERS := $(DEFAULT_RUNNER)
+ifeq ($(ARCH),amd64)
+ifeq ($(CUSTOM_CPU_FLAGS),)
+	RUNNERS += cpu_avx cpu_avx2
+endif
+endif
+
+DIST_RUNNERS = $(addprefix $(RUNNERS_DIST_DIR)/,$(addsuffix /ollama_llama_server$(EXE_EXT),$(RUNNERS)))
+PAYLOAD_RUNNERS = $(addprefix $(RUNNERS_PAYLOAD_DIR)/,$(addsuffix /ollama_llama_server$(EXE_EXT).gz,$(RUNNERS)))
+BUILD_RUNNERS = $(addprefix $(RUNNERS_BUILD_DIR)/,$(addsuffix /ollama_llama_server$(EXE_EXT),$(RUNNERS)))
+
+all: $(BUILD_RUNNERS) $(DIST_RUNNERS) $(PAYLOAD_RUNNERS)
+
+$(RUNNERS_BUILD_DIR)/$(DEFAULT_RUNNER)/ollama_llama_server$(EXE_EXT): TARGET_CPU_FLAGS=$(CUSTOM_CPU_FLAGS)
+$(RUNNERS_BUILD_DIR)/$(DEFAULT_RUNNER)/ollama_llama_server$(EXE_EXT): *.go ./runner/*.go $(COMMON_SRCS) $(COMMON_HDRS)
+	@-mkdir -p $(dir $@)
+	GOARCH=$(ARCH) go build -buildmode=pie $(CPU_GOFLAGS) -trimpath $(if $(CUSTOM_CPU_FLAGS),-tags $(subst $(space),$(comma),$(CUSTOM_CPU_FLAGS)))  -o $@ ./runner
+
+$(RUNNERS_BUILD_DIR)/cpu_avx/ollama_llama_server$(EXE_EXT): TARGET_CPU_FLAGS="avx"
+$(RUNNERS_BUILD_DIR)/cpu_avx/ollama_llama_server$(EXE_EXT): *.go ./runner/*.go $(COMMON_SRCS) $(COMMON_HDRS)
+	@-mkdir -p $(dir $@)
+	GOARCH=$(ARCH) go build -buildmode=pie $(CPU_GOFLAGS) -trimpath -tags $(subst $(space),$(comma),$(TARGET_CPU_FLAGS)) -o $@ ./runner
+
+$(RUNNERS_BUILD_DIR)/cpu_avx2/ollama_llama_server$(EXE_EXT): TARGET_CPU_FLAGS="avx avx2"
+$(RUNNERS_BUILD_DIR)/cpu_avx2/ollama_llama_server$(EXE_EXT): *.go ./runner/*.go $(COMMON_SRCS) $(COMMON_HDRS)
+	@-mkdir -p $(dir $@)
+	GOARCH=$(ARCH) go build -buildmode=pie $(CPU_GOFLAGS) -trimpath -tags $(subst $(space),$(comma),$(TARGET_CPU_FLAGS)) -o $@ ./runner
+
+$(RUNNERS_DIST_DIR)/%: $(RUNNERS_BUILD_DIR)/%
+	@-mkdir -p $(dir $@)
+	cp $< $@
+
+$(RUNNERS_PAYLOAD_DIR)/%/ollama_llama_server$(EXE_EXT).gz: $(RUNNERS_BUILD_DIR)/%/ollama_llama_server$(EXE_EXT)
+	@-mkdir -p $(dir $@)
+	${GZIP} --best -c $< > $@
+
+clean:
+	rm -f $(BUILD_RUNNERS) $(DIST_RUNNERS) $(PAYLOAD_RUNNERS)
+
+.PHONY: clean all
+
+# Handy debugging for make variables
+print-%:
+	@echo '$*=$($*)'
+"##;
+
+/// v0.5.2+'s make/common-defs.make (run from the root).
+const ERA2_V05_COMMON_DEFS: &str = r##"# Common definitions for the various Makefiles
+# No rules are defined here so this is safe to include at the beginning of other makefiles
+
+OS := $(shell uname -s)
+ARCH ?= $(subst aarch64,arm64,$(subst x86_64,amd64,$(shell uname -m)))
+ifeq ($(OS),Linux)
+	OS := linux
+endif
+comma:= ,
+empty:=
+space:= $(empty) $(empty)
+
+export CGO_CFLAGS_ALLOW = -mfma|-mf16c
+export CGO_CXXFLAGS_ALLOW = -mfma|-mf16c
+export CGO_ENABLED=1
+
+BUILD_DIR = ./llama/build/$(OS)-$(ARCH)
+DIST_BASE = ./dist/$(OS)-$(ARCH)
+
+CCACHE:=$(shell command -v ccache 2>/dev/null || echo "")
+DIST_OLLAMA_EXE=$(DIST_BASE)/bin/ollama$(EXE_EXT)
+DIST_LIB_DIR = $(DIST_BASE)/lib/ollama
+RUNNERS_DIST_DIR = $(DIST_LIB_DIR)/runners
+RUNNERS_BUILD_DIR = $(BUILD_DIR)/runners
+VERSION?=$(shell git describe --tags --first-parent --abbrev=7 --long --dirty --always | sed -e "s/^v//g")
+
+# Conditionally enable ccache for cgo builds too
+ifneq ($(CCACHE),)
+	CC?=$(CCACHE) gcc
+	CXX?=$(CCACHE) g++
+	export CC
+	export CXX
+endif
+
+
+# Override in environment to tune CPU vector flags
+ifeq ($(ARCH),amd64)
+ifeq ($(origin CUSTOM_CPU_FLAGS),undefined)
+	GPU_RUNNER_CPU_FLAGS=avx
+	GPU_RUNNER_EXTRA_VARIANT=_avx
+else
+	GPU_RUNNER_CPU_FLAGS=$(subst $(comma),$(space),$(CUSTOM_CPU_FLAGS))
+endif
+endif
+
+CP := cp -df
+OBJ_EXT := o
+SHARED_EXT := so
+SHARED_PREFIX := lib
+CPU_FLAG_PREFIX := -m
+
+COMMON_SRCS := \
+	$(wildcard ./llama/*.c) \
+	$(wildcard ./llama/*.cpp)
+COMMON_HDRS := \
+	$(wildcard ./llama/*.h) \
+	$(wildcard ./llama/*.hpp)
+
+OLLAMA_EXE=./ollama$(EXE_EXT)
+"##;
+
+/// v0.5.2+'s make/Makefile.cpu: cpu_avx and cpu_avx2 from ./cmd/runner.
+const ERA2_V05_MAKEFILE_CPU: &str = r##"# Build the discrete cpu runner(s) for the platform which do not rely on 3rd party GPU libraries
+
+include make/common-defs.make
+
+CPU_GOFLAGS="-ldflags=-w -s \"-X=github.com/ollama/ollama/version.Version=$(VERSION)\"  $(TARGET_LDFLAGS)"
+ifeq ($(ARCH),amd64)
+ifeq ($(origin CUSTOM_CPU_FLAGS),undefined)
+	RUNNERS = cpu_avx cpu_avx2
+endif
+endif
+
+DIST_RUNNERS = $(addprefix $(RUNNERS_DIST_DIR)/,$(addsuffix /ollama_llama_server$(EXE_EXT),$(RUNNERS)))
+BUILD_RUNNERS = $(addprefix $(RUNNERS_BUILD_DIR)/,$(addsuffix /ollama_llama_server$(EXE_EXT),$(RUNNERS)))
+
+cpu: $(BUILD_RUNNERS)
+
+dist: $(DIST_RUNNERS)
+
+$(RUNNERS_BUILD_DIR)/cpu_avx/ollama_llama_server$(EXE_EXT): TARGET_CPU_FLAGS="avx"
+$(RUNNERS_BUILD_DIR)/cpu_avx/ollama_llama_server$(EXE_EXT): ./llama/*.go ./llama/runner/*.go $(COMMON_SRCS) $(COMMON_HDRS)
+	@-mkdir -p $(dir $@)
+	GOARCH=$(ARCH) go build -buildmode=pie $(CPU_GOFLAGS) -trimpath -tags $(subst $(space),$(comma),$(TARGET_CPU_FLAGS)) -o $@ ./cmd/runner
+
+$(RUNNERS_BUILD_DIR)/cpu_avx2/ollama_llama_server$(EXE_EXT): TARGET_CPU_FLAGS="avx avx2"
+$(RUNNERS_BUILD_DIR)/cpu_avx2/ollama_llama_server$(EXE_EXT): ./llama/*.go ./llama/runner/*.go $(COMMON_SRCS) $(COMMON_HDRS)
+	@-mkdir -p $(dir $@)
+	GOARCH=$(ARCH) go build -buildmode=pie $(CPU_GOFLAGS) -trimpath -tags $(subst $(space),$(comma),$(TARGET_CPU_FLAGS)) -o $@ ./cmd/runner
+
+$(RUNNERS_DIST_DIR)/%: $(RUNNERS_BUILD_DIR)/%
+	@-mkdir -p $(dir $@)
+	cp $< $@
+
+clean:
+	rm -f $(BUILD_RUNNERS) $(DIST_RUNNERS)
+
+.PHONY: clean cpu dist
+
+# Handy debugging for make variables
+print-%:
+	@echo '$*=$($*)'
+"##;
+
+/// v0.5.2+'s root Makefile (the runner targets; the fixture has no exe target).
+const ERA2_V05_MAKEFILE: &str = r##"# top level makefile for Ollama
+include make/common-defs.make
+
+ifeq ($(CUSTOM_CPU_FLAGS),)
+ifeq ($(ARCH),amd64)
+	RUNNER_TARGETS=cpu
+endif
+endif
+
+all: runners
+
+dist: $(addprefix dist_, $(RUNNER_TARGETS))
+
+dist_%:
+	@$(MAKE) --no-print-directory -f make/Makefile.$* dist
+
+runners: $(RUNNER_TARGETS)
+
+$(RUNNER_TARGETS):
+	@$(MAKE) --no-print-directory -f make/Makefile.$@
+
+.PHONY: all dist runners $(RUNNER_TARGETS)
+"##;
+
+/// An era-2 Ollama tree (besides go.mod and hello.go): `late` is v0.5.2+'s layout (root
+/// make/, runner main in cmd/runner), else v0.4.x's (llama/Makefile + llama/make/, main
+/// in llama/runner).
+pub fn era2_ollama_files(base: &str, late: bool) -> Vec<(String, String)> {
+    let mut f: Vec<(String, String)> = vec![
+        ("llama/vendoring".into(), format!("LLAMACPP_BASE_COMMIT={base}\n")),
+        ("main.go".into(), era2_main_go()),
+        ("server.go".into(), ERA2_SERVER_GO.into()),
+        ("runners/common.go".into(), ERA2_RUNNERS_GO.into()),
+        (
+            "discover/types.go".into(),
+            GPU_TYPES_GO.replace("package gpu", "package discover").replace(
+                "\tLibrary       string `json:\"library,omitempty\"`\n",
+                "\tLibrary       string `json:\"library,omitempty\"`\n\tVariant       string `json:\"variant\"`\n",
+            ),
+        ),
+        ("discover/gpu.go".into(), GPU_GO.replace("package gpu", "package discover")),
+        ("discover/cpu_common.go".into(), ERA2_CPU_COMMON_GO.into()),
+        ("format/bytes.go".into(), FORMAT_GO.into()),
+        ("llama/ggml.h".into(), ERA2_GGML_H.into()),
+        ("llama/ggml.c".into(), ERA2_GGML_C.into()),
+        ("llama/llama.h".into(), ERA2_LLAMA_H.into()),
+        ("llama/llama.cpp".into(), ERA2_LLAMA_CPP.into()),
+        ("llama/llama.go".into(), ERA2_LLAMA_GO.into()),
+    ];
+    assert!(f[4].1.contains("Variant"), "era-2 GpuInfo has a Variant");
+    if late {
+        f.extend([
+            ("Makefile".into(), ERA2_V05_MAKEFILE.into()),
+            ("make/common-defs.make".into(), ERA2_V05_COMMON_DEFS.into()),
+            ("make/Makefile.cpu".into(), ERA2_V05_MAKEFILE_CPU.into()),
+            (
+                "llama/runner/runner.go".into(),
+                ERA2_RUNNER_GO
+                    .replacen("package main", "package runner", 1)
+                    .replace("\nfunc main() {\n\tif err := Execute(os.Args[1:]); err != nil {\n\t\tfmt.Fprintf(os.Stderr, \"error: %s\\n\", err)\n\t\tos.Exit(1)\n\t}\n}\n", ""),
+            ),
+            ("cmd/runner/main.go".into(), ERA2_CMD_RUNNER_GO.into()),
+        ]);
+    } else {
+        f.extend([
+            (
+                "Makefile".into(),
+                "GOALS := $(or $(MAKECMDGOALS),all)\n.PHONY: $(GOALS)\n$(GOALS):\n\t$(MAKE) -C llama $@\n".into(),
+            ),
+            ("llama/Makefile".into(), ERA2_V04_LLAMA_MAKEFILE.into()),
+            ("llama/make/common-defs.make".into(), ERA2_V04_COMMON_DEFS.into()),
+            ("llama/make/Makefile.default".into(), ERA2_V04_MAKEFILE_DEFAULT.into()),
+            ("llama/runner/runner.go".into(), ERA2_RUNNER_GO.into()),
+        ]);
+    }
+    f
+}

@@ -328,6 +328,31 @@ impl MiniLlama {
         }
         MiniLlama { repo, commits }
     }
+
+    /// Replaces `remove` (paths) with `files` and `links` (path, target) in one commit on
+    /// master: the next build number.
+    pub fn commit_layout(
+        &mut self,
+        remove: &[&str],
+        files: &[(String, String)],
+        links: &[(&str, &str)],
+        msg: &str,
+    ) -> String {
+        for r in remove {
+            git(&self.repo.dir, &["rm", "-rq", "--ignore-unmatch", r]);
+        }
+        for (path, content) in files {
+            self.repo.write(path, content);
+        }
+        for (path, target) in links {
+            let p = self.repo.dir.join(path);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(target, p).unwrap();
+        }
+        let c = self.repo.commit(msg);
+        self.commits.push(c.clone());
+        c
+    }
 }
 
 /// A minimal compute shader for glslc.
@@ -368,7 +393,12 @@ pub enum Layout<'a> {
     OneB {
         llama: &'a str,
     },
+    /// v0.4.x: llama/Makefile + llama/make/, the runner's main in llama/runner.
     Two {
+        base: &'a str,
+    },
+    /// v0.5.2+: root make/, the runner's main in cmd/runner.
+    TwoLate {
         base: &'a str,
     },
     Three {
@@ -448,9 +478,13 @@ impl Upstream {
                 ));
                 link = Some(("llm/llama.cpp", llama));
             }
-            Layout::Two { base } => {
-                files.push(("llama/vendoring", format!("LLAMACPP_BASE_COMMIT={base}\n")));
-                files.push(("Makefile", "all:\n\t$(MAKE) -C llama\n".into()));
+            Layout::Two { base } | Layout::TwoLate { base } => {
+                // Vendored llama/ without ggml-vulkan, GNU make runners, the era-3 gpu
+                // package as discover/ (our vulkan-era3-discover series applies).
+                vendored = build_fixture::era2_ollama_files(
+                    base,
+                    matches!(layout, Layout::TwoLate { .. }),
+                );
             }
             Layout::Three { fetch_head }
             | Layout::ThreeLate { fetch_head }
@@ -720,14 +754,33 @@ impl Fixture {
     pub fn new() -> Fixture {
         let scratch = Scratch::new();
         // b1..b12; Vulkan from b5; only b3 and b10 are tagged.
-        let llama = MiniLlama::create(scratch.path().join("up/llama.cpp"), 12, 5, &[3, 10]);
+        let mut llama = MiniLlama::create(scratch.path().join("up/llama.cpp"), 12, 5, &[3, 10]);
+        // Era 2's pins: b13 has ggml-vulkan in its old layout (v0.4.x), b14 in its new one
+        // (v0.5.2+), each with the header in ggml/include/ (and b13 a symlink beside it).
+        let old = llama.commit_layout(
+            &["ggml/src/ggml-vulkan"],
+            &build_fixture::era2_llama_old_layout(),
+            &[("ggml/include/ggml-vulkan-link.h", "ggml-vulkan.h")],
+            "build 13",
+        );
+        let new = llama.commit_layout(
+            &[
+                "ggml/src/ggml-vulkan.cpp",
+                "ggml/src/vulkan-shaders",
+                "ggml/include/ggml-vulkan-link.h",
+            ],
+            &build_fixture::era2_llama_new_layout(),
+            &[],
+            "build 14",
+        );
         let ollama = Upstream::init(scratch.path().join("up/ollama"));
         let c = |k: usize| llama.commits[k - 1].clone();
         ollama.release("v0.1.17", Layout::Zero { gguf: &c(1) });
         ollama.release("v0.1.22", Layout::OneA { llama: &c(3) });
         ollama.release("v0.1.23", Layout::OneA { llama: &c(5) });
         ollama.release("v0.1.48", Layout::OneB { llama: &c(6) });
-        ollama.release("v0.4.0", Layout::Two { base: &c(7) });
+        ollama.release("v0.4.0", Layout::Two { base: &old });
+        ollama.release("v0.5.2", Layout::TwoLate { base: &new });
         ollama.release(
             "v0.9.0",
             Layout::Three {
