@@ -223,6 +223,21 @@ pub fn build(req: &BuildRequest<'_>) -> Result<Built, BuildError> {
             recipe: r.path.display().to_string(),
         });
     }
+    if !r.build.arches.is_empty() && !r.build.arches.iter().any(|a| a == req.target.name()) {
+        return Err(BuildError::Cross {
+            what: format!(
+                "{}: era {} builds {} only, not {}",
+                r.path.display(),
+                r.era,
+                r.build.arches.join(", "),
+                req.target.name()
+            ),
+            help: format!(
+                "the template's `[build] arches` says which targets its steps can make (era 2's make files take ARCH from uname and build CPU runners for amd64 only); build {} from a tag of era 3 or later (v0.5.8 and newer)",
+                req.target.name()
+            ),
+        });
+    }
     fs::create_dir_all(req.dest).map_err(io(format!("creating {}", req.dest.display())))?;
     let dest =
         fs::canonicalize(req.dest).map_err(io(format!("resolving {}", req.dest.display())))?;

@@ -668,7 +668,25 @@ fn resolve(me: &Parsed, t: Option<&Parsed>, project: &Project, cx: &mut Ctx) -> 
         ),
         cross_packages: base.cross_target.clone(),
         keep_build_dirs: list(|b| b.keep_build_dirs.as_ref()),
+        arches: list(|b| b.arches.as_ref()),
     };
+    for a in &build.arches {
+        if !crate::target::Arch::ALL.iter().any(|k| k.name() == a) {
+            cx.err(
+                key_at(
+                    if mb.is_some_and(|b| b.arches.is_some()) {
+                        me
+                    } else {
+                        t.unwrap_or(me)
+                    },
+                    "arches",
+                    "",
+                ),
+                format!("[build] arches: `{a}` is not an architecture this tool builds"),
+                "list some of \"amd64\", \"arm64\" (or leave `arches` out: every one)",
+            );
+        }
+    }
     // Steps with `tags`: every range checked; a tag's recipe keeps the steps for it.
     let steps_in = if mb.is_some_and(|b| b.steps.is_some()) {
         me

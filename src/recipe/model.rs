@@ -135,6 +135,8 @@ pub struct RawBuild {
     /// Added to the list (the template's, then the recipe's).
     pub builder_packages_extra: Option<Vec<String>>,
     pub keep_build_dirs: Option<Vec<String>>,
+    /// The architectures the era's steps can build for (absent: every one).
+    pub arches: Option<Vec<String>>,
 }
 
 /// One compile step of the era: argv run in a tree, with placeholders expanded at build
@@ -397,6 +399,9 @@ pub struct Build {
     /// Build output dirs in the Ollama tree carried into a refetched tree of the same pins
     /// (with deterministic source mtimes, rebuilds are incremental).
     pub keep_build_dirs: Vec<String>,
+    /// `[build] arches`: the targets the steps can build (empty: every one).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub arches: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -330,6 +330,11 @@ fn hostile_step_tags_and_backend_values_are_refused_at_load_with_file_and_line()
             "unknown field `upto`".to_string(),
         ),
         (
+            "\n[build]\narches = [\"sparc\"]\n".to_string(),
+            "arches = ",
+            "[build] arches: `sparc` is not an architecture this tool builds".to_string(),
+        ),
+        (
             "backend = 3\n".to_string(),
             "backend = 3",
             "expected `{ from = \"…\", to = \"…\" }` or a list of them, not a integer".to_string(),
@@ -411,4 +416,30 @@ fn ci_checks_the_era_2_tags() {
             .collect();
         assert_eq!(stages, [("recipe", "ok"), ("check", "ok")], "{r:#}");
     }
+}
+
+/// The template's `[build] arches = ["amd64"]`: an arm64 build of an era-2 tag is refused
+/// (exit 3, unsupported) before a builder root is made or anything is written.
+#[test]
+fn an_era_2_build_for_arm64_is_refused_naming_the_era_and_the_fix() {
+    let fx = Fixture::new();
+    let recipe = fx.new_recipe("v0.5.2");
+    let dest = fx.scratch.path().join("arm64");
+    fx.run(&[
+        "build",
+        recipe.to_str().unwrap(),
+        "--arch",
+        "arm64",
+        "--dest",
+        dest.to_str().unwrap(),
+    ])
+    .fails(
+        3,
+        &[
+            "era 2 builds amd64 only, not arm64",
+            "from a tag of era 3 or later",
+            "help:",
+        ],
+    );
+    assert!(!dest.exists(), "nothing written");
 }
