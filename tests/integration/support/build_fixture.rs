@@ -1496,15 +1496,50 @@ func Execute(args []string) error {
 		fmt.Fprintf(os.Stderr, "llm_load_tensors: offloaded 2/2 layers to GPU\n")
 		token = "vulkan"
 	}
-	for i := 0; i < *nPredict; i++ {
-		if n > 0 {
+	var failed error
+	s := &server{seqs: []*sequence{{numPredict: *nPredict}}}
+	for s.processBatch(func(i int) {
+		if n > 0 && failed == nil {
 			if _, m := llama.Probe(); m <= 0 {
-				return fmt.Errorf("token %d: no Vulkan device", i)
+				failed = fmt.Errorf("token %d: no Vulkan device", i)
 			}
 		}
 		fmt.Println(token)
+	}) {
 	}
-	return nil
+	return failed
+}
+
+type sequence struct{ numPredict, numPredicted int }
+
+type server struct{ seqs []*sequence }
+
+func (s *server) removeSequence(i int, reason string) { s.seqs[i] = nil }
+
+// processBatch is upstream's limit check in its loop over sequences: v0.4.0-v0.4.1 let
+// one token past num_predict through (`>`), fixed in v0.4.2 (`>=`).
+func (s *server) processBatch(emit func(int)) bool {
+	live := false
+	for seqIdx, seq := range s.seqs {
+		if seq == nil {
+			continue
+		}
+
+		// if past the num predict limit
+		if seq.numPredict > 0 && seq.numPredicted > seq.numPredict {
+			s.removeSequence(seqIdx, "limit")
+			continue
+		}
+
+		if seq.numPredict <= 0 || seq.numPredicted >= 4096 {
+			s.removeSequence(seqIdx, "stop")
+			continue
+		}
+		live = true
+		emit(seq.numPredicted)
+		seq.numPredicted++
+	}
+	return live
 }
 
 func main() {
@@ -2132,6 +2167,7 @@ pub fn era2_ollama_files(base: &str, late: bool) -> Vec<(String, String)> {
                 "llama/runner/runner.go".into(),
                 ERA2_RUNNER_GO
                     .replacen("package main", "package runner", 1)
+                    .replace("seq.numPredicted > seq.numPredict {", "seq.numPredicted >= seq.numPredict {")
                     .replace("\nfunc main() {\n\tif err := Execute(os.Args[1:]); err != nil {\n\t\tfmt.Fprintf(os.Stderr, \"error: %s\\n\", err)\n\t\tos.Exit(1)\n\t}\n}\n", ""),
             ),
             ("cmd/runner/main.go".into(), ERA2_CMD_RUNNER_GO.into()),
