@@ -161,23 +161,7 @@ fn build_and_smoke(
     assert_eq!(backend, want);
 
     // Our series apply to the pinned tree.
-    let check = fx
-        .run(&["prepare", recipe.to_str().unwrap(), "--check", "--json"])
-        .ok()
-        .json();
-    let names: Vec<&str> = check["series"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["series"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, series);
-    let patches: usize = check["series"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["patches"].as_array().unwrap().len())
-        .sum();
+    let patches = crate::era3::check_series(fx, &recipe, series);
 
     let dest = fx.scratch.path().join(format!("b-{tag}"));
     let b = fx.build_host(&[recipe.to_str().unwrap()], &dest);

@@ -61,23 +61,7 @@ fn build_and_smoke(fx: &Fixture, tag: &str, series: &[&str]) {
     let recipe = PathBuf::from(j["recipe_path"].as_str().unwrap());
 
     // The series apply to the pinned tree (the placed files are not needed for that).
-    let check = fx
-        .run(&["prepare", recipe.to_str().unwrap(), "--check", "--json"])
-        .ok()
-        .json();
-    let names: Vec<&str> = check["series"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["series"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, series);
-    let patches: usize = check["series"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["patches"].as_array().unwrap().len())
-        .sum();
+    let patches = crate::era3::check_series(fx, &recipe, series);
 
     let dest = fx.scratch.path().join(format!("b-{tag}"));
     let b = fx
@@ -338,4 +322,19 @@ fn bad_unsupported_entries_in_a_template_are_refused_with_file_and_line() {
         fx.run(&["recipe", "check", t.to_str().unwrap()])
             .fails(2, &[needle, "era-3.toml:"]);
     }
+}
+
+/// `prepare --check --json` of `recipe`: the series it applies are `series`, in order;
+/// returns how many patches they hold (the commits on top of the placement).
+pub(crate) fn check_series(fx: &Fixture, recipe: &Path, series: &[&str]) -> usize {
+    let check = fx
+        .run(&["prepare", recipe.to_str().unwrap(), "--check", "--json"])
+        .ok()
+        .json();
+    let list = check["series"].as_array().unwrap();
+    let names: Vec<&str> = list.iter().map(|s| s["series"].as_str().unwrap()).collect();
+    assert_eq!(names, series);
+    list.iter()
+        .map(|s| s["patches"].as_array().unwrap().len())
+        .sum()
 }
