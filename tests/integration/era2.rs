@@ -7,24 +7,10 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::support::Fixture;
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let o = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use crate::era3::git;
 
 const SERIES: [&str; 2] = ["vulkan-era2-runner", "vulkan-era3-discover"];
 /// v0.4.0-ci3–v0.4.1 also get upstream's v0.4.2 num_predict fix (the fixture runner has

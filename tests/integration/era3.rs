@@ -9,7 +9,7 @@ use std::process::Command;
 
 use crate::support::Fixture;
 
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let o = Command::new("git")
         .arg("-C")
         .arg(dir)
